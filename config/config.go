@@ -1,0 +1,150 @@
+package config
+
+import (
+	"text/template"
+
+	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+)
+
+// InjectionConfig is the injection config: the "config" key of Istio's
+// istio-sidecar-injector ConfigMap.
+type InjectionConfig struct {
+	// Policy is "enabled" (inject unless opted out) or "disabled" (inject only
+	// when opted in). Default "enabled".
+	Policy string `json:"policy,omitempty"`
+	// DefaultTemplates are used when a pod names none. Default [sidecar].
+	DefaultTemplates []string `json:"defaultTemplates,omitempty"`
+	// Templates maps a name to Go template text. Entries replace built-ins of
+	// the same name; new names are added.
+	Templates map[string]string `json:"templates,omitempty"`
+	// Aliases maps a name to the templates it stands for (one level).
+	Aliases map[string][]string `json:"aliases,omitempty"`
+	// NeverInjectSelector: pods matching any of these are not injected by
+	// default.
+	NeverInjectSelector []metav1.LabelSelector `json:"neverInjectSelector,omitempty"`
+	// AlwaysInjectSelector: pods matching any of these are injected by default.
+	AlwaysInjectSelector []metav1.LabelSelector `json:"alwaysInjectSelector,omitempty"`
+	// InjectedAnnotations are added to every injected pod, last.
+	InjectedAnnotations map[string]string `json:"injectedAnnotations,omitempty"`
+}
+
+// Config is a loaded, validated configuration. It is read-only once Load
+// returns it.
+type Config struct {
+	// Injection is the injection config with the built-in templates added.
+	Injection InjectionConfig
+	// Values is the merged values tree, exposed to templates as .Values.
+	Values map[string]any
+	// Typed is the part of Values the engine reads, decoded and validated.
+	Typed Values
+	// Mesh is the merged mesh config, exposed to templates as .MeshConfig.
+	Mesh *meshv1alpha1.MeshConfig
+	// DefaultProxyConfig is Istio's built-in default ProxyConfig; fields
+	// equal to it are left out of PROXY_CONFIG.
+	DefaultProxyConfig *meshv1alpha1.ProxyConfig
+	// Revision is the control-plane revision, "" for the default one.
+	Revision string
+	// Templates are the compiled templates by name.
+	Templates map[string]*template.Template
+	// NeverInject and AlwaysInject are the compiled selectors.
+	NeverInject, AlwaysInject []labels.Selector
+}
+
+// RevisionName returns the revision as it appears on pods: "default" for
+// the default revision.
+func (c *Config) RevisionName() string {
+	if c.Revision == "" {
+		return "default"
+	}
+	return c.Revision
+}
+
+// Values is the part of the values tree the engine reads.
+type Values struct {
+	Global                 GlobalValues                 `json:"global"`
+	SidecarInjectorWebhook SidecarInjectorWebhookValues `json:"sidecarInjectorWebhook"`
+	Pilot                  PilotValues                  `json:"pilot"`
+	Revision               string                       `json:"revision"`
+}
+
+// GlobalValues is values.global.
+type GlobalValues struct {
+	Hub               string   `json:"hub"`
+	Tag               any      `json:"tag"`
+	Variant           string   `json:"variant"`
+	ImagePullPolicy   string   `json:"imagePullPolicy"`
+	ImagePullSecrets  []string `json:"imagePullSecrets"`
+	IstioNamespace    string   `json:"istioNamespace"`
+	CAAddress         string   `json:"caAddress"`
+	PilotCertProvider string   `json:"pilotCertProvider"`
+	Logging           struct {
+		Level string `json:"level"`
+	} `json:"logging"`
+	LogAsJSON bool `json:"logAsJson"`
+	SDS       struct {
+		Token struct {
+			Aud string `json:"aud"`
+		} `json:"token"`
+	} `json:"sds"`
+	MultiCluster struct {
+		ClusterName string `json:"clusterName"`
+	} `json:"multiCluster"`
+	Network        string      `json:"network"`
+	MeshID         string      `json:"meshID"`
+	TrustDomain    string      `json:"trustDomain"`
+	MountMtlsCerts bool        `json:"mountMtlsCerts"`
+	Proxy          ProxyValues `json:"proxy"`
+	ProxyInit      struct {
+		Image string `json:"image"`
+	} `json:"proxy_init"`
+}
+
+// ProxyValues is values.global.proxy.
+type ProxyValues struct {
+	Image                        string         `json:"image"`
+	StatusPort                   int32          `json:"statusPort"`
+	LogLevel                     string         `json:"logLevel"`
+	ComponentLogLevel            string         `json:"componentLogLevel"`
+	ClusterDomain                string         `json:"clusterDomain"`
+	IncludeIPRanges              string         `json:"includeIPRanges"`
+	ExcludeIPRanges              string         `json:"excludeIPRanges"`
+	IncludeInboundPorts          string         `json:"includeInboundPorts"`
+	ExcludeInboundPorts          string         `json:"excludeInboundPorts"`
+	IncludeOutboundPorts         string         `json:"includeOutboundPorts"`
+	ExcludeOutboundPorts         string         `json:"excludeOutboundPorts"`
+	Privileged                   bool           `json:"privileged"`
+	ReadinessInitialDelaySeconds int32          `json:"readinessInitialDelaySeconds"`
+	ReadinessPeriodSeconds       int32          `json:"readinessPeriodSeconds"`
+	ReadinessFailureThreshold    int32          `json:"readinessFailureThreshold"`
+	StartupProbe                 StartupProbe   `json:"startupProbe"`
+	HoldApplication              bool           `json:"holdApplicationUntilProxyStarts"`
+	Lifecycle                    map[string]any `json:"lifecycle"`
+	Resources                    Resources      `json:"resources"`
+}
+
+// StartupProbe is values.global.proxy.startupProbe.
+type StartupProbe struct {
+	Enabled          bool  `json:"enabled"`
+	FailureThreshold int32 `json:"failureThreshold"`
+}
+
+// Resources is values.global.proxy.resources: resource name to quantity.
+type Resources struct {
+	Requests map[string]string `json:"requests,omitempty"`
+	Limits   map[string]string `json:"limits,omitempty"`
+}
+
+// SidecarInjectorWebhookValues is values.sidecarInjectorWebhook.
+type SidecarInjectorWebhookValues struct {
+	RewriteAppHTTPProbe bool `json:"rewriteAppHTTPProbe"`
+}
+
+// PilotValues is values.pilot.
+type PilotValues struct {
+	CNI struct {
+		Enabled  bool   `json:"enabled"`
+		Provider string `json:"provider"`
+	} `json:"cni"`
+}

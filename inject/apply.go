@@ -1,0 +1,231 @@
+package inject
+
+import (
+	"encoding/json"
+	"fmt"
+	"maps"
+
+	corev1 "k8s.io/api/core/v1"
+)
+
+// Status is the sidecar.istio.io/status annotation: what the templates
+// added, in Istio's format.
+type Status struct {
+	InitContainers   []string `json:"initContainers"`
+	Containers       []string `json:"containers"`
+	Volumes          []string `json:"volumes"`
+	ImagePullSecrets []string `json:"imagePullSecrets"`
+	Revision         string   `json:"revision"`
+}
+
+// overrides is the proxy.istio.io/overrides annotation: the user's own
+// definitions of containers that a template also defines.
+type overrides struct {
+	Containers     []corev1.Container `json:"containers,omitempty"`
+	InitContainers []corev1.Container `json:"initContainers,omitempty"`
+}
+
+// apply renders the templates, merges them into pod and post-processes it.
+func (e *Engine) apply(pod *corev1.Pod, s *Settings, names []string, warnings *[]string) error {
+	rec := newRecord(pod)
+	data := e.templateData(pod, s)
+	patches := make([]map[string]any, len(names))
+	for i, n := range names {
+		p, err := e.render(n, data)
+		if err != nil {
+			return err
+		}
+		patches[i] = p
+	}
+	status := Status{Revision: s.Revision}
+	for _, p := range patches {
+		spec, _ := p["spec"].(map[string]any)
+		status.InitContainers = appendNames(status.InitContainers, spec["initContainers"])
+		status.Containers = appendNames(status.Containers, spec["containers"])
+		status.Volumes = appendNames(status.Volumes, spec["volumes"])
+		status.ImagePullSecrets = appendNames(status.ImagePullSecrets, spec["imagePullSecrets"])
+	}
+
+	// Remember the user's own definitions of containers the templates define.
+	var ov overrides
+	for i, c := range pod.Spec.Containers {
+		if contains(status.Containers, c.Name) {
+			ov.Containers = append(ov.Containers, c)
+			rec.position("containers/"+c.Name, i)
+		}
+	}
+	for i, c := range pod.Spec.InitContainers {
+		if contains(status.InitContainers, c.Name) {
+			ov.InitContainers = append(ov.InitContainers, c)
+			rec.position("initContainers/"+c.Name, i)
+		}
+	}
+
+	for i, p := range patches {
+		if err := overlay(pod, p, rec); err != nil {
+			return fmt.Errorf("template %s: %w", names[i], err)
+		}
+	}
+	if err := applyOverrides(pod, &ov); err != nil {
+		return err
+	}
+	e.prometheusMerge(pod, s)
+	if err := rewriteProbes(pod, s, rec, warnings); err != nil {
+		return err
+	}
+	b, err := json.Marshal(status)
+	if err != nil {
+		return err
+	}
+	if pod.Annotations == nil {
+		pod.Annotations = map[string]string{}
+	}
+	pod.Annotations[AnnotationStatus] = string(b)
+	if len(ov.Containers)+len(ov.InitContainers) > 0 {
+		b, err := json.Marshal(ov)
+		if err != nil {
+			return err
+		}
+		pod.Annotations[AnnotationOverrides] = string(b)
+	}
+	order(pod, s.Hold)
+	maps.Copy(pod.Annotations, e.cfg.Injection.InjectedAnnotations)
+	return rec.finish(pod)
+}
+
+func (r *record) position(key string, i int) {
+	if r.Positions == nil {
+		r.Positions = map[string]int{}
+	}
+	r.Positions[key] = i
+}
+
+// appendNames adds the names of a patch list's items, skipping deletions.
+func appendNames(names []string, list any) []string {
+	items, _ := list.([]any)
+	for _, it := range items {
+		m, ok := it.(map[string]any)
+		if !ok || m["$patch"] != nil {
+			continue
+		}
+		if n, ok := m["name"].(string); ok && !contains(names, n) {
+			names = append(names, n)
+		}
+	}
+	return names
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// applyOverrides merges the user's own definition of each container a
+// template also defines back on top of the template's, so a gateway
+// Deployment's settings win; an image "auto" is dropped first so the
+// template's image stays.
+func applyOverrides(pod *corev1.Pod, ov *overrides) error {
+	apply := func(list []corev1.Container, users []corev1.Container, field string) error {
+		for _, u := range users {
+			idx := containerIndex(list, u.Name)
+			if idx < 0 {
+				continue
+			}
+			if u.Image == "auto" {
+				u.Image = ""
+			}
+			t, err := toTree(u)
+			if err != nil {
+				return err
+			}
+			merged, err := mergeContainer(list[idx], t.(map[string]any))
+			if err != nil {
+				return fmt.Errorf("merge %s %s over the template: %w", field, u.Name, err)
+			}
+			list[idx] = merged
+		}
+		return nil
+	}
+	if err := apply(pod.Spec.Containers, ov.Containers, "container"); err != nil {
+		return err
+	}
+	return apply(pod.Spec.InitContainers, ov.InitContainers, "init container")
+}
+
+func containerIndex(list []corev1.Container, name string) int {
+	for i := range list {
+		if list[i].Name == name {
+			return i
+		}
+	}
+	return -1
+}
+
+// findProxy returns the istio-proxy container, native or classic.
+func findProxy(pod *corev1.Pod) *corev1.Container {
+	if i := containerIndex(pod.Spec.Containers, ProxyContainerName); i >= 0 {
+		return &pod.Spec.Containers[i]
+	}
+	if i := containerIndex(pod.Spec.InitContainers, ProxyContainerName); i >= 0 {
+		return &pod.Spec.InitContainers[i]
+	}
+	return nil
+}
+
+// initNames are the traffic-setup init containers the sidecar template adds.
+var initNames = map[string]bool{"istio-init": true, "istio-validation": true}
+
+// order puts the injected containers where Istio puts them. Native:
+// init containers are istio-init, istio-proxy, then the rest (so the app's
+// init containers run inside the mesh). Classic: istio-init runs after the
+// user's init containers; istio-proxy is last in containers, or first when
+// the application is held until the proxy starts.
+func order(pod *corev1.Pod, hold bool) {
+	inits := pod.Spec.InitContainers
+	if containerIndex(inits, ProxyContainerName) >= 0 {
+		out := make([]corev1.Container, 0, len(inits))
+		for _, c := range inits {
+			if initNames[c.Name] {
+				out = append(out, c)
+			}
+		}
+		for _, c := range inits {
+			if c.Name == ProxyContainerName {
+				out = append(out, c)
+			}
+		}
+		for _, c := range inits {
+			if !initNames[c.Name] && c.Name != ProxyContainerName {
+				out = append(out, c)
+			}
+		}
+		pod.Spec.InitContainers = out
+		return
+	}
+	pod.Spec.InitContainers = moveTo(inits, func(c *corev1.Container) bool { return initNames[c.Name] }, false)
+	pod.Spec.Containers = moveTo(pod.Spec.Containers, func(c *corev1.Container) bool { return c.Name == ProxyContainerName }, hold)
+}
+
+// moveTo moves the containers matching pick to the front or the back,
+// keeping the relative order of both groups.
+func moveTo(list []corev1.Container, pick func(*corev1.Container) bool, front bool) []corev1.Container {
+	var picked, rest []corev1.Container
+	for i := range list {
+		if pick(&list[i]) {
+			picked = append(picked, list[i])
+		} else {
+			rest = append(rest, list[i])
+		}
+	}
+	if len(picked) == 0 {
+		return list
+	}
+	if front {
+		return append(picked, rest...)
+	}
+	return append(rest, picked...)
+}

@@ -1,0 +1,123 @@
+package inject
+
+import (
+	"encoding/json"
+	"sort"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/meshinject/meshinject/templates"
+)
+
+// ProxyContainerName is the name of the injected proxy container.
+const ProxyContainerName = "istio-proxy"
+
+func fieldEnv(name, path string) corev1.EnvVar {
+	return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: path}}}
+}
+
+func resourceEnv(name, resource string) corev1.EnvVar {
+	return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{ResourceFieldRef: &corev1.ResourceFieldSelector{Resource: resource}}}
+}
+
+// proxyEnv builds istio-proxy's environment in Istio's order.
+func (e *Engine) proxyEnv(pod *corev1.Pod, s *Settings, extra map[string]string) []corev1.EnvVar {
+	cfg, g := e.cfg, &e.cfg.Typed.Global
+	caAddr := g.CAAddress
+	if caAddr == "" {
+		host := "istiod"
+		if cfg.Revision != "" {
+			host += "-" + cfg.Revision
+		}
+		caAddr = host + "." + orString(g.IstioNamespace, "istio-system") + ".svc:15012"
+	}
+	clusterID := orString(g.MultiCluster.ClusterName, "Kubernetes")
+	network := g.Network
+	if v, ok := extra["ISTIO_META_CLUSTER_ID"]; ok {
+		clusterID = v
+	}
+	if v, ok := extra["ISTIO_META_NETWORK"]; ok {
+		network = v
+	}
+	trustDomain := orString(g.TrustDomain, cfg.Mesh.GetTrustDomain())
+	meshID := orString(g.MeshID, trustDomain)
+
+	env := make([]corev1.EnvVar, 0, 24+len(s.proxyConfig.GetProxyMetadata())+len(extra))
+	env = append(env,
+		corev1.EnvVar{Name: "PILOT_CERT_PROVIDER", Value: orString(g.PilotCertProvider, "istiod")},
+		corev1.EnvVar{Name: "CA_ADDR", Value: caAddr},
+		fieldEnv("POD_NAME", "metadata.name"),
+		fieldEnv("POD_NAMESPACE", "metadata.namespace"),
+		fieldEnv("INSTANCE_IP", "status.podIP"),
+		fieldEnv("SERVICE_ACCOUNT", "spec.serviceAccountName"),
+		fieldEnv("HOST_IP", "status.hostIP"),
+		resourceEnv("ISTIO_CPU_LIMIT", "limits.cpu"),
+		corev1.EnvVar{Name: "PROXY_CONFIG", Value: templates.ProtoToJSON(s.proxyConfig, cfg.DefaultProxyConfig) + "\n"},
+		corev1.EnvVar{Name: "ISTIO_META_POD_PORTS", Value: podPorts(pod)},
+		corev1.EnvVar{Name: "ISTIO_META_APP_CONTAINERS", Value: appContainers(pod)},
+		resourceEnv("GOMEMLIMIT", "limits.memory"),
+		corev1.EnvVar{Name: "ISTIO_META_CLUSTER_ID", Value: clusterID},
+		fieldEnv("ISTIO_META_NODE_NAME", "spec.nodeName"),
+		corev1.EnvVar{Name: "ISTIO_META_INTERCEPTION_MODE", Value: s.InterceptionMode},
+	)
+	if network != "" {
+		env = append(env, corev1.EnvVar{Name: "ISTIO_META_NETWORK", Value: network})
+	}
+	env = append(env,
+		corev1.EnvVar{Name: "ISTIO_META_WORKLOAD_NAME", Value: s.workload.Name},
+		corev1.EnvVar{Name: "ISTIO_META_OWNER", Value: ownerURI(s.workload, s.namespace)},
+		corev1.EnvVar{Name: "ISTIO_META_MESH_ID", Value: meshID},
+		corev1.EnvVar{Name: "TRUST_DOMAIN", Value: trustDomain},
+	)
+	md := s.proxyConfig.GetProxyMetadata()
+	for _, k := range sortedKeys(md) {
+		env = append(env, corev1.EnvVar{Name: k, Value: md[k]})
+	}
+	for _, k := range sortedKeys(extra) {
+		if k == "ISTIO_META_CLUSTER_ID" || k == "ISTIO_META_NETWORK" {
+			continue
+		}
+		env = append(env, corev1.EnvVar{Name: k, Value: extra[k]})
+	}
+	if s.BootstrapOverride != "" {
+		env = append(env, corev1.EnvVar{Name: "ISTIO_BOOTSTRAP_OVERRIDE", Value: bootstrapOverrideDir + "/custom_bootstrap.json"})
+	}
+	return env
+}
+
+// podPorts is ISTIO_META_POD_PORTS: every port of every app container, as a
+// JSON array of ContainerPort objects.
+func podPorts(pod *corev1.Pod) string {
+	var ports []corev1.ContainerPort
+	for i := range pod.Spec.Containers {
+		c := &pod.Spec.Containers[i]
+		if c.Name != ProxyContainerName {
+			ports = append(ports, c.Ports...)
+		}
+	}
+	if len(ports) == 0 {
+		return "[]"
+	}
+	b, err := json.Marshal(ports)
+	if err != nil {
+		return "[]"
+	}
+	return string(b)
+}
+
+func appContainers(pod *corev1.Pod) string {
+	names := make([]string, 0, len(pod.Spec.Containers))
+	for i := range pod.Spec.Containers {
+		if n := pod.Spec.Containers[i].Name; n != ProxyContainerName {
+			names = append(names, n)
+		}
+	}
+	return strings.Join(names, ",")
+}
+
+// sortStrings sorts in place and returns s.
+func sortStrings(s []string) []string {
+	sort.Strings(s)
+	return s
+}

@@ -1,0 +1,149 @@
+package inject
+
+import (
+	"encoding/json"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/meshinject/meshinject/internal/validate"
+)
+
+// prober is one entry of ISTIO_KUBE_APP_PROBERS, as pilot-agent reads it:
+// the app's original check, with named ports resolved.
+type prober struct {
+	HTTPGet        *corev1.HTTPGetAction   `json:"httpGet,omitempty"`
+	TCPSocket      *corev1.TCPSocketAction `json:"tcpSocket,omitempty"`
+	GRPC           *corev1.GRPCAction      `json:"grpc,omitempty"`
+	TimeoutSeconds int32                   `json:"timeoutSeconds,omitempty"`
+}
+
+// rewriteProbes sends the app's HTTP, TCP and gRPC probes and HTTP/TCP
+// lifecycle hooks through pilot-agent's status port: with mTLS on, the
+// kubelet cannot reach the app directly. The originals go into the proxy's
+// ISTIO_KUBE_APP_PROBERS.
+func rewriteProbes(pod *corev1.Pod, s *Settings, rec *record, warnings *[]string) error {
+	enabled := s.rewriteProbes
+	if v, ok := pod.Annotations["sidecar.istio.io/rewriteAppHTTPProbers"]; ok {
+		b, err := validate.Bool(v)
+		if err != nil {
+			return fieldError("sidecar.istio.io/rewriteAppHTTPProbers", v, err)
+		}
+		enabled = b
+	}
+	if !enabled || s.StatusPort == 0 {
+		return nil
+	}
+	proxy := findProxy(pod)
+	if proxy == nil {
+		return nil
+	}
+	statusPort := intstr.FromInt32(s.StatusPort)
+	probers := map[string]*prober{}
+	for i := range pod.Spec.Containers {
+		c := &pod.Spec.Containers[i]
+		if c.Name == ProxyContainerName {
+			continue
+		}
+		orig := containerProbes{ReadinessProbe: c.ReadinessProbe, LivenessProbe: c.LivenessProbe, StartupProbe: c.StartupProbe, Lifecycle: c.Lifecycle}
+		changed := false
+		probe := func(p **corev1.Probe, kind string) {
+			if *p == nil {
+				return
+			}
+			h := &(*p).ProbeHandler
+			pr, ok := toProber(c, h.HTTPGet, h.TCPSocket, h.GRPC, (*p).TimeoutSeconds, warnings)
+			if !ok {
+				return
+			}
+			path := "/app-health/" + c.Name + "/" + kind
+			probers[path] = pr
+			np := **p
+			np.ProbeHandler = corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: path, Port: statusPort}}
+			*p = &np
+			changed = true
+		}
+		probe(&c.ReadinessProbe, "readyz")
+		probe(&c.LivenessProbe, "livez")
+		probe(&c.StartupProbe, "startupz")
+		if c.Lifecycle != nil {
+			lc := *c.Lifecycle
+			hook := func(h **corev1.LifecycleHandler, kind string) {
+				if *h == nil {
+					return
+				}
+				pr, ok := toProber(c, (*h).HTTPGet, (*h).TCPSocket, nil, 0, warnings)
+				if !ok {
+					return
+				}
+				path := "/app-lifecycle/" + c.Name + "/" + kind
+				probers[path] = pr
+				*h = &corev1.LifecycleHandler{HTTPGet: &corev1.HTTPGetAction{Path: path, Port: statusPort}}
+				changed = true
+			}
+			hook(&lc.PreStop, "prestopz")
+			hook(&lc.PostStart, "poststartz")
+			c.Lifecycle = &lc
+		}
+		if changed {
+			if rec.Probes == nil {
+				rec.Probes = map[string]*containerProbes{}
+			}
+			rec.Probes[c.Name] = &orig
+		} else {
+			c.Lifecycle = orig.Lifecycle
+		}
+	}
+	if len(probers) == 0 {
+		return nil
+	}
+	b, err := json.Marshal(probers) // map keys marshal sorted
+	if err != nil {
+		return err
+	}
+	proxy.Env = append(proxy.Env, corev1.EnvVar{Name: "ISTIO_KUBE_APP_PROBERS", Value: string(b)})
+	return nil
+}
+
+func toProber(c *corev1.Container, http *corev1.HTTPGetAction, tcp *corev1.TCPSocketAction, grpc *corev1.GRPCAction, timeout int32, warnings *[]string) (*prober, bool) {
+	pr := &prober{TimeoutSeconds: timeout}
+	switch {
+	case http != nil:
+		h := *http
+		port, ok := resolvePort(c, h.Port, warnings)
+		if !ok {
+			return nil, false
+		}
+		h.Port = port
+		pr.HTTPGet = &h
+	case tcp != nil:
+		t := *tcp
+		port, ok := resolvePort(c, t.Port, warnings)
+		if !ok {
+			return nil, false
+		}
+		t.Port = port
+		pr.TCPSocket = &t
+	case grpc != nil:
+		g := *grpc
+		pr.GRPC = &g
+	default:
+		return nil, false
+	}
+	return pr, true
+}
+
+// resolvePort turns a named port into the container's port number.
+func resolvePort(c *corev1.Container, p intstr.IntOrString, warnings *[]string) (intstr.IntOrString, bool) {
+	if p.Type == intstr.Int {
+		return p, true
+	}
+	for _, cp := range c.Ports {
+		if cp.Name == p.StrVal {
+			return intstr.FromInt32(cp.ContainerPort), true
+		}
+	}
+	*warnings = append(*warnings, fmt.Sprintf("container %s: probe port %q names no container port; probe left unchanged", c.Name, p.StrVal))
+	return p, false
+}

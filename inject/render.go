@@ -1,0 +1,243 @@
+package inject
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+	"sync"
+
+	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	kjson "sigs.k8s.io/json"
+	"sigs.k8s.io/yaml"
+
+	"github.com/meshinject/meshinject/templates"
+)
+
+// TemplateData is what a template sees, with Istio's field names so custom
+// templates written for Istio render unchanged. Settings is meshinject's
+// addition: the validated per-pod values.
+type TemplateData struct {
+	TypeMeta                 metav1.TypeMeta
+	DeploymentMeta           metav1.ObjectMeta
+	ObjectMeta               metav1.ObjectMeta
+	Spec                     corev1.PodSpec
+	ProxyConfig              *meshv1alpha1.ProxyConfig
+	MeshConfig               *meshv1alpha1.MeshConfig
+	Values                   map[string]any
+	Revision                 string
+	NativeSidecars           bool
+	ProxyImage               string
+	ProxyInitImage           string
+	ProxyUID                 int64
+	ProxyGID                 int64
+	InboundTrafficPolicyMode string
+	Settings                 *Settings
+}
+
+// selectTemplates returns the templates named by inject.istio.io/templates
+// (aliases expanded one level) or the configured defaults.
+func (e *Engine) selectTemplates(pod *corev1.Pod) ([]string, error) {
+	var requested []string
+	if raw, ok := pod.Annotations[AnnotationTemplates]; ok {
+		for _, n := range strings.Split(raw, ",") {
+			if n = strings.TrimSpace(n); n != "" {
+				requested = append(requested, n)
+			}
+		}
+		if len(requested) == 0 {
+			return nil, fieldError(AnnotationTemplates, raw, fmt.Errorf("names no template"))
+		}
+	} else {
+		requested = e.cfg.Injection.DefaultTemplates
+	}
+	out := make([]string, 0, len(requested))
+	for _, n := range requested {
+		if alias, ok := e.cfg.Injection.Aliases[n]; ok {
+			out = append(out, alias...)
+			continue
+		}
+		out = append(out, n)
+	}
+	for _, n := range out {
+		if _, ok := e.cfg.Templates[n]; !ok {
+			return nil, fieldError(AnnotationTemplates, pod.Annotations[AnnotationTemplates],
+				fmt.Errorf("requested template %q not found; have %v", n, templates.Names(e.cfg.Templates)))
+		}
+	}
+	return out, nil
+}
+
+func (e *Engine) templateData(pod *corev1.Pod, s *Settings) *TemplateData {
+	mode := "PASSTHROUGH"
+	if m := e.cfg.Mesh.GetInboundTrafficPolicy().GetMode(); m != 0 {
+		mode = m.String()
+	}
+	return &TemplateData{
+		TypeMeta:                 s.workload.TypeMeta,
+		DeploymentMeta:           metav1.ObjectMeta{Name: s.workload.Name, Namespace: s.namespace},
+		ObjectMeta:               pod.ObjectMeta,
+		Spec:                     pod.Spec,
+		ProxyConfig:              s.proxyConfig,
+		MeshConfig:               e.cfg.Mesh,
+		Values:                   e.cfg.Values,
+		Revision:                 e.cfg.Revision,
+		NativeSidecars:           s.native,
+		ProxyImage:               s.proxyImage,
+		ProxyInitImage:           s.proxyInitImage,
+		ProxyUID:                 ProxyUID,
+		ProxyGID:                 ProxyGID,
+		InboundTrafficPolicyMode: mode,
+		Settings:                 s,
+	}
+}
+
+var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// render executes template name and returns its output parsed into a
+// partial Pod tree. The caller owns the returned tree.
+func (e *Engine) render(name string, data *TemplateData) (map[string]any, error) {
+	buf := bufPool.Get().(*bytes.Buffer)
+	defer func() {
+		buf.Reset()
+		bufPool.Put(buf)
+	}()
+	if err := e.cfg.Templates[name].Execute(buf, data); err != nil {
+		return nil, fmt.Errorf("template %s: %w", name, err)
+	}
+	if tree, ok := e.cache.get(buf.Bytes()); ok {
+		return tree, nil
+	}
+	tree, err := parsePartialPod(buf.Bytes())
+	if err != nil {
+		return nil, fmt.Errorf("template %s: %w", name, err)
+	}
+	e.cache.put(buf.Bytes(), tree)
+	return deepCopy(tree).(map[string]any), nil
+}
+
+// parsePartialPod parses rendered YAML and checks that every field is a Pod
+// field, so a typo in a template is an error rather than a dropped field.
+func parsePartialPod(b []byte) (map[string]any, error) {
+	j, err := yaml.YAMLToJSON(b)
+	if err != nil {
+		return nil, fmt.Errorf("output is not YAML: %w", err)
+	}
+	var tree map[string]any
+	if err := kjson.UnmarshalCaseSensitivePreserveInts(j, &tree); err != nil {
+		return nil, fmt.Errorf("output is not a Pod: %w", err)
+	}
+	if tree == nil {
+		return map[string]any{}, nil
+	}
+	var pod corev1.Pod
+	strict, err := kjson.UnmarshalStrict(stripDirectives(j), &pod)
+	if err != nil {
+		return nil, fmt.Errorf("output is not a Pod: %w", err)
+	}
+	if len(strict) > 0 {
+		return nil, fmt.Errorf("output is not a Pod: %w", strict[0])
+	}
+	return tree, nil
+}
+
+// stripDirectives removes strategic-merge directives ($patch,
+// $setElementOrder/..., $retainKeys, $deleteFromPrimitiveList/...) so the
+// rest can be checked against the Pod schema.
+func stripDirectives(j []byte) []byte {
+	if !bytes.Contains(j, []byte(`"$`)) {
+		return j
+	}
+	var v any
+	if err := kjson.UnmarshalCaseSensitivePreserveInts(j, &v); err != nil {
+		return j
+	}
+	v = dropDirectiveKeys(v)
+	out, err := jsonMarshal(v)
+	if err != nil {
+		return j
+	}
+	return out
+}
+
+func dropDirectiveKeys(v any) any {
+	switch t := v.(type) {
+	case map[string]any:
+		for k, c := range t {
+			if strings.HasPrefix(k, "$") {
+				delete(t, k)
+				continue
+			}
+			t[k] = dropDirectiveKeys(c)
+		}
+	case []any:
+		for i, c := range t {
+			t[i] = dropDirectiveKeys(c)
+		}
+	}
+	return v
+}
+
+func deepCopy(v any) any {
+	switch t := v.(type) {
+	case map[string]any:
+		m := make(map[string]any, len(t))
+		for k, c := range t {
+			m[k] = deepCopy(c)
+		}
+		return m
+	case []any:
+		l := make([]any, len(t))
+		for i, c := range t {
+			l[i] = deepCopy(c)
+		}
+		return l
+	default:
+		return v
+	}
+}
+
+// renderCache maps rendered template text to its parsed tree. Replicas of a
+// workload render identically, so the YAML parse is paid once per distinct
+// output. Entries are immutable; callers get deep copies.
+type renderCache struct {
+	mu    sync.RWMutex
+	max   int
+	items map[string]map[string]any
+}
+
+func newRenderCache(max int) *renderCache {
+	if max < 0 {
+		max = 0
+	}
+	return &renderCache{max: max, items: make(map[string]map[string]any)}
+}
+
+func (c *renderCache) get(key []byte) (map[string]any, bool) {
+	if c.max == 0 {
+		return nil, false
+	}
+	c.mu.RLock()
+	tree, ok := c.items[string(key)]
+	c.mu.RUnlock()
+	if !ok {
+		return nil, false
+	}
+	return deepCopy(tree).(map[string]any), true
+}
+
+func (c *renderCache) put(key []byte, tree map[string]any) {
+	if c.max == 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for k := range c.items {
+		if len(c.items) < c.max {
+			break
+		}
+		delete(c.items, k) // evict an arbitrary entry
+	}
+	c.items[string(key)] = tree
+}

@@ -1,0 +1,588 @@
+package inject
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+
+	"google.golang.org/protobuf/proto"
+	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"sigs.k8s.io/json"
+
+	"github.com/meshinject/meshinject/config"
+	"github.com/meshinject/meshinject/internal/validate"
+	"github.com/meshinject/meshinject/templates"
+)
+
+// Well-known ports and ids of the Istio data plane.
+const (
+	// ProxyUID and ProxyGID are the uid and gid istio-proxy runs as; the
+	// iptables rules exempt this uid's traffic from redirection (1337).
+	ProxyUID = 1337
+	ProxyGID = 1337
+	// envoyPromPort is Envoy's Prometheus stats port (15090) and
+	// agentHealthPort pilot-agent's health/readiness port (15021); both are
+	// always excluded from inbound capture.
+	envoyPromPort   = "15090"
+	agentHealthPort = "15021"
+	// bootstrapOverridePath is where a custom bootstrap ConfigMap is mounted.
+	bootstrapOverrideDir = "/etc/istio/custom-bootstrap"
+)
+
+// Settings are the per-pod values the engine resolves from annotations,
+// values and mesh config before rendering. Templates see them as .Settings
+// (a meshinject extension beside Istio's template data).
+type Settings struct {
+	Revision                     string
+	CanonicalName                string
+	CanonicalRevision            string
+	DefaultContainer             string
+	DefaultLogsContainer         string
+	InterceptionMode             string
+	InitContainer                bool
+	CNI                          bool
+	CNIAnnotations               map[string]string
+	ImagePullPolicy              string
+	ImagePullSecrets             []string
+	InitArgs                     []string
+	AgentArgs                    []string
+	Env                          []corev1.EnvVar
+	Resources                    config.Resources
+	Privileged                   bool
+	RunAsUser                    int64
+	StatusPort                   int32
+	ReadinessInitialDelaySeconds int32
+	ReadinessPeriodSeconds       int32
+	ReadinessFailureThreshold    int32
+	StartupProbe                 bool
+	StartupFailureThreshold      int32
+	Hold                         bool
+	Lifecycle                    map[string]any
+	BootstrapOverride            string
+	UserVolumes                  []corev1.Volume
+	UserVolumeMounts             []corev1.VolumeMount
+	TokenAudience                string
+	DiscoveryHost                string
+	ClusterDomain                string
+
+	// Engine-only fields, not meant for templates.
+	native          bool
+	rewriteProbes   bool
+	prometheusMerge bool
+	proxyImage      string
+	proxyInitImage  string
+	proxyConfig     *meshv1alpha1.ProxyConfig
+	workload        Workload
+	namespace       string
+}
+
+// annotations is a validating reader of pod annotations.
+type annotations map[string]string
+
+func (a annotations) get(name string) (string, bool) {
+	v, ok := a[name]
+	return v, ok
+}
+
+func (a annotations) str(name, def string) string {
+	if v, ok := a[name]; ok {
+		return v
+	}
+	return def
+}
+
+func (a annotations) check(name string, fn func(string) error) error {
+	if v, ok := a[name]; ok {
+		if err := fn(v); err != nil {
+			return fieldError(name, v, err)
+		}
+	}
+	return nil
+}
+
+func (a annotations) uint32(name string, def int32) (int32, error) {
+	v, ok := a[name]
+	if !ok {
+		return def, nil
+	}
+	n, err := validate.Uint32(v)
+	if err != nil {
+		return 0, fieldError(name, v, err)
+	}
+	return n, nil
+}
+
+func (a annotations) boolean(name string, def bool) (bool, error) {
+	v, ok := a[name]
+	if !ok {
+		return def, nil
+	}
+	b, err := validate.Bool(v)
+	if err != nil {
+		return false, fieldError(name, v, err)
+	}
+	return b, nil
+}
+
+// resolve computes the Settings for pod, validating every annotation that
+// changes the output.
+func (e *Engine) resolve(pod *corev1.Pod, ns string, req Request) (*Settings, error) {
+	cfg, v := e.cfg, &e.cfg.Typed
+	pv := &v.Global.Proxy
+	a := annotations(pod.Annotations)
+	s := &Settings{Revision: cfg.RevisionName(), namespace: ns}
+	if req.Workload != nil && req.Workload.Name != "" {
+		s.workload = *req.Workload
+	} else {
+		s.workload = workloadOf(pod)
+	}
+
+	// Proxy config: the mesh default overlaid with proxy.istio.io/config.
+	pc := proto.Clone(cfg.Mesh.GetDefaultConfig()).(*meshv1alpha1.ProxyConfig)
+	if raw, ok := a.get(AnnotationProxyConfig); ok {
+		over, err := config.ParseProxyConfig(raw)
+		if err != nil {
+			return nil, fieldError(AnnotationProxyConfig, raw, err)
+		}
+		proto.Merge(pc, over)
+	}
+	s.proxyConfig = pc
+
+	// Interception.
+	s.InterceptionMode = pc.GetInterceptionMode().String()
+	if m, ok := a.get("sidecar.istio.io/interceptionMode"); ok {
+		if _, known := meshv1alpha1.ProxyConfig_InboundInterceptionMode_value[m]; !known {
+			return nil, fieldError("sidecar.istio.io/interceptionMode", m, fmt.Errorf("want REDIRECT, TPROXY or NONE"))
+		}
+		s.InterceptionMode = m
+	}
+	native, err := a.boolean("sidecar.istio.io/nativeSidecar", req.NativeSidecars)
+	if err != nil {
+		return nil, err
+	}
+	s.native = native
+	s.CNI = v.Pilot.CNI.Enabled
+	s.InitContainer = s.InterceptionMode != "NONE" || native
+
+	// Status port and probes.
+	s.StatusPort = pv.StatusPort
+	if pc.GetStatusPort() != cfg.DefaultProxyConfig.GetStatusPort() {
+		s.StatusPort = pc.GetStatusPort()
+	}
+	if raw, ok := a.get("status.sidecar.istio.io/port"); ok {
+		p, err := validate.StatusPort(raw)
+		if err != nil {
+			return nil, fieldError("status.sidecar.istio.io/port", raw, err)
+		}
+		s.StatusPort = p
+	}
+	if s.ReadinessInitialDelaySeconds, err = a.uint32("readiness.status.sidecar.istio.io/initialDelaySeconds", pv.ReadinessInitialDelaySeconds); err != nil {
+		return nil, err
+	}
+	if s.ReadinessPeriodSeconds, err = a.uint32("readiness.status.sidecar.istio.io/periodSeconds", pv.ReadinessPeriodSeconds); err != nil {
+		return nil, err
+	}
+	if s.ReadinessFailureThreshold, err = a.uint32("readiness.status.sidecar.istio.io/failureThreshold", pv.ReadinessFailureThreshold); err != nil {
+		return nil, err
+	}
+	s.StartupProbe, s.StartupFailureThreshold = pv.StartupProbe.Enabled, pv.StartupProbe.FailureThreshold
+	if s.rewriteProbes, err = a.boolean("sidecar.istio.io/rewriteAppHTTPProbers", v.SidecarInjectorWebhook.RewriteAppHTTPProbe); err != nil {
+		return nil, err
+	}
+	meshMerge := cfg.Mesh.GetEnablePrometheusMerge() == nil || cfg.Mesh.GetEnablePrometheusMerge().GetValue()
+	if s.prometheusMerge, err = a.boolean("prometheus.istio.io/merge-metrics", meshMerge); err != nil {
+		return nil, err
+	}
+	s.Hold = pv.HoldApplication
+	if h := pc.GetHoldApplicationUntilProxyStarts(); h != nil {
+		s.Hold = h.GetValue()
+	}
+
+	// Images.
+	if err := s.resolveImages(cfg, a, pc); err != nil {
+		return nil, err
+	}
+	s.ImagePullPolicy = v.Global.ImagePullPolicy
+	s.ImagePullSecrets = v.Global.ImagePullSecrets
+
+	// Logging and agent arguments.
+	logLevel := a.str("sidecar.istio.io/logLevel", pv.LogLevel)
+	if err := a.check("sidecar.istio.io/logLevel", validate.LogLevel); err != nil {
+		return nil, err
+	}
+	componentLevel := a.str("sidecar.istio.io/componentLogLevel", pv.ComponentLogLevel)
+	if err := a.check("sidecar.istio.io/componentLogLevel", validate.ScopedLogLevels); err != nil {
+		return nil, err
+	}
+	agentLevel := a.str("sidecar.istio.io/agentLogLevel", v.Global.Logging.Level)
+	if err := a.check("sidecar.istio.io/agentLogLevel", validate.ScopedLogLevels); err != nil {
+		return nil, err
+	}
+	s.ClusterDomain = pv.ClusterDomain
+	if s.ClusterDomain == "" {
+		s.ClusterDomain = "cluster.local"
+	}
+	s.AgentArgs = []string{
+		"--domain", "$(POD_NAMESPACE).svc." + s.ClusterDomain,
+		"--proxyLogLevel=" + logLevel,
+		"--proxyComponentLogLevel=" + componentLevel,
+		"--log_output_level=" + agentLevel,
+	}
+	if v.Global.LogAsJSON {
+		s.AgentArgs = append(s.AgentArgs, "--log_as_json")
+	}
+
+	// Resources, security.
+	if err := s.resolveResources(pv, a); err != nil {
+		return nil, err
+	}
+	s.Privileged = pv.Privileged
+	s.RunAsUser = ProxyUID
+	if s.InterceptionMode == "TPROXY" {
+		s.RunAsUser = 0
+	}
+	if !s.native && !s.Hold && len(pv.Lifecycle) > 0 {
+		s.Lifecycle = pv.Lifecycle
+	}
+
+	// Traffic capture.
+	if err := s.resolveTraffic(cfg, pod, a, agentLevel); err != nil {
+		return nil, err
+	}
+
+	// Volumes.
+	if name, ok := a.get("sidecar.istio.io/bootstrapOverride"); ok {
+		if errs := validation.IsDNS1123Subdomain(name); len(errs) > 0 {
+			return nil, fieldError("sidecar.istio.io/bootstrapOverride", name, fmt.Errorf("not a ConfigMap name: %s", strings.Join(errs, "; ")))
+		}
+		s.BootstrapOverride = name
+	}
+	if err := s.resolveUserVolumes(a); err != nil {
+		return nil, err
+	}
+	s.TokenAudience = v.Global.SDS.Token.Aud
+	if s.TokenAudience == "" {
+		s.TokenAudience = "istio-ca"
+	}
+	s.DiscoveryHost = strings.TrimSuffix(pc.GetDiscoveryAddress(), ":15012")
+
+	// Metadata.
+	s.CanonicalName, s.CanonicalRevision = canonical(pod, s.workload.Name)
+	if _, ok := a.get("kubectl.kubernetes.io/default-container"); !ok {
+		s.DefaultContainer = firstAppContainer(pod)
+	}
+	if _, ok := a.get("kubectl.kubernetes.io/default-logs-container"); !ok {
+		s.DefaultLogsContainer = firstAppContainer(pod)
+	}
+
+	s.Env = e.proxyEnv(pod, s, req.ProxyEnv)
+	return s, nil
+}
+
+func (s *Settings) resolveImages(cfg *config.Config, a annotations, pc *meshv1alpha1.ProxyConfig) error {
+	g := &cfg.Typed.Global
+	imageType := g.Variant
+	if t := pc.GetImage().GetImageType(); t != "" {
+		imageType = t
+	}
+	if t, ok := a.get("sidecar.istio.io/proxyImageType"); ok {
+		imageType = t
+	}
+	switch imageType {
+	case "", "default":
+		imageType = ""
+	case "distroless", "debug":
+	default:
+		return fieldError("sidecar.istio.io/proxyImageType", imageType, fmt.Errorf("want default, debug or distroless"))
+	}
+	tag := fmt.Sprint(g.Tag)
+	image := func(name string) string {
+		if strings.Contains(name, "/") {
+			return name
+		}
+		ref := g.Hub + "/" + name + ":" + tag
+		if imageType != "" {
+			ref += "-" + imageType
+		}
+		return ref
+	}
+	s.proxyImage = image(g.Proxy.Image)
+	initName := g.ProxyInit.Image
+	if initName == "" {
+		initName = g.Proxy.Image
+	}
+	s.proxyInitImage = image(initName)
+	if img, ok := a.get("sidecar.istio.io/proxyImage"); ok {
+		if strings.TrimSpace(img) == "" || strings.ContainsAny(img, " \t\n") {
+			return fieldError("sidecar.istio.io/proxyImage", img, fmt.Errorf("not an image reference"))
+		}
+		s.proxyImage, s.proxyInitImage = img, img
+	}
+	return nil
+}
+
+var resourceAnnotations = []struct{ name, kind, resource string }{
+	{"sidecar.istio.io/proxyCPU", "requests", "cpu"},
+	{"sidecar.istio.io/proxyMemory", "requests", "memory"},
+	{"sidecar.istio.io/proxyCPULimit", "limits", "cpu"},
+	{"sidecar.istio.io/proxyMemoryLimit", "limits", "memory"},
+}
+
+// resolveResources applies Istio's all-or-nothing rule: when any of the four
+// resource annotations is set, only the annotated values are used.
+func (s *Settings) resolveResources(pv *config.ProxyValues, a annotations) error {
+	any := false
+	for _, r := range resourceAnnotations {
+		if _, ok := a[r.name]; ok {
+			any = true
+		}
+	}
+	if !any {
+		s.Resources = pv.Resources
+		return nil
+	}
+	res := config.Resources{}
+	for _, r := range resourceAnnotations {
+		v, ok := a[r.name]
+		if !ok {
+			continue
+		}
+		q, err := validate.Quantity(v)
+		if err != nil {
+			return fieldError(r.name, v, err)
+		}
+		m := &res.Requests
+		if r.kind == "limits" {
+			m = &res.Limits
+		}
+		if *m == nil {
+			*m = map[string]string{}
+		}
+		(*m)[r.resource] = q.String()
+	}
+	s.Resources = res
+	return nil
+}
+
+func (s *Settings) resolveTraffic(cfg *config.Config, pod *corev1.Pod, a annotations, agentLevel string) error {
+	pv := &cfg.Typed.Global.Proxy
+	type field struct {
+		ann   string
+		def   string
+		check func(string) error
+		out   *string
+	}
+	var inclIP, exclIP, inclIn, exclIn, inclOut, exclOut, exclIf, reroute string
+	fields := []field{
+		{"traffic.sidecar.istio.io/includeOutboundIPRanges", pv.IncludeIPRanges, func(v string) error { return validate.CIDRs(v, true) }, &inclIP},
+		{"traffic.sidecar.istio.io/excludeOutboundIPRanges", pv.ExcludeIPRanges, func(v string) error { return validate.CIDRs(v, false) }, &exclIP},
+		{"traffic.sidecar.istio.io/includeInboundPorts", pv.IncludeInboundPorts, func(v string) error { return validate.Ports(v, true) }, &inclIn},
+		{"traffic.sidecar.istio.io/excludeInboundPorts", pv.ExcludeInboundPorts, func(v string) error { return validate.Ports(v, false) }, &exclIn},
+		{"traffic.sidecar.istio.io/includeOutboundPorts", pv.IncludeOutboundPorts, func(v string) error { return validate.Ports(v, true) }, &inclOut},
+		{"traffic.sidecar.istio.io/excludeOutboundPorts", pv.ExcludeOutboundPorts, func(v string) error { return validate.Ports(v, false) }, &exclOut},
+		{"traffic.sidecar.istio.io/excludeInterfaces", "", validate.Interfaces, &exclIf},
+		{"traffic.sidecar.istio.io/kubevirtInterfaces", "", validate.Interfaces, &reroute},
+		{"istio.io/reroute-virtual-interfaces", "", validate.Interfaces, nil},
+	}
+	for _, f := range fields {
+		if err := a.check(f.ann, f.check); err != nil {
+			return err
+		}
+		if f.out != nil {
+			*f.out = strings.TrimSpace(a.str(f.ann, f.def))
+		}
+	}
+	if v, ok := a.get("istio.io/reroute-virtual-interfaces"); ok {
+		reroute = strings.TrimSpace(v)
+	}
+	status := ""
+	if s.StatusPort != 0 {
+		status = strconv.Itoa(int(s.StatusPort))
+	}
+	excludeIn := envoyPromPort + "," + agentHealthPort
+	if exclIn != "" {
+		excludeIn += "," + exclIn
+	}
+	excludeIn = excludeInboundPortList(status, excludeIn)
+
+	uid := strconv.Itoa(ProxyUID)
+	if u := overrideRunAsUser(pod); u != "" {
+		uid = u
+	}
+	args := []string{
+		"istio-iptables",
+		"-p", strconv.Itoa(int(orDefault(cfg.Mesh.GetProxyListenPort(), 15001))),
+		"-z", strconv.Itoa(int(orDefault(cfg.Mesh.GetProxyInboundListenPort(), 15006))),
+		"-u", uid,
+		"-m", s.InterceptionMode,
+		"-i", orString(inclIP, "*"),
+		"-x", exclIP,
+		"-b", orString(inclIn, "*"),
+		"-d", excludeIn,
+	}
+	if inclOut != "" {
+		args = append(args, "-q", inclOut)
+	}
+	if exclOut != "" {
+		args = append(args, "-o", exclOut)
+	}
+	if reroute != "" {
+		args = append(args, "-k", reroute)
+	}
+	if exclIf != "" {
+		args = append(args, "-c", exclIf)
+	}
+	args = append(args, "--log_output_level="+agentLevel)
+	if s.CNI {
+		args = append(args, "--run-validation", "--skip-rule-apply")
+		s.CNIAnnotations = map[string]string{
+			"sidecar.istio.io/interceptionMode":            s.InterceptionMode,
+			"traffic.sidecar.istio.io/excludeInboundPorts": excludeInboundPortList(status, exclIn),
+		}
+		set := func(k, v string) {
+			if v != "" {
+				s.CNIAnnotations[k] = v
+			}
+		}
+		set("traffic.sidecar.istio.io/includeOutboundIPRanges", inclIP)
+		set("traffic.sidecar.istio.io/excludeOutboundIPRanges", exclIP)
+		set("traffic.sidecar.istio.io/includeInboundPorts", inclIn)
+		set("traffic.sidecar.istio.io/includeOutboundPorts", inclOut)
+		set("traffic.sidecar.istio.io/excludeOutboundPorts", exclOut)
+		set("traffic.sidecar.istio.io/excludeInterfaces", exclIf)
+		set("traffic.sidecar.istio.io/kubevirtInterfaces", a.str("traffic.sidecar.istio.io/kubevirtInterfaces", ""))
+		set("istio.io/reroute-virtual-interfaces", a.str("istio.io/reroute-virtual-interfaces", ""))
+		if cfg.Typed.Pilot.CNI.Provider == "multus" {
+			s.CNIAnnotations["k8s.v1.cni.cncf.io/networks"] = templates.AppendMultusNetwork(a.str("k8s.v1.cni.cncf.io/networks", ""), "istio-cni")
+		}
+	}
+	s.InitArgs = args
+	return nil
+}
+
+// excludeInboundPortList appends port to list unless empty or present.
+func excludeInboundPortList(port, list string) string {
+	if port == "" || port == "0" {
+		return list
+	}
+	for _, p := range strings.Split(list, ",") {
+		if strings.TrimSpace(p) == port {
+			return list
+		}
+	}
+	if list == "" {
+		return port
+	}
+	return list + "," + port
+}
+
+// overrideRunAsUser returns the runAsUser a user's own istio-proxy container
+// sets, which then replaces istio-init's -u argument.
+func overrideRunAsUser(pod *corev1.Pod) string {
+	for i := range pod.Spec.Containers {
+		c := &pod.Spec.Containers[i]
+		if c.Name == ProxyContainerName && c.SecurityContext != nil && c.SecurityContext.RunAsUser != nil {
+			return strconv.FormatInt(*c.SecurityContext.RunAsUser, 10)
+		}
+	}
+	return ""
+}
+
+func (s *Settings) resolveUserVolumes(a annotations) error {
+	if raw, ok := a.get("sidecar.istio.io/userVolume"); ok {
+		vols := map[string]corev1.Volume{}
+		if err := strictJSON(raw, &vols); err != nil {
+			return fieldError("sidecar.istio.io/userVolume", raw, err)
+		}
+		for _, name := range sortedKeys(vols) {
+			v := vols[name]
+			v.Name = name
+			s.UserVolumes = append(s.UserVolumes, v)
+		}
+	}
+	if raw, ok := a.get("sidecar.istio.io/userVolumeMount"); ok {
+		mounts := map[string]corev1.VolumeMount{}
+		if err := strictJSON(raw, &mounts); err != nil {
+			return fieldError("sidecar.istio.io/userVolumeMount", raw, err)
+		}
+		for _, name := range sortedKeys(mounts) {
+			m := mounts[name]
+			m.Name = name
+			if m.MountPath == "" {
+				return fieldError("sidecar.istio.io/userVolumeMount", raw, fmt.Errorf("mount %q has no mountPath", name))
+			}
+			s.UserVolumeMounts = append(s.UserVolumeMounts, m)
+		}
+	}
+	return nil
+}
+
+// strictJSON decodes raw into out, refusing unknown fields.
+func strictJSON(raw string, out any) error {
+	strict, err := json.UnmarshalStrict([]byte(raw), out)
+	if err != nil {
+		return err
+	}
+	if len(strict) > 0 {
+		return strict[0]
+	}
+	return nil
+}
+
+func sortedKeys[T any](m map[string]T) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func orDefault(v, def int32) int32 {
+	if v == 0 {
+		return def
+	}
+	return v
+}
+
+func orString(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}
+
+// canonical returns the canonical service name and revision labels: kept
+// when set, else derived from the app labels, else the workload name and
+// "latest".
+func canonical(pod *corev1.Pod, workload string) (string, string) {
+	l := pod.Labels
+	name := firstNonEmpty(l["service.istio.io/canonical-name"], l["app.kubernetes.io/name"], l["app"], workload)
+	if len(name) > 63 {
+		name = name[:63]
+	}
+	name = strings.Trim(name, "-_.")
+	rev := firstNonEmpty(l["service.istio.io/canonical-revision"], l["app.kubernetes.io/version"], l["version"], "latest")
+	return name, rev
+}
+
+func firstNonEmpty(vs ...string) string {
+	for _, v := range vs {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+func firstAppContainer(pod *corev1.Pod) string {
+	for i := range pod.Spec.Containers {
+		if n := pod.Spec.Containers[i].Name; n != ProxyContainerName {
+			return n
+		}
+	}
+	return ""
+}

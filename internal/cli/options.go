@@ -1,0 +1,62 @@
+package cli
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/spf13/pflag"
+
+	"github.com/meshinject/meshinject/config"
+)
+
+// ConfigOptions are the configuration flags, named as istioctl kube-inject
+// names them so its command lines work unchanged.
+type ConfigOptions struct {
+	// InjectConfigFile is an injection config file (or a bare template, taken
+	// as "sidecar"). Default: the embedded config.
+	InjectConfigFile string
+	// ValuesFile is a values file merged over the embedded values.
+	ValuesFile string
+	// MeshConfigFile is a mesh config file merged over the embedded mesh config.
+	MeshConfigFile string
+	// Set are key=value values overrides, applied after ValuesFile.
+	Set []string
+	// Revision is the control-plane revision. Default: the default revision.
+	Revision string
+}
+
+// AddFlags registers the options on fs.
+func (o *ConfigOptions) AddFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.InjectConfigFile, "injectConfigFile", "", "injection config file (the istio-sidecar-injector ConfigMap's config key, or a bare template taken as 'sidecar'); default: built-in")
+	fs.StringVar(&o.ValuesFile, "valuesFile", "", "values file merged over the built-in values (the istio-sidecar-injector ConfigMap's values key)")
+	fs.StringVar(&o.MeshConfigFile, "meshConfigFile", "", "mesh config file merged over the built-in mesh config (the istio ConfigMap's mesh key)")
+	fs.StringArrayVar(&o.Set, "set", nil, "override a value, e.g. --set global.hub=registry.example (repeatable; the value is taken verbatim, commas included)")
+	fs.StringVarP(&o.Revision, "revision", "r", "", "control-plane revision (default: the default revision)")
+}
+
+// Load reads the files and loads the configuration.
+func (o *ConfigOptions) Load() (*config.Config, error) {
+	var src config.Sources
+	read := func(path, flag string, dst *[]byte) error {
+		if path == "" {
+			return nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return fmt.Errorf("--%s: %w", flag, err)
+		}
+		*dst = b
+		return nil
+	}
+	if err := read(o.InjectConfigFile, "injectConfigFile", &src.InjectionConfig); err != nil {
+		return nil, err
+	}
+	if err := read(o.ValuesFile, "valuesFile", &src.Values); err != nil {
+		return nil, err
+	}
+	if err := read(o.MeshConfigFile, "meshConfigFile", &src.Mesh); err != nil {
+		return nil, err
+	}
+	src.Set, src.Revision = o.Set, o.Revision
+	return config.Load(src)
+}

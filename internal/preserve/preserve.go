@@ -1,0 +1,155 @@
+// Package preserve keeps a Kubernetes object's JSON faithful across a typed
+// round-trip. Decoding into k8s.io/api types drops fields the vendored types
+// do not know (fields of newer Kubernetes versions) and encoding adds fields
+// the input never had (creationTimestamp: null, resources: {}). Restore puts
+// the former back and takes the latter out, matching list items by identity
+// (name, mountPath, containerPort) rather than by index, so a field stays
+// with its item even when injection inserts or reorders items.
+package preserve
+
+import "reflect"
+
+// Restore edits out, the JSON tree of a mutated typed object, given raw,
+// the tree of the input, and known, the tree of the input's unmutated typed
+// round-trip:
+//   - a field in raw but not in known (unknown to the types) is added to out
+//     where out has the same enclosing object and lacks the field;
+//   - a field in known but not in raw (invented by encoding) is removed from
+//     out where out still holds the invented value.
+func Restore(raw, known, out map[string]any) {
+	for k, rv := range raw {
+		kv, inKnown := known[k]
+		ov, inOut := out[k]
+		if !inKnown {
+			if !inOut {
+				out[k] = rv
+			}
+			continue
+		}
+		if !inOut {
+			continue
+		}
+		switch r := rv.(type) {
+		case map[string]any:
+			km, ok1 := kv.(map[string]any)
+			om, ok2 := ov.(map[string]any)
+			if ok1 && ok2 {
+				Restore(r, km, om)
+			}
+		case []any:
+			kl, ok1 := kv.([]any)
+			ol, ok2 := ov.([]any)
+			if ok1 && ok2 {
+				restoreList(r, kl, ol)
+			}
+		}
+	}
+	for k, kv := range known {
+		if _, inRaw := raw[k]; inRaw {
+			continue
+		}
+		if ov, ok := out[k]; ok && reflect.DeepEqual(ov, kv) {
+			delete(out, k)
+		}
+	}
+	// Items the mutation added carry invented empty fields too.
+	for k, ov := range out {
+		if _, inRaw := raw[k]; inRaw {
+			continue
+		}
+		if _, inKnown := known[k]; inKnown {
+			continue
+		}
+		pruneInvented(ov)
+	}
+}
+
+// restoreList pairs the items of raw and known by index (a typed round-trip
+// keeps order and length) and finds each pair's item in out by identity.
+func restoreList(raw, known, out []any) {
+	used := make([]bool, len(out))
+	for i, rv := range raw {
+		rm, ok := rv.(map[string]any)
+		if !ok || i >= len(known) {
+			continue
+		}
+		km, ok := known[i].(map[string]any)
+		if !ok {
+			continue
+		}
+		j := find(km, out, used, i, len(raw) == len(out))
+		if j < 0 {
+			continue
+		}
+		used[j] = true
+		if om, ok := out[j].(map[string]any); ok {
+			Restore(rm, km, om)
+		}
+	}
+	for j, ov := range out {
+		if !used[j] {
+			pruneInvented(ov)
+		}
+	}
+}
+
+// identityKeys are the fields that identify an item of a Kubernetes list,
+// in order of preference.
+var identityKeys = []string{"name", "mountPath", "devicePath", "containerPort", "ip", "key", "topologyKey"}
+
+func identity(m map[string]any) (string, any, bool) {
+	for _, k := range identityKeys {
+		if v, ok := m[k]; ok {
+			return k, v, true
+		}
+	}
+	return "", nil, false
+}
+
+func find(item map[string]any, out []any, used []bool, index int, sameLength bool) int {
+	key, val, ok := identity(item)
+	if !ok {
+		if sameLength && index < len(out) && !used[index] {
+			return index
+		}
+		return -1
+	}
+	for j, ov := range out {
+		if used[j] {
+			continue
+		}
+		if om, ok := ov.(map[string]any); ok && reflect.DeepEqual(om[key], val) {
+			return j
+		}
+	}
+	return -1
+}
+
+// pruneInvented removes, from items the mutation added, the empty values
+// that encoding Go structs always writes (creationTimestamp: null,
+// resources: {}), so added items read as a person would write them.
+func pruneInvented(v any) {
+	switch t := v.(type) {
+	case map[string]any:
+		for k, c := range t {
+			switch cv := c.(type) {
+			case nil:
+				if k == "creationTimestamp" {
+					delete(t, k)
+				}
+			case map[string]any:
+				if len(cv) == 0 && (k == "resources" || k == "status") {
+					delete(t, k)
+					continue
+				}
+				pruneInvented(cv)
+			case []any:
+				pruneInvented(cv)
+			}
+		}
+	case []any:
+		for _, c := range t {
+			pruneInvented(c)
+		}
+	}
+}

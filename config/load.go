@@ -189,11 +189,28 @@ func decodeValues(values map[string]any, out *Values) error {
 	if err := json.Unmarshal(b, out); err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) {
-			return fmt.Errorf("values: field %s: %s is not a valid %s", te.Field, te.Value, te.Type)
+			return fmt.Errorf("values: field %s: %s is not a valid %s", te.Field, valueAt(values, te.Field), te.Type)
 		}
 		return fmt.Errorf("values: %w", err)
 	}
 	return validateValues(out)
+}
+
+// valueAt renders the value at a dotted path of values, for error messages.
+func valueAt(values map[string]any, path string) string {
+	var cur any = values
+	for _, p := range strings.Split(path, ".") {
+		m, ok := cur.(map[string]any)
+		if !ok {
+			return "value"
+		}
+		cur = m[p]
+	}
+	b, err := json.Marshal(cur)
+	if err != nil {
+		return "value"
+	}
+	return string(b)
 }
 
 func validateValues(v *Values) error {

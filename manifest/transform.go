@@ -173,7 +173,11 @@ func transformObject(obj map[string]any, fn PodFunc) (bool, error) {
 		return changed, err
 	}
 	for _, k := range []string{"metadata", "spec"} {
-		if v, ok := podTree[k]; ok {
+		v, ok := podTree[k]
+		if m, isMap := v.(map[string]any); ok && isMap && len(m) == 0 && k == "metadata" {
+			ok = false // an empty template metadata is the same as none
+		}
+		if ok {
 			tmpl[k] = v
 		} else {
 			delete(tmpl, k)

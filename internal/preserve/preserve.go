@@ -125,18 +125,18 @@ func find(item map[string]any, out []any, used []bool, index int, sameLength boo
 	return -1
 }
 
-// pruneInvented removes, from items the mutation added, the empty values
-// that encoding Go structs always writes (creationTimestamp: null,
-// resources: {}), so added items read as a person would write them.
+// pruneInvented removes, from values the mutation added, what encoding Go
+// structs writes for unset fields (nulls, resources: {}), so added values
+// read as a person would write them.
 func pruneInvented(v any) {
 	switch t := v.(type) {
 	case map[string]any:
 		for k, c := range t {
 			switch cv := c.(type) {
 			case nil:
-				if k == "creationTimestamp" {
-					delete(t, k)
-				}
+				// JSON null means unset; encoding writes it for nil
+				// pointers without omitempty (creationTimestamp, grpc.service).
+				delete(t, k)
 			case map[string]any:
 				if len(cv) == 0 && (k == "resources" || k == "status") {
 					delete(t, k)

@@ -5,6 +5,7 @@
 package validate
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"strconv"
@@ -25,7 +26,7 @@ func Ports(s string, allowWildcard bool) error {
 		if allowWildcard {
 			return nil
 		}
-		return fmt.Errorf("%q: \"*\" is not allowed here", s)
+		return errors.New(`"*" is not allowed here`)
 	}
 	for _, p := range strings.Split(s, ",") {
 		p = strings.TrimSpace(p)
@@ -33,7 +34,7 @@ func Ports(s string, allowWildcard bool) error {
 			continue
 		}
 		if _, err := Port(p); err != nil {
-			return fmt.Errorf("%q: %w", s, err)
+			return err
 		}
 	}
 	return nil
@@ -52,7 +53,7 @@ func Port(s string) (int32, error) {
 func StatusPort(s string) (int32, error) {
 	n, err := strconv.ParseUint(strings.TrimSpace(s), 10, 16)
 	if err != nil {
-		return 0, fmt.Errorf("%q is not a number in 0-65535", s)
+		return 0, errors.New("not a number in 0-65535")
 	}
 	return int32(n), nil
 }
@@ -68,7 +69,7 @@ func CIDRs(s string, allowWildcard bool) error {
 		if allowWildcard {
 			return nil
 		}
-		return fmt.Errorf("%q: \"*\" is not allowed here", s)
+		return errors.New(`"*" is not allowed here`)
 	}
 	for _, c := range strings.Split(s, ",") {
 		c = strings.TrimSpace(c)
@@ -76,7 +77,7 @@ func CIDRs(s string, allowWildcard bool) error {
 			continue
 		}
 		if _, err := netip.ParsePrefix(c); err != nil {
-			return fmt.Errorf("%q: %q is not a CIDR", s, c)
+			return fmt.Errorf("%q is not a CIDR", c)
 		}
 	}
 	return nil
@@ -86,7 +87,7 @@ func CIDRs(s string, allowWildcard bool) error {
 func Uint32(s string) (int32, error) {
 	n, err := strconv.ParseUint(strings.TrimSpace(s), 10, 31)
 	if err != nil {
-		return 0, fmt.Errorf("%q is not a non-negative integer", s)
+		return 0, errors.New("not a non-negative integer")
 	}
 	return int32(n), nil
 }
@@ -95,7 +96,7 @@ func Uint32(s string) (int32, error) {
 func Bool(s string) (bool, error) {
 	b, err := strconv.ParseBool(strings.TrimSpace(s))
 	if err != nil {
-		return false, fmt.Errorf("%q is not a boolean", s)
+		return false, errors.New("not a boolean (true or false)")
 	}
 	return b, nil
 }
@@ -105,12 +106,12 @@ func Bool(s string) (bool, error) {
 func Quantity(s string) (resource.Quantity, error) {
 	for _, r := range s {
 		if unicode.IsControl(r) {
-			return resource.Quantity{}, fmt.Errorf("%q contains a control character", s)
+			return resource.Quantity{}, errors.New("contains a control character")
 		}
 	}
 	q, err := resource.ParseQuantity(s)
 	if err != nil {
-		return resource.Quantity{}, fmt.Errorf("%q is not a quantity", s)
+		return resource.Quantity{}, errors.New("not a quantity (e.g. 100m, 1Gi)")
 	}
 	return q, nil
 }
@@ -125,7 +126,7 @@ var logLevels = map[string]bool{
 // critical, off).
 func LogLevel(s string) error {
 	if !logLevels[strings.TrimSpace(s)] {
-		return fmt.Errorf("%q is not a log level (trace, debug, info, warning, error, critical, off)", s)
+		return fmt.Errorf("%q is not a log level (trace, debug, info, warning, error, critical, off)", strings.TrimSpace(s))
 	}
 	return nil
 }
@@ -141,12 +142,12 @@ func ScopedLogLevels(s string) error {
 		level := e
 		if i := strings.LastIndexByte(e, ':'); i >= 0 {
 			if i == 0 {
-				return fmt.Errorf("%q: empty scope in %q", s, e)
+				return fmt.Errorf("empty scope in %q", e)
 			}
 			level = e[i+1:]
 		}
 		if err := LogLevel(level); err != nil {
-			return fmt.Errorf("%q: %w", s, err)
+			return err
 		}
 	}
 	return nil
@@ -157,7 +158,7 @@ func Interfaces(s string) error {
 	for _, e := range strings.Split(s, ",") {
 		e = strings.TrimSpace(e)
 		if len(e) > 15 || strings.ContainsAny(e, " /\t\n") {
-			return fmt.Errorf("%q: %q is not an interface name", s, e)
+			return fmt.Errorf("%q is not an interface name", e)
 		}
 	}
 	return nil

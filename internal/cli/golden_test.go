@@ -1,0 +1,200 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	kjson "sigs.k8s.io/json"
+	"sigs.k8s.io/yaml"
+
+	"github.com/meshinject/meshinject/manifest"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+const goldenDir = "testdata/inject"
+
+// goldenCase is one input of testdata/inject with its flags.
+type goldenCase struct {
+	name  string
+	input string
+	flags []string
+}
+
+// goldenCases discovers the cases: every *.yaml and *.json in goldenDir.
+// A first line "# meshinject: ARGS" adds flags to the inject command.
+func goldenCases(t *testing.T) []goldenCase {
+	t.Helper()
+	entries, err := os.ReadDir(goldenDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cases []goldenCase
+	for _, e := range entries {
+		n := e.Name()
+		if e.IsDir() || !(strings.HasSuffix(n, ".yaml") || strings.HasSuffix(n, ".json")) {
+			continue
+		}
+		path := filepath.Join(goldenDir, n)
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		first, _, _ := strings.Cut(string(b), "\n")
+		var flags []string
+		if args, ok := strings.CutPrefix(first, "# meshinject:"); ok {
+			flags = strings.Fields(args)
+		}
+		cases = append(cases, goldenCase{name: n, input: path, flags: flags})
+	}
+	return cases
+}
+
+// run executes the command line in-process.
+func run(t *testing.T, stdin []byte, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = Execute(context.Background(), args, Streams{In: bytes.NewReader(stdin), Out: &out, Err: &errb})
+	return out.String(), errb.String(), code
+}
+
+// goldenText is what a golden file holds: stdout, then stderr and a
+// non-zero exit code as trailing comments.
+func goldenText(stdout, stderr string, code int) string {
+	var b strings.Builder
+	b.WriteString(stdout)
+	for _, l := range strings.Split(strings.TrimRight(stderr, "\n"), "\n") {
+		if l != "" {
+			b.WriteString("# stderr: " + l + "\n")
+		}
+	}
+	if code != 0 {
+		b.WriteString("# exit: 1\n")
+	}
+	return b.String()
+}
+
+func TestGolden(t *testing.T) {
+	t.Parallel()
+	cases := goldenCases(t)
+	if len(cases) < 40 {
+		t.Errorf("have %d golden cases, want at least 40", len(cases))
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			args := append([]string{"kube-inject", "-f", c.input}, c.flags...)
+			stdout, stderr, code := run(t, nil, args...)
+			got := goldenText(stdout, stderr, code)
+			golden := c.input + ".injected"
+			if *update {
+				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("missing golden (run go test ./internal/cli -update): %v", err)
+			}
+			if got != string(want) {
+				t.Errorf("output differs from %s (refresh with -update and review the diff):\n%s", golden, lineDiff(string(want), got))
+			}
+		})
+	}
+}
+
+// TestGoldenStale fails on golden files whose input is gone.
+func TestGoldenStale(t *testing.T) {
+	t.Parallel()
+	goldens, err := filepath.Glob(filepath.Join(goldenDir, "*.injected"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range goldens {
+		if _, err := os.Stat(strings.TrimSuffix(g, ".injected")); err != nil {
+			t.Errorf("stale golden %s: its input is gone; delete it", g)
+		}
+	}
+}
+
+// TestGoldenProperties checks over every golden input that injection is
+// idempotent and that uninject reverses it exactly.
+func TestGoldenProperties(t *testing.T) {
+	t.Parallel()
+	for _, c := range goldenCases(t) {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			input, err := os.ReadFile(c.input)
+			if err != nil {
+				t.Fatal(err)
+			}
+			once, _, code := run(t, input, append([]string{"inject", "-f", "-"}, c.flags...)...)
+			if code != 0 {
+				t.Skip("input is an error case")
+			}
+			twice, _, code := run(t, []byte(once), append([]string{"inject", "-f", "-"}, c.flags...)...)
+			if code != 0 {
+				t.Fatalf("re-injecting the output failed")
+			}
+			if once != twice {
+				t.Errorf("inject(inject(x)) != inject(x):\n%s", lineDiff(once, twice))
+			}
+			back, _, code := run(t, []byte(once), "uninject", "-f", "-")
+			if code != 0 {
+				t.Fatalf("uninject failed")
+			}
+			if w, g := docsOf(t, input), docsOf(t, []byte(back)); !reflect.DeepEqual(w, g) {
+				t.Errorf("uninject(inject(x)) != x:\n%s", lineDiff(yamlOf(t, w), yamlOf(t, g)))
+			}
+		})
+	}
+}
+
+// docsOf parses a manifest stream into its documents' trees.
+func docsOf(t *testing.T, data []byte) []any {
+	t.Helper()
+	docs, err := manifest.Split(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []any
+	for _, d := range docs {
+		j := d.Raw
+		if !d.JSON {
+			if j, err = yaml.YAMLToJSON(d.Raw); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var v any
+		if err := kjson.UnmarshalCaseSensitivePreserveInts(j, &v); err != nil {
+			t.Fatal(err)
+		}
+		if v != nil {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+func yamlOf(t *testing.T, v any) string {
+	t.Helper()
+	b, err := yaml.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// lineDiff reports the difference between two texts, line by line.
+func lineDiff(want, got string) string {
+	return cmp.Diff(strings.Split(want, "\n"), strings.Split(got, "\n"))
+}

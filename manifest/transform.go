@@ -44,6 +44,16 @@ var templatePaths = map[string][]string{
 	"CronJob":               {"spec", "jobTemplate", "spec", "template"},
 }
 
+// TemplatePath returns where objects of kind keep their pod template ("" for
+// a Pod, which is its own template); ok is false for other kinds.
+func TemplatePath(kind string) (path []string, ok bool) {
+	if kind == "Pod" {
+		return nil, true
+	}
+	path, ok = templatePaths[kind]
+	return path, ok
+}
+
 // Transform applies fn to the pod of every workload in data and returns the
 // resulting stream: one document per input document, separated by "---"
 // (YAML) or newlines (JSON). Unchanged documents are copied byte for byte.

@@ -20,7 +20,8 @@ import (
 
 var update = flag.Bool("update", false, "rewrite golden files")
 
-const goldenDir = "testdata/inject"
+// goldenDirs hold the golden cases: the test inputs and the examples.
+var goldenDirs = []string{"testdata/inject", "../../examples"}
 
 // goldenCase is one input of testdata/inject with its flags.
 type goldenCase struct {
@@ -33,7 +34,16 @@ type goldenCase struct {
 // A first line "# meshinject: ARGS" adds flags to the inject command.
 func goldenCases(t *testing.T) []goldenCase {
 	t.Helper()
-	entries, err := os.ReadDir(goldenDir)
+	var cases []goldenCase
+	for _, dir := range goldenDirs {
+		cases = append(cases, dirCases(t, dir)...)
+	}
+	return cases
+}
+
+func dirCases(t *testing.T, dir string) []goldenCase {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +53,7 @@ func goldenCases(t *testing.T) []goldenCase {
 		if e.IsDir() || !(strings.HasSuffix(n, ".yaml") || strings.HasSuffix(n, ".json")) {
 			continue
 		}
-		path := filepath.Join(goldenDir, n)
+		path := filepath.Join(dir, n)
 		b, err := os.ReadFile(path)
 		if err != nil {
 			t.Fatal(err)
@@ -53,7 +63,7 @@ func goldenCases(t *testing.T) []goldenCase {
 		if args, ok := strings.CutPrefix(first, "# meshinject:"); ok {
 			flags = strings.Fields(args)
 		}
-		cases = append(cases, goldenCase{name: n, input: path, flags: flags})
+		cases = append(cases, goldenCase{name: filepath.Base(dir) + "/" + n, input: path, flags: flags})
 	}
 	return cases
 }
@@ -115,10 +125,17 @@ func TestGolden(t *testing.T) {
 // TestGoldenStale fails on golden files whose input is gone.
 func TestGoldenStale(t *testing.T) {
 	t.Parallel()
-	goldens, err := filepath.Glob(filepath.Join(goldenDir, "*.injected"))
-	if err != nil {
-		t.Fatal(err)
+	for _, dir := range goldenDirs {
+		goldens, err := filepath.Glob(filepath.Join(dir, "*.injected"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkStale(t, goldens)
 	}
+}
+
+func checkStale(t *testing.T, goldens []string) {
+	t.Helper()
 	for _, g := range goldens {
 		if _, err := os.Stat(strings.TrimSuffix(g, ".injected")); err != nil {
 			t.Errorf("stale golden %s: its input is gone; delete it", g)

@@ -290,7 +290,7 @@ func parseMesh(b []byte) (*meshv1alpha1.MeshConfig, error) {
 		return m, nil
 	}
 	if err := protojson.Unmarshal(j, m); err != nil {
-		return nil, err
+		return nil, protoError(err)
 	}
 	return m, nil
 }
@@ -304,9 +304,17 @@ func ParseProxyConfig(s string) (*meshv1alpha1.ProxyConfig, error) {
 	}
 	pc := &meshv1alpha1.ProxyConfig{}
 	if err := protojson.Unmarshal(j, pc); err != nil {
-		return nil, err
+		return nil, protoError(err)
 	}
 	return pc, nil
+}
+
+// protoError makes a protojson error stable: protojson deliberately varies
+// the whitespace in its messages (a space or a non-breaking space) so that
+// callers do not match on them; users and golden files need one spelling.
+func protoError(err error) error {
+	msg := strings.ReplaceAll(err.Error(), "\u00a0", " ")
+	return errors.New(strings.TrimPrefix(msg, "proto: "))
 }
 
 func validateMesh(m *meshv1alpha1.MeshConfig) error {

@@ -29,7 +29,7 @@ type overrides struct {
 func (e *Engine) apply(pod *corev1.Pod, s *Settings, names []string, warnings *[]string) error {
 	rec := newRecord(pod)
 	data := e.templateData(pod, s)
-	patches := make([]map[string]any, len(names))
+	patches := make([]*rendered, len(names))
 	for i, n := range names {
 		p, err := e.render(n, data)
 		if err != nil {
@@ -39,7 +39,7 @@ func (e *Engine) apply(pod *corev1.Pod, s *Settings, names []string, warnings *[
 	}
 	status := Status{Revision: s.Revision}
 	for _, p := range patches {
-		spec, _ := p["spec"].(map[string]any)
+		spec, _ := p.tree["spec"].(map[string]any)
 		status.InitContainers = appendNames(status.InitContainers, spec["initContainers"])
 		status.Containers = appendNames(status.Containers, spec["containers"])
 		status.Volumes = appendNames(status.Volumes, spec["volumes"])
@@ -62,7 +62,10 @@ func (e *Engine) apply(pod *corev1.Pod, s *Settings, names []string, warnings *[
 	}
 
 	for i, p := range patches {
-		if err := overlay(pod, p, rec); err != nil {
+		if p.additive && addOverlay(pod, p.pod) {
+			continue
+		}
+		if err := overlay(pod, deepCopy(p.tree).(map[string]any), rec); err != nil {
 			return fmt.Errorf("template %s: %w", names[i], err)
 		}
 	}

@@ -2,7 +2,6 @@ package inject
 
 import (
 	"encoding/json"
-	"sort"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -14,7 +13,7 @@ import (
 const ProxyContainerName = "istio-proxy"
 
 func fieldEnv(name, path string) corev1.EnvVar {
-	return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: path}}}
+	return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: path}}}
 }
 
 func resourceEnv(name, resource string) corev1.EnvVar {
@@ -114,10 +113,4 @@ func appContainers(pod *corev1.Pod) string {
 		}
 	}
 	return strings.Join(names, ",")
-}
-
-// sortStrings sorts in place and returns s.
-func sortStrings(s []string) []string {
-	sort.Strings(s)
-	return s
 }

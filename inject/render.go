@@ -95,9 +95,9 @@ func (e *Engine) templateData(pod *corev1.Pod, s *Settings) *TemplateData {
 
 var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
-// render executes template name and returns its output parsed into a
-// partial Pod tree. The caller owns the returned tree.
-func (e *Engine) render(name string, data *TemplateData) (map[string]any, error) {
+// render executes template name and returns its parsed output. The result
+// is shared and read-only.
+func (e *Engine) render(name string, data *TemplateData) (*rendered, error) {
 	buf := bufPool.Get().(*bytes.Buffer)
 	defer func() {
 		buf.Reset()
@@ -106,15 +106,106 @@ func (e *Engine) render(name string, data *TemplateData) (map[string]any, error)
 	if err := e.cfg.Templates[name].Execute(buf, data); err != nil {
 		return nil, fmt.Errorf("template %s: %w", name, err)
 	}
-	if tree, ok := e.cache.get(buf.Bytes()); ok {
-		return tree, nil
+	if r, ok := e.cache.get(buf.Bytes()); ok {
+		return r, nil
 	}
 	tree, err := parsePartialPod(buf.Bytes())
 	if err != nil {
 		return nil, fmt.Errorf("template %s: %w", name, err)
 	}
-	e.cache.put(buf.Bytes(), tree)
-	return deepCopy(tree).(map[string]any), nil
+	r, err := newRendered(tree)
+	if err != nil {
+		return nil, fmt.Errorf("template %s: %w", name, err)
+	}
+	e.cache.put(buf.Bytes(), r)
+	return r, nil
+}
+
+// rendered is a template's parsed output. It is immutable: overlays work
+// on copies.
+type rendered struct {
+	// tree is the partial Pod as a JSON tree.
+	tree map[string]any
+	// additive is set when the output only sets metadata labels and
+	// annotations and adds items to name-keyed spec lists, with no
+	// strategic-merge directives or nulls; pod is then its typed form.
+	additive bool
+	pod      *corev1.Pod
+}
+
+func newRendered(tree map[string]any) (*rendered, error) {
+	r := &rendered{tree: tree}
+	if !isAdditive(tree) {
+		return r, nil
+	}
+	r.pod = &corev1.Pod{}
+	if err := fromTree(tree, r.pod); err != nil {
+		return nil, fmt.Errorf("output is not a Pod: %w", err)
+	}
+	r.additive = true
+	return r, nil
+}
+
+func isAdditive(tree map[string]any) bool {
+	for k, v := range tree {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return false
+		}
+		switch k {
+		case "metadata":
+			for mk, mv := range m {
+				if mk != "labels" && mk != "annotations" {
+					return false
+				}
+				vals, ok := mv.(map[string]any)
+				if !ok {
+					return false
+				}
+				for _, s := range vals {
+					if _, ok := s.(string); !ok {
+						return false
+					}
+				}
+			}
+		case "spec":
+			for sk, sv := range m {
+				items, ok := sv.([]any)
+				if !keyedLists[sk] || !ok {
+					return false
+				}
+				for _, it := range items {
+					if !directiveFree(it) {
+						return false
+					}
+				}
+			}
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// directiveFree reports whether v holds no $-directive keys and no nulls.
+func directiveFree(v any) bool {
+	switch t := v.(type) {
+	case nil:
+		return false
+	case map[string]any:
+		for k, c := range t {
+			if strings.HasPrefix(k, "$") || !directiveFree(c) {
+				return false
+			}
+		}
+	case []any:
+		for _, c := range t {
+			if !directiveFree(c) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // parsePartialPod parses rendered YAML and checks that every field is a Pod
@@ -198,36 +289,33 @@ func deepCopy(v any) any {
 	}
 }
 
-// renderCache maps rendered template text to its parsed tree. Replicas of a
-// workload render identically, so the YAML parse is paid once per distinct
-// output. Entries are immutable; callers get deep copies.
+// renderCache maps rendered template text to its parsed output. Replicas
+// of a workload render identically, so the YAML parse is paid once per
+// distinct output. Entries are immutable.
 type renderCache struct {
 	mu    sync.RWMutex
 	max   int
-	items map[string]map[string]any
+	items map[string]*rendered
 }
 
 func newRenderCache(max int) *renderCache {
 	if max < 0 {
 		max = 0
 	}
-	return &renderCache{max: max, items: make(map[string]map[string]any)}
+	return &renderCache{max: max, items: make(map[string]*rendered)}
 }
 
-func (c *renderCache) get(key []byte) (map[string]any, bool) {
+func (c *renderCache) get(key []byte) (*rendered, bool) {
 	if c.max == 0 {
 		return nil, false
 	}
 	c.mu.RLock()
-	tree, ok := c.items[string(key)]
+	r, ok := c.items[string(key)]
 	c.mu.RUnlock()
-	if !ok {
-		return nil, false
-	}
-	return deepCopy(tree).(map[string]any), true
+	return r, ok
 }
 
-func (c *renderCache) put(key []byte, tree map[string]any) {
+func (c *renderCache) put(key []byte, r *rendered) {
 	if c.max == 0 {
 		return
 	}
@@ -239,5 +327,5 @@ func (c *renderCache) put(key []byte, tree map[string]any) {
 		}
 		delete(c.items, k) // evict an arbitrary entry
 	}
-	c.items[string(key)] = tree
+	c.items[string(key)] = r
 }

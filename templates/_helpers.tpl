@@ -23,23 +23,10 @@
 {{- end }}
 
 {{- define "proxy-env" }}
+    {{- /* the proxy environment the engine computed, in Istio's order */}}
     env:
     {{- range .Settings.Env }}
-    - name: {{ quote .Name }}
-      {{- if .ValueFrom }}
-      valueFrom:
-        {{- with .ValueFrom.FieldRef }}
-        fieldRef:
-          apiVersion: v1
-          fieldPath: {{ quote .FieldPath }}
-        {{- end }}
-        {{- with .ValueFrom.ResourceFieldRef }}
-        resourceFieldRef:
-          resource: {{ quote .Resource }}
-        {{- end }}
-      {{- else }}
-      value: {{ quote .Value }}
-      {{- end }}
+    - {{ toJSON . }}
     {{- end }}
 {{- end }}
 

@@ -7,7 +7,6 @@ import (
 	"strings"
 	"testing"
 
-
 	"github.com/meshinject/meshinject/manifest"
 )
 
@@ -144,4 +143,3 @@ func checkPlanted(t *testing.T, want, got any) {
 		}
 	}
 }
-

@@ -1,0 +1,60 @@
+# meshinject — run `make help` for the targets.
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+# Project-local tool directory; every tool is pinned and installed here.
+BIN        := $(CURDIR)/bin
+GOLANGCI_LINT_VERSION := v2.15.0
+GOLANGCI_LINT := $(BIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
+
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+LDFLAGS := -s -w -X github.com/meshinject/meshinject/internal/version.Version=$(VERSION) -X github.com/meshinject/meshinject/internal/version.Commit=$(COMMIT)
+
+FUZZTIME  ?= 20s
+BENCHTIME ?= 2s
+
+.PHONY: help
+help: ## Show this help.
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_.-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: build
+build: ## Build bin/meshinject.
+	CGO_ENABLED=0 go build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN)/meshinject ./cmd/meshinject
+
+.PHONY: run
+run: build ## Inject the examples/ manifests with the built-in defaults and print the result.
+	$(BIN)/meshinject inject -f examples/
+
+.PHONY: test
+test: ## Run the unit, golden and property tests.
+	go test -race -count=1 ./...
+
+.PHONY: update-golden
+update-golden: ## Refresh golden files (review the diff!).
+	go test ./internal/cli/ -run 'TestGolden$$' -update
+
+.PHONY: fmt
+fmt: ## Format the code.
+	gofmt -w $$(git ls-files '*.go')
+
+.PHONY: lint
+lint: $(GOLANGCI_LINT) ## Run golangci-lint and check go.mod is tidy.
+	$(GOLANGCI_LINT) run ./...
+	go mod tidy -diff
+
+.PHONY: fuzz
+fuzz: ## Run every fuzz test for FUZZTIME each (default 20s).
+	go test ./inject/ -run '^$$' -fuzz '^FuzzInject$$' -fuzztime $(FUZZTIME)
+	go test ./manifest/ -run '^$$' -fuzz '^FuzzTransform$$' -fuzztime $(FUZZTIME)
+
+.PHONY: bench
+bench: ## Benchmark the engine against the decode/encode floor (-benchmem).
+	go test ./inject/ -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count 1
+
+$(GOLANGCI_LINT):
+	@mkdir -p $(BIN)
+	GOBIN=$(BIN) go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
+	mv $(BIN)/golangci-lint $@

@@ -1,0 +1,259 @@
+package inject
+
+import (
+	"encoding/json"
+	"errors"
+	"reflect"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/strategicpatch"
+
+	"github.com/meshinject/meshinject/config"
+)
+
+func TestInjectBasics(t *testing.T) {
+	t.Parallel()
+	e := mustEngine(t, config.Sources{})
+	res, err := e.Inject(Request{Pod: testPod("web")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := res.Pod
+	if got := containerNames(p.Spec.InitContainers); !reflect.DeepEqual(got, []string{"istio-init"}) {
+		t.Errorf("init containers = %v", got)
+	}
+	if got := containerNames(p.Spec.Containers); !reflect.DeepEqual(got, []string{"app", "istio-proxy"}) {
+		t.Errorf("containers = %v", got)
+	}
+	var st Status
+	if err := json.Unmarshal([]byte(p.Annotations[AnnotationStatus]), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.Revision != "default" || len(st.Volumes) != 9 || st.ImagePullSecrets != nil {
+		t.Errorf("status = %+v", st)
+	}
+	if !reflect.DeepEqual(res.Templates, []string{"sidecar"}) {
+		t.Errorf("templates = %v", res.Templates)
+	}
+}
+
+func TestInjectErrorsNameTheAnnotation(t *testing.T) {
+	t.Parallel()
+	e := mustEngine(t, config.Sources{})
+	tests := map[string]string{
+		"sidecar.istio.io/proxyCPU":                        "fast",
+		"sidecar.istio.io/interceptionMode":                "MAGIC",
+		"traffic.sidecar.istio.io/includeInboundPorts":     "http",
+		"traffic.sidecar.istio.io/excludeOutboundIPRanges": "*",
+		"status.sidecar.istio.io/port":                     "-1",
+		"sidecar.istio.io/proxyImageType":                  "tiny",
+		"proxy.istio.io/config":                            "statusPort: [",
+		"inject.istio.io/templates":                        "nosuch",
+		"sidecar.istio.io/userVolumeMount":                 `{"x":{}}`,
+	}
+	for ann, val := range tests {
+		t.Run(ann, func(t *testing.T) {
+			t.Parallel()
+			_, err := e.Inject(Request{Pod: testPod("bad", withAnnotation(ann, val))})
+			var ie *Error
+			if !errors.As(err, &ie) {
+				t.Fatalf("err = %v, want *Error", err)
+			}
+			if ie.Field != ann || ie.Value != val || !strings.Contains(err.Error(), ann) {
+				t.Errorf("err = %v, want it to name %s=%q", err, ann, val)
+			}
+		})
+	}
+}
+
+// TestRenderCacheIsolation injects the same pod twice through one engine:
+// the second render is served from the cache and must not see the first
+// injection's mutations.
+func TestRenderCacheIsolation(t *testing.T) {
+	t.Parallel()
+	e := mustEngine(t, config.Sources{})
+	first, err := e.Inject(Request{Pod: testPod("web")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := e.Inject(Request{Pod: testPod("web")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(first.Pod, second.Pod) {
+		t.Error("second injection differs from the first")
+	}
+	if len(e.cache.items) == 0 {
+		t.Error("render cache is empty after two injections")
+	}
+}
+
+// TestConcurrentInject shares one engine between goroutines (run with -race).
+func TestConcurrentInject(t *testing.T) {
+	t.Parallel()
+	e := mustEngine(t, config.Sources{})
+	want, err := e.Inject(Request{Pod: testPod("web")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got, err := e.Inject(Request{Pod: testPod("web")})
+			if err == nil && !reflect.DeepEqual(got.Pod, want.Pod) {
+				err = errors.New("concurrent injection differs")
+			}
+			if err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+// TestSparseOverlayMatchesStrategicMerge checks that the sparse overlay
+// gives what a strategic merge patch of the whole pod gives, up to the
+// order of name-keyed lists (the overlay puts template items first).
+func TestSparseOverlayMatchesStrategicMerge(t *testing.T) {
+	t.Parallel()
+	patches := map[string]string{
+		"add containers and volumes": `{"metadata":{"labels":{"x":"1"}},"spec":{"containers":[{"name":"proxy","image":"p"}],"volumes":[{"name":"v","emptyDir":{}}]}}`,
+		"merge into existing":        `{"spec":{"containers":[{"name":"app","env":[{"name":"E","value":"1"}]}]}}`,
+		"delete an item":             `{"spec":{"volumes":[{"name":"data","$patch":"delete"}]}}`,
+		"replace a list":             `{"spec":{"volumes":[{"name":"only","emptyDir":{}},{"$patch":"replace"}]}}`,
+		"null removes a label":       `{"metadata":{"labels":{"app":null}}}`,
+		"scalar and struct fields":   `{"spec":{"dnsPolicy":"None","securityContext":{"fsGroup":7}}}`,
+		"set element order":          `{"spec":{"$setElementOrder/containers":[{"name":"side"},{"name":"app"}],"containers":[{"name":"side","image":"s"}]}}`,
+	}
+	base := func() *corev1.Pod {
+		return testPod("web", func(p *corev1.Pod) {
+			p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: "worker", Image: "w"})
+			p.Spec.Volumes = []corev1.Volume{{Name: "data"}, {Name: "cache"}}
+		})
+	}
+	for name, patch := range patches {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			var pm map[string]any
+			if err := json.Unmarshal([]byte(patch), &pm); err != nil {
+				t.Fatal(err)
+			}
+			sparse := base()
+			if err := overlay(sparse, pm, &record{}); err != nil {
+				t.Fatal(err)
+			}
+			orig, err := json.Marshal(base())
+			if err != nil {
+				t.Fatal(err)
+			}
+			fullJSON, err := strategicpatch.StrategicMergePatch(orig, []byte(patch), &corev1.Pod{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var full corev1.Pod
+			if err := json.Unmarshal(fullJSON, &full); err != nil {
+				t.Fatal(err)
+			}
+			sortByName(sparse)
+			sortByName(&full)
+			if !reflect.DeepEqual(sparse, &full) {
+				a, _ := json.Marshal(sparse)
+				t.Errorf("sparse overlay differs from a full strategic merge:\nsparse: %s\nfull:   %s", a, fullJSON)
+			}
+		})
+	}
+}
+
+func sortByName(p *corev1.Pod) {
+	sort.Slice(p.Spec.Containers, func(i, j int) bool { return p.Spec.Containers[i].Name < p.Spec.Containers[j].Name })
+	sort.Slice(p.Spec.Volumes, func(i, j int) bool { return p.Spec.Volumes[i].Name < p.Spec.Volumes[j].Name })
+}
+
+func containerNames(cs []corev1.Container) []string {
+	var out []string
+	for _, c := range cs {
+		out = append(out, c.Name)
+	}
+	return out
+}
+
+func TestTemplateOutputIsChecked(t *testing.T) {
+	t.Parallel()
+	bad := []byte("templates:\n  sidecar: |\n    spec:\n      containers:\n      - name: istio-proxy\n        imagee: typo\n")
+	e := mustEngine(t, config.Sources{InjectionConfig: bad})
+	_, err := e.Inject(Request{Pod: testPod("web")})
+	if err == nil || !strings.Contains(err.Error(), "imagee") || !strings.Contains(err.Error(), "template sidecar") {
+		t.Errorf("err = %v, want it to name template sidecar and field imagee", err)
+	}
+}
+
+func TestUninjectWithoutStatusIsNoop(t *testing.T) {
+	t.Parallel()
+	p := testPod("plain")
+	want := testPod("plain")
+	if err := Uninject(p); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(p, want) {
+		t.Error("Uninject changed a pod that was never injected")
+	}
+}
+
+func TestUninjectBadStatus(t *testing.T) {
+	t.Parallel()
+	err := Uninject(testPod("p", withAnnotation(AnnotationStatus, "{not json")))
+	var ie *Error
+	if !errors.As(err, &ie) || ie.Field != AnnotationStatus {
+		t.Errorf("err = %v, want an error naming %s", err, AnnotationStatus)
+	}
+}
+
+// TestAdditiveOverlayMatchesOverlay checks the typed fast path against the
+// strategic-merge overlay on the built-in sidecar output.
+func TestAdditiveOverlayMatchesOverlay(t *testing.T) {
+	t.Parallel()
+	e := mustEngine(t, config.Sources{})
+	for _, native := range []bool{false, true} {
+		pod := testPod("web", withAnnotation("team", "a"), func(p *corev1.Pod) {
+			p.Spec.InitContainers = []corev1.Container{{Name: "setup", Image: "s"}}
+			p.Spec.Volumes = []corev1.Volume{{Name: "data"}}
+		})
+		s, err := e.resolve(pod, "apps", Request{NativeSidecars: native})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := e.render("sidecar", e.templateData(pod, s))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !r.additive {
+			t.Fatal("the sidecar output is not additive")
+		}
+		fast, slow := pod.DeepCopy(), pod.DeepCopy()
+		if !addOverlay(fast, r.pod) {
+			t.Fatal("addOverlay refused a pod without injected items")
+		}
+		if err := overlay(slow, deepCopy(r.tree).(map[string]any), &record{}); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(fast, slow) {
+			a, _ := json.Marshal(fast)
+			b, _ := json.Marshal(slow)
+			t.Errorf("native=%v: fast path differs:\nfast: %s\nslow: %s", native, a, b)
+		}
+		if addOverlay(fast, r.pod) {
+			t.Error("addOverlay accepted a pod that already has the items")
+		}
+	}
+}

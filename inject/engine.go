@@ -8,6 +8,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/meshinject/meshinject/config"
+	"github.com/meshinject/meshinject/templates"
 )
 
 // Options configures an Engine.
@@ -31,6 +32,10 @@ func (o *Options) setDefaults() {
 type Engine struct {
 	cfg   *config.Config
 	cache *renderCache
+	// pure are the templates looked up by renderKey without executing them.
+	pure map[string]bool
+	// meshProxyConfig is PROXY_CONFIG for pods without proxy.istio.io/config.
+	meshProxyConfig string
 }
 
 // New returns an Engine for opts.
@@ -39,7 +44,13 @@ func New(opts Options) (*Engine, error) {
 	if opts.Config == nil {
 		return nil, errors.New("inject: Options.Config is required")
 	}
-	return &Engine{cfg: opts.Config, cache: newRenderCache(opts.RenderCacheSize)}, nil
+	cfg := opts.Config
+	return &Engine{
+		cfg:             cfg,
+		cache:           newRenderCache(opts.RenderCacheSize),
+		pure:            pureNames(cfg.Injection.Templates),
+		meshProxyConfig: templates.ProtoToJSON(cfg.Mesh.GetDefaultConfig(), cfg.DefaultProxyConfig) + "\n",
+	}, nil
 }
 
 // Config returns the engine's configuration.

@@ -52,7 +52,7 @@ func (e *Engine) proxyEnv(pod *corev1.Pod, s *Settings, extra map[string]string)
 		fieldEnv("SERVICE_ACCOUNT", "spec.serviceAccountName"),
 		fieldEnv("HOST_IP", "status.hostIP"),
 		resourceEnv("ISTIO_CPU_LIMIT", "limits.cpu"),
-		corev1.EnvVar{Name: "PROXY_CONFIG", Value: templates.ProtoToJSON(s.proxyConfig, cfg.DefaultProxyConfig) + "\n"},
+		corev1.EnvVar{Name: "PROXY_CONFIG", Value: e.proxyConfigJSON(s)},
 		corev1.EnvVar{Name: "ISTIO_META_POD_PORTS", Value: podPorts(pod)},
 		corev1.EnvVar{Name: "ISTIO_META_APP_CONTAINERS", Value: appContainers(pod)},
 		resourceEnv("GOMEMLIMIT", "limits.memory"),
@@ -83,6 +83,15 @@ func (e *Engine) proxyEnv(pod *corev1.Pod, s *Settings, extra map[string]string)
 		env = append(env, corev1.EnvVar{Name: "ISTIO_BOOTSTRAP_OVERRIDE", Value: bootstrapOverrideDir + "/custom_bootstrap.json"})
 	}
 	return env
+}
+
+// proxyConfigJSON is PROXY_CONFIG: the pod's ProxyConfig without the
+// fields equal to Istio's defaults, as JSON and a newline.
+func (e *Engine) proxyConfigJSON(s *Settings) string {
+	if !s.proxyConfigAnnotated {
+		return e.meshProxyConfig
+	}
+	return templates.ProtoToJSON(s.proxyConfig, e.cfg.DefaultProxyConfig) + "\n"
 }
 
 // podPorts is ISTIO_META_POD_PORTS: every port of every app container, as a

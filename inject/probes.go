@@ -3,6 +3,7 @@ package inject
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -46,8 +47,6 @@ func rewriteProbes(pod *corev1.Pod, s *Settings, rec *record, warnings *[]string
 		if c.Name == ProxyContainerName {
 			continue
 		}
-		orig := containerProbes{ReadinessProbe: c.ReadinessProbe, LivenessProbe: c.LivenessProbe, StartupProbe: c.StartupProbe, Lifecycle: c.Lifecycle}
-		changed := false
 		probe := func(p **corev1.Probe, kind string) {
 			if *p == nil {
 				return
@@ -59,16 +58,17 @@ func rewriteProbes(pod *corev1.Pod, s *Settings, rec *record, warnings *[]string
 			}
 			path := "/app-health/" + c.Name + "/" + kind
 			probers[path] = pr
+			rec.portName(path, h.HTTPGet, h.TCPSocket)
 			np := **p
 			np.ProbeHandler = corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: path, Port: statusPort}}
 			*p = &np
-			changed = true
 		}
 		probe(&c.ReadinessProbe, "readyz")
 		probe(&c.LivenessProbe, "livez")
 		probe(&c.StartupProbe, "startupz")
 		if c.Lifecycle != nil {
 			lc := *c.Lifecycle
+			changed := false
 			hook := func(h **corev1.LifecycleHandler, kind string) {
 				if *h == nil {
 					return
@@ -79,20 +79,15 @@ func rewriteProbes(pod *corev1.Pod, s *Settings, rec *record, warnings *[]string
 				}
 				path := "/app-lifecycle/" + c.Name + "/" + kind
 				probers[path] = pr
+				rec.portName(path, (*h).HTTPGet, (*h).TCPSocket)
 				*h = &corev1.LifecycleHandler{HTTPGet: &corev1.HTTPGetAction{Path: path, Port: statusPort}}
 				changed = true
 			}
 			hook(&lc.PreStop, "prestopz")
 			hook(&lc.PostStart, "poststartz")
-			c.Lifecycle = &lc
-		}
-		if changed {
-			if rec.Probes == nil {
-				rec.Probes = map[string]*containerProbes{}
+			if changed {
+				c.Lifecycle = &lc
 			}
-			rec.Probes[c.Name] = &orig
-		} else {
-			c.Lifecycle = orig.Lifecycle
 		}
 	}
 	if len(probers) == 0 {
@@ -146,4 +141,99 @@ func resolvePort(c *corev1.Container, p intstr.IntOrString, warnings *[]string) 
 	}
 	*warnings = append(*warnings, fmt.Sprintf("container %s: probe port %q names no container port; probe left unchanged", c.Name, p.StrVal))
 	return p, false
+}
+
+// portName records the port name of an original check that used one.
+func (r *record) portName(path string, http *corev1.HTTPGetAction, tcp *corev1.TCPSocketAction) {
+	var p intstr.IntOrString
+	switch {
+	case http != nil:
+		p = http.Port
+	case tcp != nil:
+		p = tcp.Port
+	default:
+		return
+	}
+	if p.Type != intstr.String {
+		return
+	}
+	if r.PortNames == nil {
+		r.PortNames = map[string]string{}
+	}
+	r.PortNames[path] = p.StrVal
+}
+
+// restoreProbes puts back the app checks that rewriteProbes sent through
+// the agent, from the proxy's ISTIO_KUBE_APP_PROBERS (and the recorded port
+// names). It works on pods injected by Istio too.
+func restoreProbes(pod *corev1.Pod, portNames map[string]string) error {
+	proxy := findProxy(pod)
+	if proxy == nil {
+		return nil
+	}
+	var raw string
+	for _, e := range proxy.Env {
+		if e.Name == "ISTIO_KUBE_APP_PROBERS" {
+			raw = e.Value
+		}
+	}
+	if raw == "" {
+		return nil
+	}
+	probers := map[string]*prober{}
+	if err := json.Unmarshal([]byte(raw), &probers); err != nil {
+		return fmt.Errorf("proxy env ISTIO_KUBE_APP_PROBERS: %w", err)
+	}
+	for path, pr := range probers {
+		if pr == nil {
+			continue
+		}
+		kind, name, check, ok := parseProbePath(path)
+		if !ok {
+			continue
+		}
+		i := containerIndex(pod.Spec.Containers, name)
+		if i < 0 {
+			continue
+		}
+		c := &pod.Spec.Containers[i]
+		if n, ok := portNames[path]; ok {
+			switch {
+			case pr.HTTPGet != nil:
+				pr.HTTPGet.Port = intstr.FromString(n)
+			case pr.TCPSocket != nil:
+				pr.TCPSocket.Port = intstr.FromString(n)
+			}
+		}
+		if kind == "app-health" {
+			p := map[string]**corev1.Probe{"readyz": &c.ReadinessProbe, "livez": &c.LivenessProbe, "startupz": &c.StartupProbe}[check]
+			if p == nil || *p == nil {
+				continue
+			}
+			np := **p
+			np.ProbeHandler = corev1.ProbeHandler{HTTPGet: pr.HTTPGet, TCPSocket: pr.TCPSocket, GRPC: pr.GRPC}
+			*p = &np
+			continue
+		}
+		if c.Lifecycle == nil {
+			continue
+		}
+		lc := *c.Lifecycle
+		h := map[string]**corev1.LifecycleHandler{"prestopz": &lc.PreStop, "poststartz": &lc.PostStart}[check]
+		if h == nil {
+			continue
+		}
+		*h = &corev1.LifecycleHandler{HTTPGet: pr.HTTPGet, TCPSocket: pr.TCPSocket}
+		c.Lifecycle = &lc
+	}
+	return nil
+}
+
+// parseProbePath splits "/app-health/<container>/<check>".
+func parseProbePath(path string) (kind, container, check string, ok bool) {
+	parts := strings.Split(strings.TrimPrefix(path, "/"), "/")
+	if len(parts) != 3 || (parts[0] != "app-health" && parts[0] != "app-lifecycle") {
+		return "", "", "", false
+	}
+	return parts[0], parts[1], parts[2], true
 }

@@ -3,6 +3,7 @@ package inject
 import (
 	"encoding/json"
 	"strconv"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 )
@@ -50,6 +51,9 @@ func (e *Engine) prometheusMerge(pod *corev1.Pod, s *Settings) {
 	var found []string
 	canonical := map[string]string{promScrape: "prometheus.io/scrape", promPort: "prometheus.io/port", promPath: "prometheus.io/path"}
 	for _, k := range sortedKeys(pod.Annotations) {
+		if len(k) != len(promScrape) && len(k) != len(promPath) || !strings.EqualFold(k[:len("prometheus")], "prometheus") {
+			continue // cannot sanitise to a prometheus_io_* key
+		}
 		v := pod.Annotations[k]
 		key := sanitizeLabelName(k)
 		var dst *string

@@ -19,9 +19,9 @@ type record struct {
 	// set (JSON null when the field was unset).
 	Metadata map[string]json.RawMessage `json:"metadata,omitempty"`
 	Spec     map[string]json.RawMessage `json:"spec,omitempty"`
-	// Probes holds the original probes and lifecycle of containers whose
-	// probes were rewritten, by container name.
-	Probes map[string]*containerProbes `json:"probes,omitempty"`
+	// PortNames maps a rewritten probe's path to the port name its original
+	// used; ISTIO_KUBE_APP_PROBERS holds the resolved number.
+	PortNames map[string]string `json:"portNames,omitempty"`
 	// Positions holds the original index of each user container that a
 	// template also defined, keyed "containers/<name>" or
 	// "initContainers/<name>".
@@ -33,13 +33,6 @@ type record struct {
 type mapDiff struct {
 	Added   []string          `json:"added,omitempty"`
 	Changed map[string]string `json:"changed,omitempty"`
-}
-
-type containerProbes struct {
-	ReadinessProbe *corev1.Probe     `json:"readinessProbe,omitempty"`
-	LivenessProbe  *corev1.Probe     `json:"livenessProbe,omitempty"`
-	StartupProbe   *corev1.Probe     `json:"startupProbe,omitempty"`
-	Lifecycle      *corev1.Lifecycle `json:"lifecycle,omitempty"`
 }
 
 func newRecord(pod *corev1.Pod) *record {

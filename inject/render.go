@@ -103,10 +103,21 @@ func (e *Engine) render(name string, data *TemplateData) (*rendered, error) {
 		buf.Reset()
 		bufPool.Put(buf)
 	}()
+	var inputKey []byte
+	if e.pure[name] && e.cache.max > 0 {
+		inputKey = renderKey(buf.AvailableBuffer(), name, data)
+		if r, ok := e.cache.get(inputKey); ok {
+			return r, nil
+		}
+		inputKey = append([]byte(nil), inputKey...)
+	}
 	if err := e.cfg.Templates[name].Execute(buf, data); err != nil {
 		return nil, fmt.Errorf("template %s: %w", name, err)
 	}
 	if r, ok := e.cache.get(buf.Bytes()); ok {
+		if inputKey != nil {
+			e.cache.put(inputKey, r)
+		}
 		return r, nil
 	}
 	tree, err := parsePartialPod(buf.Bytes())
@@ -118,6 +129,9 @@ func (e *Engine) render(name string, data *TemplateData) (*rendered, error) {
 		return nil, fmt.Errorf("template %s: %w", name, err)
 	}
 	e.cache.put(buf.Bytes(), r)
+	if inputKey != nil {
+		e.cache.put(inputKey, r)
+	}
 	return r, nil
 }
 

@@ -75,8 +75,10 @@ type Settings struct {
 	proxyImage      string
 	proxyInitImage  string
 	proxyConfig     *meshv1alpha1.ProxyConfig
-	workload        Workload
-	namespace       string
+	// proxyConfigAnnotated is set when proxy.istio.io/config changed it.
+	proxyConfigAnnotated bool
+	workload             Workload
+	namespace            string
 }
 
 // annotations is a validating reader of pod annotations.
@@ -148,6 +150,7 @@ func (e *Engine) resolve(pod *corev1.Pod, ns string, req Request) (*Settings, er
 			return nil, fieldError(AnnotationProxyConfig, raw, err)
 		}
 		proto.Merge(pc, over)
+		s.proxyConfigAnnotated = true
 	}
 	s.proxyConfig = pc
 

@@ -37,11 +37,8 @@ func Uninject(pod *corev1.Pod) error {
 		}
 	}
 
-	for name, p := range rec.Probes {
-		if i := containerIndex(pod.Spec.Containers, name); i >= 0 {
-			c := &pod.Spec.Containers[i]
-			c.ReadinessProbe, c.LivenessProbe, c.StartupProbe, c.Lifecycle = p.ReadinessProbe, p.LivenessProbe, p.StartupProbe, p.Lifecycle
-		}
+	if err := restoreProbes(pod, rec.PortNames); err != nil {
+		return err
 	}
 
 	pod.Spec.InitContainers = restoreContainers(removeContainers(pod.Spec.InitContainers, st.InitContainers), ov.InitContainers, rec.Positions, "initContainers/")

@@ -40,7 +40,7 @@ func appendString(b []byte, s string) []byte {
 // appendValue serialises v unambiguously: every value is prefixed by its
 // kind, strings and collections by their length, map entries sorted by key.
 func appendValue(b []byte, v reflect.Value) []byte {
-	b = append(b, byte(v.Kind()))
+	b = append(b, byte(v.Kind())) //nolint:gosec // reflect.Kind values are below 32
 	switch v.Kind() {
 	case reflect.String:
 		return appendString(b, v.String())
@@ -64,7 +64,7 @@ func appendValue(b []byte, v reflect.Value) []byte {
 		if v.Kind() == reflect.Slice && v.IsNil() {
 			return append(b, 0)
 		}
-		b = binary.AppendUvarint(append(b, 1), uint64(v.Len()))
+		b = binary.AppendUvarint(append(b, 1), uint64(v.Len())) //nolint:gosec // lengths are never negative
 		for i := range v.Len() {
 			b = appendValue(b, v.Index(i))
 		}

@@ -67,7 +67,11 @@ func splitJSON(data []byte) ([]Document, error) {
 		if err != nil {
 			return nil, fmt.Errorf("document %d, line %d: %w", len(docs)+1, lineAt(data, int(dec.InputOffset())), err)
 		}
-		docs = append(docs, Document{Raw: v, Index: len(docs) + 1, Line: lineAt(data, int(startOff)), JSON: true})
+		start := int(startOff)
+		for start < len(data) && (data[start] == ' ' || data[start] == '\t' || data[start] == '\r' || data[start] == '\n') {
+			start++
+		}
+		docs = append(docs, Document{Raw: v, Index: len(docs) + 1, Line: lineAt(data, start), JSON: true})
 	}
 }
 

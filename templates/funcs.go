@@ -56,7 +56,7 @@ func FuncMap(opts Options) template.FuncMap {
 	f["protoToJSON"] = func(m proto.Message) string { return ProtoToJSON(m, opts.ProxyConfigDefaults) }
 	f["toYaml"] = toYAML
 	f["indent"] = indent
-	f["contains"] = strings.Contains
+	f["contains"] = func(needle, haystack string) bool { return strings.Contains(haystack, needle) }
 	f["toLower"] = strings.ToLower
 	f["omit"] = omit
 	f["strdict"] = strdict

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -127,6 +128,50 @@ func benchInject(b *testing.B, cacheSize int) {
 					b.Fatal(err)
 				}
 			}
+		})
+	}
+}
+
+// BenchmarkVsFloor alternates the floor (decode + encode) and a full
+// injection (decode + inject + encode) of the same pod within every
+// iteration, so both see the same machine state, and reports each one's
+// time per op and their ratio (x-floor).
+func BenchmarkVsFloor(b *testing.B) {
+	e, err := New(Options{Config: mustConfig(b, config.Sources{})})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, bp := range benchPods {
+		b.Run(bp.name, func(b *testing.B) {
+			var floor, inject time.Duration
+			for b.Loop() {
+				t0 := time.Now()
+				var p corev1.Pod
+				if err := json.Unmarshal(bp.json, &p); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := json.Marshal(&p); err != nil {
+					b.Fatal(err)
+				}
+				t1 := time.Now()
+				var q corev1.Pod
+				if err := json.Unmarshal(bp.json, &q); err != nil {
+					b.Fatal(err)
+				}
+				res, err := e.Inject(Request{Pod: &q, Namespace: "shop"})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := json.Marshal(res.Pod); err != nil {
+					b.Fatal(err)
+				}
+				floor += t1.Sub(t0)
+				inject += time.Since(t1)
+			}
+			n := float64(b.N)
+			b.ReportMetric(float64(floor.Nanoseconds())/n, "floor-ns/op")
+			b.ReportMetric(float64(inject.Nanoseconds())/n, "inject-ns/op")
+			b.ReportMetric(float64(inject)/float64(floor), "x-floor")
 		})
 	}
 }

@@ -48,6 +48,7 @@ lint: $(GOLANGCI_LINT) ## Run golangci-lint and check go.mod is tidy.
 .PHONY: fuzz
 fuzz: ## Run every fuzz test for FUZZTIME each (default 20s).
 	go test ./inject/ -run '^$$' -fuzz '^FuzzInject$$' -fuzztime $(FUZZTIME)
+	go test ./inject/ -run '^$$' -fuzz '^FuzzAnnotations$$' -fuzztime $(FUZZTIME)
 	go test ./manifest/ -run '^$$' -fuzz '^FuzzTransform$$' -fuzztime $(FUZZTIME)
 
 .PHONY: bench

@@ -2,11 +2,14 @@ package inject
 
 import (
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
+	"unicode/utf8"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/meshinject/meshinject/config"
 	"github.com/meshinject/meshinject/manifest"
@@ -65,6 +68,66 @@ func FuzzInject(f *testing.F) {
 		}
 		if err := Uninject(res.Pod); err != nil {
 			t.Fatalf("uninject failed: %v", err)
+		}
+	})
+}
+
+// fuzzAnnotations are the annotations that change injection output.
+var fuzzAnnotations = []string{
+	"sidecar.istio.io/proxyCPU", "sidecar.istio.io/proxyMemory", "sidecar.istio.io/proxyCPULimit",
+	"sidecar.istio.io/proxyMemoryLimit", "sidecar.istio.io/proxyImage", "sidecar.istio.io/proxyImageType",
+	"sidecar.istio.io/logLevel", "sidecar.istio.io/componentLogLevel", "sidecar.istio.io/agentLogLevel",
+	"sidecar.istio.io/interceptionMode", "traffic.sidecar.istio.io/includeOutboundIPRanges",
+	"traffic.sidecar.istio.io/excludeOutboundIPRanges", "traffic.sidecar.istio.io/includeInboundPorts",
+	"traffic.sidecar.istio.io/excludeInboundPorts", "traffic.sidecar.istio.io/includeOutboundPorts",
+	"traffic.sidecar.istio.io/excludeOutboundPorts", "traffic.sidecar.istio.io/excludeInterfaces",
+	"traffic.sidecar.istio.io/kubevirtInterfaces", "istio.io/reroute-virtual-interfaces",
+	"status.sidecar.istio.io/port", "readiness.status.sidecar.istio.io/initialDelaySeconds",
+	"readiness.status.sidecar.istio.io/periodSeconds", "readiness.status.sidecar.istio.io/failureThreshold",
+	"sidecar.istio.io/rewriteAppHTTPProbers", "prometheus.istio.io/merge-metrics", "proxy.istio.io/config",
+	"sidecar.istio.io/nativeSidecar", "sidecar.istio.io/bootstrapOverride", "sidecar.istio.io/userVolume",
+	"sidecar.istio.io/userVolumeMount", "inject.istio.io/templates", "sidecar.istio.io/inject",
+	"prometheus.io/port", "prometheus.io.scrape",
+}
+
+// FuzzAnnotations sets arbitrary values on two injection annotations of a
+// pod with probes: injection either fails with an *Error naming one of
+// them, or succeeds and uninjects back to the pod.
+func FuzzAnnotations(f *testing.F) {
+	f.Add(uint8(0), "100m", uint8(9), "TPROXY")
+	f.Add(uint8(25), "holdApplicationUntilProxyStarts: true", uint8(29), `{"v":{"emptyDir":{}}}`)
+	f.Add(uint8(30), "gateway,sidecar", uint8(19), "0")
+	e := mustEngine(f, config.Sources{})
+	f.Fuzz(func(t *testing.T, k1 uint8, v1 string, k2 uint8, v2 string) {
+		if !utf8.ValidString(v1) || !utf8.ValidString(v2) {
+			t.Skip("pods arrive as JSON, which cannot carry invalid UTF-8")
+		}
+		a1 := fuzzAnnotations[int(k1)%len(fuzzAnnotations)]
+		a2 := fuzzAnnotations[int(k2)%len(fuzzAnnotations)]
+		mk := func() *corev1.Pod {
+			p := testPod("fuzz", withAnnotation(a1, v1), withAnnotation(a2, v2))
+			p.Spec.Containers[0].ReadinessProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/", Port: intstr.FromString("http")}}}
+			return p
+		}
+		pod := mk()
+		res, err := e.Inject(Request{Pod: pod})
+		if err != nil {
+			var ie *Error
+			if errors.As(err, &ie) && ie.Field != a1 && ie.Field != a2 {
+				t.Fatalf("error names %s, want %s or %s: %v", ie.Field, a1, a2, err)
+			}
+			return
+		}
+		if res.Skipped {
+			return
+		}
+		if err := Uninject(res.Pod); err != nil {
+			t.Fatalf("uninject: %v", err)
+		}
+		want, _ := json.Marshal(mk())
+		got, _ := json.Marshal(res.Pod)
+		if string(want) != string(got) {
+			t.Fatalf("uninject(inject(x)) != x\nwant %s\ngot  %s", want, got)
 		}
 	})
 }

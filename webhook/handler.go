@@ -1,0 +1,201 @@
+package webhook
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/klog/v2"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+	kjson "sigs.k8s.io/json"
+
+	"github.com/meshinject/meshinject/inject"
+	"github.com/meshinject/meshinject/internal/preserve"
+)
+
+// EngineSource returns the engine to use for one review. The config
+// reloader implements it; a review keeps the engine it started with.
+type EngineSource interface {
+	Engine() *inject.Engine
+}
+
+// EngineSourceFunc adapts a function to EngineSource.
+type EngineSourceFunc func() *inject.Engine
+
+// Engine calls f.
+func (f EngineSourceFunc) Engine() *inject.Engine { return f() }
+
+// NativeSidecarPolicy says whether a pod gets a native sidecar (before its
+// own sidecar.istio.io/nativeSidecar annotation is applied).
+type NativeSidecarPolicy interface {
+	NativeSidecars(pod *corev1.Pod) bool
+}
+
+// NativeSidecarPolicyFunc adapts a function to NativeSidecarPolicy.
+type NativeSidecarPolicyFunc func(pod *corev1.Pod) bool
+
+// NativeSidecars calls f.
+func (f NativeSidecarPolicyFunc) NativeSidecars(pod *corev1.Pod) bool { return f(pod) }
+
+// Always is a NativeSidecarPolicy with a fixed answer.
+type Always bool
+
+// NativeSidecars returns a.
+func (a Always) NativeSidecars(*corev1.Pod) bool { return bool(a) }
+
+// Options configures a Handler.
+type Options struct {
+	// Engines supplies the engine. Required.
+	Engines EngineSource
+	// Native decides native sidecars. Default: Always(true).
+	Native NativeSidecarPolicy
+	// Metrics records injection metrics. Default: none recorded.
+	Metrics *Metrics
+}
+
+// Handler injects the pods of admission reviews. It implements
+// admission.Handler.
+type Handler struct {
+	opts Options
+}
+
+// NewHandler returns a Handler for opts.
+func NewHandler(opts Options) (*Handler, error) {
+	if opts.Engines == nil {
+		return nil, errors.New("webhook: Options.Engines is required")
+	}
+	if opts.Native == nil {
+		opts.Native = Always(true)
+	}
+	return &Handler{opts: opts}, nil
+}
+
+// NewWebhook wraps h as a controller-runtime admission webhook that reads
+// path parameters (/inject/<key>/<value>/...) into the context and recovers
+// panics into a 500 response.
+func NewWebhook(h *Handler) *admission.Webhook {
+	recover := true
+	return &admission.Webhook{
+		Handler:         h,
+		RecoverPanic:    &recover,
+		WithContextFunc: func(ctx context.Context, r *http.Request) context.Context { return withPathParams(ctx, r.URL.Path) },
+	}
+}
+
+// WarningPrefix starts every admission warning this webhook returns.
+const WarningPrefix = "meshinject: "
+
+// Handle injects req's pod.
+func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.Response {
+	start := time.Now()
+	log := logf.FromContext(ctx).WithValues("pod", klog.KRef(req.Namespace, podName(req)), "uid", req.UID)
+	h.opts.Metrics.request()
+	if req.Kind.Kind != "Pod" || req.Kind.Group != "" {
+		log.V(1).Info("ignoring a request that is not for a Pod", "kind", req.Kind.String())
+		return admission.Allowed("").WithWarnings(fmt.Sprintf("%snot injected: the request is for %s, not a Pod", WarningPrefix, req.Kind.Kind))
+	}
+	env, err := pathParams(ctx)
+	if err != nil {
+		h.opts.Metrics.failure("path")
+		return admission.Errored(http.StatusBadRequest, err)
+	}
+	var pod corev1.Pod
+	if err := kjson.UnmarshalCaseSensitivePreserveInts(req.Object.Raw, &pod); err != nil {
+		h.opts.Metrics.failure("decode")
+		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decode pod: %w", err))
+	}
+	pod.ManagedFields = nil
+	if pod.Namespace == "" {
+		pod.Namespace = req.Namespace
+	}
+	known, err := toTree(&pod)
+	if err != nil {
+		h.opts.Metrics.failure("decode")
+		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decode pod: %w", err))
+	}
+	res, err := h.opts.Engines.Engine().Inject(inject.Request{
+		Pod: &pod, Namespace: req.Namespace, ProxyEnv: env,
+		NativeSidecars: h.opts.Native.NativeSidecars(&pod),
+	})
+	warnings := prefixed(res.Warnings)
+	if err != nil {
+		var ie *inject.Error
+		if errors.As(err, &ie) {
+			h.opts.Metrics.failure("invalid_annotation")
+			log.Info("injection refused", "field", ie.Field, "reason", ie.Err.Error())
+			return admission.Denied(err.Error()).WithWarnings(warnings...)
+		}
+		h.opts.Metrics.failure("internal")
+		log.Error(err, "injection failed")
+		return admission.Errored(http.StatusInternalServerError, err).WithWarnings(warnings...)
+	}
+	if res.Skipped {
+		h.opts.Metrics.skip(res.SkipKind)
+		log.V(1).Info("not injected", "reason", res.Reason)
+		return admission.Allowed("").WithWarnings(append(warnings, WarningPrefix+"not injected: "+res.Reason)...)
+	}
+	current, err := graft(req.Object.Raw, known, res.Pod)
+	if err != nil {
+		h.opts.Metrics.failure("internal")
+		log.Error(err, "encoding the injected pod failed")
+		return admission.Errored(http.StatusInternalServerError, err)
+	}
+	resp := admission.PatchResponseFromRaw(req.Object.Raw, current)
+	h.opts.Metrics.success(time.Since(start))
+	log.V(1).Info("injected", "templates", res.Templates, "patchOperations", len(resp.Patches))
+	return resp.WithWarnings(warnings...)
+}
+
+// graft encodes the mutated pod with the request's fields that our types
+// do not know put back, and without fields the typed round-trip invented,
+// so the patch computed against the request never touches them.
+func graft(raw []byte, known map[string]any, pod *corev1.Pod) ([]byte, error) {
+	var rawTree map[string]any
+	if err := kjson.UnmarshalCaseSensitivePreserveInts(raw, &rawTree); err != nil {
+		return nil, err
+	}
+	out, err := toTree(pod)
+	if err != nil {
+		return nil, err
+	}
+	preserve.Restore(rawTree, known, out)
+	return json.Marshal(out)
+}
+
+func toTree(v any) (map[string]any, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	var out map[string]any
+	err = kjson.UnmarshalCaseSensitivePreserveInts(b, &out)
+	return out, err
+}
+
+func prefixed(ws []string) []string {
+	out := make([]string, 0, len(ws)+1)
+	for _, w := range ws {
+		out = append(out, WarningPrefix+w)
+	}
+	return out
+}
+
+// podName is the pod's name, or its generateName for pods that have none
+// yet (pods of controllers, at admission).
+func podName(req admission.Request) string {
+	if req.Name != "" {
+		return req.Name
+	}
+	var meta struct {
+		Metadata struct {
+			GenerateName string `json:"generateName"`
+		} `json:"metadata"`
+	}
+	_ = json.Unmarshal(req.Object.Raw, &meta)
+	return meta.Metadata.GenerateName
+}

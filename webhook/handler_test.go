@@ -1,0 +1,280 @@
+package webhook
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	jsonpatch "github.com/evanphx/json-patch/v5"
+	"github.com/go-logr/logr/testr"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	admissionv1 "k8s.io/api/admission/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/meshinject/meshinject/config"
+	"github.com/meshinject/meshinject/inject"
+)
+
+func newTestHandler(t *testing.T, native bool) (*Handler, *Metrics) {
+	t.Helper()
+	cfg, err := config.Load(config.Sources{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := inject.New(inject.Options{Config: cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := NewMetrics(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := NewHandler(Options{Engines: EngineSourceFunc(func() *inject.Engine { return e }), Native: Always(native), Metrics: m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h, m
+}
+
+const podJSON = `{"apiVersion":"v1","kind":"Pod","metadata":{"generateName":"web-","labels":{"app":"web"}%s},` +
+	`"spec":{"containers":[{"name":"app","image":"registry.example/app:1","ports":[{"containerPort":8080}]}]%s}}`
+
+func podRequest(meta, spec string) admission.Request {
+	raw := []byte(strings.Replace(strings.Replace(podJSON, "%s", meta, 1), "%s", spec, 1))
+	return admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
+		UID: "uid-1", Kind: metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
+		Resource: metav1.GroupVersionResource{Version: "v1", Resource: "pods"}, Namespace: "shop",
+		Operation: admissionv1.Create, Object: runtime.RawExtension{Raw: raw},
+	}}
+}
+
+func testCtx(t *testing.T, path string) context.Context {
+	return withPathParams(logf.IntoContext(t.Context(), testr.New(t)), path)
+}
+
+// applied applies resp's patch to the request's pod bytes.
+func applied(t *testing.T, req admission.Request, resp admission.Response) map[string]any {
+	t.Helper()
+	ops, err := json.Marshal(resp.Patches)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := jsonpatch.DecodePatch(ops)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := p.Apply(req.Object.Raw)
+	if err != nil {
+		t.Fatalf("patch does not apply to the request: %v", err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(out, &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func names(t *testing.T, pod map[string]any, list string) []string {
+	t.Helper()
+	items, _ := pod["spec"].(map[string]any)[list].([]any)
+	var out []string
+	for _, it := range items {
+		out = append(out, it.(map[string]any)["name"].(string))
+	}
+	return out
+}
+
+func TestHandleInjects(t *testing.T) {
+	t.Parallel()
+	for _, native := range []bool{false, true} {
+		h, m := newTestHandler(t, native)
+		req := podRequest("", "")
+		resp := h.Handle(testCtx(t, "/inject"), req)
+		if !resp.Allowed || len(resp.Patches) == 0 {
+			t.Fatalf("native=%v: response %+v", native, resp.Result)
+		}
+		pod := applied(t, req, resp)
+		want := []string{"app", "istio-proxy"}
+		wantInit := []string{"istio-init"}
+		if native {
+			want, wantInit = []string{"app"}, []string{"istio-init", "istio-proxy"}
+		}
+		if got := names(t, pod, "containers"); strings.Join(got, ",") != strings.Join(want, ",") {
+			t.Errorf("native=%v: containers %v, want %v", native, got, want)
+		}
+		if got := names(t, pod, "initContainers"); strings.Join(got, ",") != strings.Join(wantInit, ",") {
+			t.Errorf("native=%v: init containers %v, want %v", native, got, wantInit)
+		}
+		if _, ok := pod["metadata"].(map[string]any)["namespace"]; ok {
+			t.Error("the patch adds metadata.namespace, which the request did not carry")
+		}
+		if testutil.ToFloat64(m.successes) != 1 || testutil.ToFloat64(m.requests) != 1 {
+			t.Errorf("metrics: success %v requests %v", testutil.ToFloat64(m.successes), testutil.ToFloat64(m.requests))
+		}
+	}
+}
+
+func TestHandleKeepsUnknownFields(t *testing.T) {
+	t.Parallel()
+	h, _ := newTestHandler(t, true)
+	req := podRequest(`,"futureMeta":"m"`, `,"futureSpec":{"on":true},"initContainers":[{"name":"setup","image":"s","futureInit":"kept"}],"volumes":[{"name":"data","futureSource":{"size":"1Gi"}}]`)
+	pod := applied(t, req, h.Handle(testCtx(t, "/inject"), req))
+	spec := pod["spec"].(map[string]any)
+	if pod["metadata"].(map[string]any)["futureMeta"] != "m" || spec["futureSpec"] == nil {
+		t.Error("unknown metadata or spec field removed")
+	}
+	for _, c := range spec["initContainers"].([]any) {
+		c := c.(map[string]any)
+		if (c["futureInit"] != nil) != (c["name"] == "setup") {
+			t.Errorf("unknown init container field on %v", c["name"])
+		}
+	}
+	for _, v := range spec["volumes"].([]any) {
+		v := v.(map[string]any)
+		if (v["futureSource"] != nil) != (v["name"] == "data") {
+			t.Errorf("unknown volume field on %v", v["name"])
+		}
+	}
+}
+
+func TestHandleSkips(t *testing.T) {
+	t.Parallel()
+	tests := map[string]struct {
+		meta, spec, ns, warning, kind string
+	}{
+		"host network": {spec: `,"hostNetwork":true`, warning: "not injected: pod has hostNetwork", kind: inject.SkipHostNetwork},
+		"opted out":    {meta: `,"annotations":{"sidecar.istio.io/inject":"false"}`, warning: "not injected: annotation sidecar.istio.io/inject=false", kind: inject.SkipExplicitOff},
+		"label wins":   {meta: `,"annotations":{"sidecar.istio.io/inject":"true"},"labels":{"sidecar.istio.io/inject":"false"}`, warning: "label sidecar.istio.io/inject=false", kind: inject.SkipExplicitOff},
+		"kube-system":  {ns: "kube-system", warning: "namespace kube-system is never injected", kind: inject.SkipIgnoredNS},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			h, m := newTestHandler(t, false)
+			req := podRequest(tc.meta, tc.spec)
+			if tc.ns != "" {
+				req.Namespace = tc.ns
+			}
+			resp := h.Handle(testCtx(t, "/inject"), req)
+			if !resp.Allowed || len(resp.Patches) != 0 {
+				t.Fatalf("want allowed without patch, got %+v", resp)
+			}
+			if len(resp.Warnings) != 1 || !strings.HasPrefix(resp.Warnings[0], WarningPrefix) || !strings.Contains(resp.Warnings[0], tc.warning) {
+				t.Errorf("warnings = %q, want one containing %q", resp.Warnings, tc.warning)
+			}
+			if got := testutil.ToFloat64(m.skips.WithLabelValues(tc.kind)); got != 1 {
+				t.Errorf("skip metric %s = %v", tc.kind, got)
+			}
+		})
+	}
+}
+
+func TestHandleErrors(t *testing.T) {
+	t.Parallel()
+	tests := map[string]struct {
+		req      func() admission.Request
+		path     string
+		code     int32
+		contains []string
+	}{
+		"bad annotation": {req: func() admission.Request {
+			return podRequest(`,"annotations":{"sidecar.istio.io/proxyCPU":"fast"}`, "")
+		}, code: 403, contains: []string{"sidecar.istio.io/proxyCPU", `"fast"`}},
+		"unknown template": {req: func() admission.Request {
+			return podRequest(`,"annotations":{"inject.istio.io/templates":"nosuch"}`, "")
+		}, code: 403, contains: []string{"inject.istio.io/templates", `requested template "nosuch" not found`}},
+		"undecodable pod": {req: func() admission.Request {
+			r := podRequest("", "")
+			r.Object.Raw = []byte(`{"spec":{"containers":"not a list"}}`)
+			return r
+		}, code: 400, contains: []string{"decode pod"}},
+		"bad path": {req: func() admission.Request { return podRequest("", "") }, path: "/inject/cluster", code: 400, contains: []string{"pairs"}},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			h, _ := newTestHandler(t, false)
+			path := tc.path
+			if path == "" {
+				path = "/inject"
+			}
+			resp := h.Handle(testCtx(t, path), tc.req())
+			if resp.Allowed || resp.Result == nil || resp.Result.Code != tc.code {
+				t.Fatalf("want denied with code %d, got %+v", tc.code, resp.Result)
+			}
+			for _, s := range tc.contains {
+				if !strings.Contains(resp.Result.Message, s) {
+					t.Errorf("message %q does not contain %q", resp.Result.Message, s)
+				}
+			}
+		})
+	}
+}
+
+func TestHandleNotAPod(t *testing.T) {
+	t.Parallel()
+	h, _ := newTestHandler(t, false)
+	req := podRequest("", "")
+	req.Kind = metav1.GroupVersionKind{Group: "apps", Version: "v1", Kind: "Deployment"}
+	resp := h.Handle(testCtx(t, "/inject"), req)
+	if !resp.Allowed || len(resp.Patches) != 0 || len(resp.Warnings) != 1 || !strings.Contains(resp.Warnings[0], "not a Pod") {
+		t.Errorf("response %+v warnings %q", resp.Result, resp.Warnings)
+	}
+}
+
+func TestHandlePathParams(t *testing.T) {
+	t.Parallel()
+	h, _ := newTestHandler(t, false)
+	req := podRequest("", "")
+	pod := applied(t, req, h.Handle(testCtx(t, "/inject/cluster/east/net/network-1/extra_key/a--slash--b"), req))
+	env := map[string]string{}
+	for _, c := range pod["spec"].(map[string]any)["containers"].([]any) {
+		c := c.(map[string]any)
+		if c["name"] != "istio-proxy" {
+			continue
+		}
+		for _, e := range c["env"].([]any) {
+			e := e.(map[string]any)
+			if v, ok := e["value"].(string); ok {
+				env[e["name"].(string)] = v
+			}
+		}
+	}
+	for k, want := range map[string]string{"ISTIO_META_CLUSTER_ID": "east", "ISTIO_META_NETWORK": "network-1", "EXTRA_KEY": "a/b"} {
+		if env[k] != want {
+			t.Errorf("env %s = %q, want %q", k, env[k], want)
+		}
+	}
+}
+
+func TestParsePathParams(t *testing.T) {
+	t.Parallel()
+	tests := map[string]struct {
+		env map[string]string
+		err bool
+	}{
+		"/inject":              {},
+		"/inject/":             {},
+		"/inject/cluster/c1":   {env: map[string]string{"ISTIO_META_CLUSTER_ID": "c1"}},
+		"/inject/net/n1/x/y":   {env: map[string]string{"ISTIO_META_NETWORK": "n1", "X": "y"}},
+		"/inject/cluster":      {err: true},
+		"/inject//v":           {err: true},
+	}
+	for path, tc := range tests {
+		r := parsePathParams(path)
+		if (r.err != nil) != tc.err || len(r.env) != len(tc.env) {
+			t.Errorf("%s: %+v", path, r)
+		}
+		for k, v := range tc.env {
+			if r.env[k] != v {
+				t.Errorf("%s: %s = %q, want %q", path, k, r.env[k], v)
+			}
+		}
+	}
+}
+

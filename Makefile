@@ -50,6 +50,7 @@ fuzz: ## Run every fuzz test for FUZZTIME each (default 20s).
 	go test ./inject/ -run '^$$' -fuzz '^FuzzInject$$' -fuzztime $(FUZZTIME)
 	go test ./inject/ -run '^$$' -fuzz '^FuzzAnnotations$$' -fuzztime $(FUZZTIME)
 	go test ./manifest/ -run '^$$' -fuzz '^FuzzTransform$$' -fuzztime $(FUZZTIME)
+	go test ./webhook/ -run '^$$' -fuzz '^FuzzHandle$$' -fuzztime $(FUZZTIME)
 
 .PHONY: bench
 bench: ## Benchmark the engine against the decode/encode floor (-benchmem).

@@ -95,6 +95,10 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 	start := time.Now()
 	log := logf.FromContext(ctx).WithValues("pod", klog.KRef(req.Namespace, podName(req)), "uid", req.UID)
 	h.opts.Metrics.request()
+	if req.UID == "" && req.Kind.Kind == "" && len(req.Object.Raw) == 0 {
+		h.opts.Metrics.failure("decode")
+		return admission.Errored(http.StatusBadRequest, errors.New("the AdmissionReview has no request"))
+	}
 	if req.Kind.Kind != "Pod" || req.Kind.Group != "" {
 		log.V(1).Info("ignoring a request that is not for a Pod", "kind", req.Kind.String())
 		return admission.Allowed("").WithWarnings(fmt.Sprintf("%snot injected: the request is for %s, not a Pod", WarningPrefix, req.Kind.Kind))

@@ -258,12 +258,12 @@ func TestParsePathParams(t *testing.T) {
 		env map[string]string
 		err bool
 	}{
-		"/inject":              {},
-		"/inject/":             {},
-		"/inject/cluster/c1":   {env: map[string]string{"ISTIO_META_CLUSTER_ID": "c1"}},
-		"/inject/net/n1/x/y":   {env: map[string]string{"ISTIO_META_NETWORK": "n1", "X": "y"}},
-		"/inject/cluster":      {err: true},
-		"/inject//v":           {err: true},
+		"/inject":            {},
+		"/inject/":           {},
+		"/inject/cluster/c1": {env: map[string]string{"ISTIO_META_CLUSTER_ID": "c1"}},
+		"/inject/net/n1/x/y": {env: map[string]string{"ISTIO_META_NETWORK": "n1", "X": "y"}},
+		"/inject/cluster":    {err: true},
+		"/inject//v":         {err: true},
 	}
 	for path, tc := range tests {
 		r := parsePathParams(path)
@@ -277,4 +277,3 @@ func TestParsePathParams(t *testing.T) {
 		}
 	}
 }
-

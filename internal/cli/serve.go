@@ -1,0 +1,102 @@
+package cli
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/go-logr/logr"
+	"github.com/go-logr/zapr"
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/meshinject/meshinject/internal/server"
+)
+
+// ServeOptions are the options of meshinject serve.
+type ServeOptions struct {
+	server.Options
+	// LogLevel is debug, info or error. Default info.
+	LogLevel string
+	// LogFormat is json (default) or console.
+	LogFormat  string
+	extraNames string
+}
+
+func newServeCommand(s Streams) *cobra.Command {
+	o := &ServeOptions{}
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the mutating admission webhook that injects pods",
+		Long: `Run the HTTPS admission webhook: the API server sends it pod CREATE
+requests (through a MutatingWebhookConfiguration) and it answers with the
+JSON patch that injects the pod, or allows the pod unchanged with a warning
+saying why. A plain-HTTP side port serves /metrics, /healthz and /readyz.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := newLogger(o.LogLevel, o.LogFormat, s)
+			if err != nil {
+				return err
+			}
+			ctrllog.SetLogger(log)
+			o.Log = log
+			for _, n := range strings.Split(o.extraNames, ",") {
+				if n = strings.TrimSpace(n); n != "" {
+					o.SelfManaged.ExtraNames = append(o.SelfManaged.ExtraNames, n)
+				}
+			}
+			return server.Run(cmd.Context(), o.Options)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.Host, "host", "", "address the webhook listens on (default all)")
+	f.IntVar(&o.Port, "port", 9443, "HTTPS port of the webhook")
+	f.StringVar(&o.HealthAddr, "health-addr", ":8080", "plain-HTTP address for /metrics, /healthz and /readyz")
+	f.StringVar(&o.TLSMode, "tls-mode", server.TLSModeCertDir, "cert-dir: tls.crt/tls.key from --cert-dir, reloaded on change; self-managed: a CA and serving certificate kept in a Secret, caBundle written into the webhook configuration")
+	f.StringVar(&o.CertDir, "cert-dir", "/etc/meshinject/tls", "directory with tls.crt and tls.key (cert-dir mode)")
+	f.StringVar(&o.SelfManaged.Namespace, "namespace", "", "namespace of the TLS Secret in self-managed mode (default $POD_NAMESPACE, else meshinject)")
+	f.StringVar(&o.SelfManaged.SecretName, "tls-secret", "", "TLS Secret name in self-managed mode (default meshinject[-<revision>]-tls)")
+	f.StringVar(&o.SelfManaged.ServiceName, "service-name", "", "webhook Service name the certificate is for (default meshinject[-<revision>])")
+	f.StringVar(&o.extraNames, "tls-extra-names", "", "extra DNS names or IPs for the self-managed certificate, comma-separated")
+	f.StringVar(&o.SelfManaged.WebhookSelector, "webhook-selector", "", "label selector of the MutatingWebhookConfigurations whose caBundle is managed (default istio.io/rev=<revision|default>)")
+	f.DurationVar(&o.SelfManaged.ServingDuration, "tls-serving-duration", 0, "lifetime of the self-managed serving certificate, renewed two thirds through (default 2160h)")
+	f.DurationVar(&o.SelfManaged.CheckInterval, "tls-check-interval", 0, "how often the self-managed Secret and renewal time are checked (default 1m)")
+	f.StringVar(&o.ConfigDir, "config-dir", "", "directory with the config, values and mesh files (a mounted ConfigMap), reloaded on change (default: built-in configuration)")
+	f.StringVarP(&o.Revision, "revision", "r", "", "control-plane revision served (default: the default revision)")
+	f.StringVar(&o.NativeSidecars, "native-sidecars", "auto", "native sidecars: auto (on when every node's kubelet is 1.33 or newer, or the scheduled node's; on without cluster access), true or false")
+	f.StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster config when running in a pod, else no cluster access)")
+	f.BoolVar(&o.EnableHTTP2, "enable-http2", false, "serve HTTP/2 (off by default because of the HTTP/2 rapid-reset CVEs)")
+	f.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", 0, "how long to wait for the side port to drain on shutdown (default 30s)")
+	f.StringVar(&o.LogLevel, "log-level", "info", "log level: debug, info or error")
+	f.StringVar(&o.LogFormat, "log-format", "json", "log format: json or console")
+	return cmd
+}
+
+// newLogger builds the zap-backed logr logger, writing to s.Err.
+func newLogger(level, format string, s Streams) (logr.Logger, error) {
+	var lvl zapcore.Level
+	switch level {
+	case "debug":
+		lvl = zapcore.DebugLevel
+	case "info":
+		lvl = zapcore.InfoLevel
+	case "error":
+		lvl = zapcore.ErrorLevel
+	default:
+		return logr.Logger{}, fmt.Errorf("--log-level %q: want debug, info or error", level)
+	}
+	encCfg := zap.NewProductionEncoderConfig()
+	encCfg.TimeKey, encCfg.EncodeTime = "ts", zapcore.ISO8601TimeEncoder
+	var enc zapcore.Encoder
+	switch format {
+	case "json":
+		enc = zapcore.NewJSONEncoder(encCfg)
+	case "console":
+		enc = zapcore.NewConsoleEncoder(encCfg)
+	default:
+		return logr.Logger{}, fmt.Errorf("--log-format %q: want json or console", format)
+	}
+	core := zapcore.NewCore(enc, zapcore.AddSync(s.Err), zap.NewAtomicLevelAt(lvl))
+	return zapr.NewLogger(zap.New(core)), nil
+}

@@ -1,0 +1,186 @@
+package server
+
+import (
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr/testr"
+	"github.com/prometheus/client_golang/prometheus"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/fake"
+)
+
+func mwc(name string) *admissionregistrationv1.MutatingWebhookConfiguration {
+	return &admissionregistrationv1.MutatingWebhookConfiguration{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"istio.io/rev": "default"}},
+		Webhooks: []admissionregistrationv1.MutatingWebhook{
+			{Name: "namespace.sidecar-injector.istio.io"}, {Name: "object.sidecar-injector.istio.io"},
+		},
+	}
+}
+
+func newSM(t *testing.T, client kubernetes.Interface, o SelfManagedOptions) *selfManaged {
+	t.Helper()
+	o.setDefaults("")
+	s, err := newSelfManaged(client, o, prometheus.NewRegistry(), testr.New(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// TestSelfManagedReplicas starts two replicas at once against one API: one
+// Secret is created and both serve the same certificate.
+func TestSelfManagedReplicas(t *testing.T) {
+	t.Parallel()
+	client := fake.NewClientset()
+	a, b := newSM(t, client, SelfManagedOptions{}), newSM(t, client, SelfManagedOptions{})
+	var wg sync.WaitGroup
+	for _, s := range []*selfManaged{a, b} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := s.ensure(t.Context()); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if !bytes.Equal(a.leaf.Load().CertPEM, b.leaf.Load().CertPEM) || !bytes.Equal(a.ca.Load().CertPEM, b.ca.Load().CertPEM) {
+		t.Error("the replicas serve different certificates")
+	}
+	secrets, err := client.CoreV1().Secrets("meshinject").List(t.Context(), metav1.ListOptions{})
+	if err != nil || len(secrets.Items) != 1 {
+		t.Fatalf("secrets: %v, %v", secrets, err)
+	}
+	if got := a.leaf.Load().Cert.DNSNames; len(got) < 2 || got[0] != "meshinject.meshinject.svc" {
+		t.Errorf("DNS names %v", got)
+	}
+}
+
+// TestSelfManagedCABundle writes the caBundle into every webhook of the
+// labelled configurations, and restores it after tampering.
+func TestSelfManagedCABundle(t *testing.T) {
+	t.Parallel()
+	client := fake.NewClientset(mwc("meshinject-default"))
+	unrelated := mwc("other")
+	unrelated.Labels = map[string]string{"istio.io/rev": "canary"}
+	if _, err := client.AdmissionregistrationV1().MutatingWebhookConfigurations().Create(t.Context(), unrelated, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	s := newSM(t, client, SelfManagedOptions{CheckInterval: 50 * time.Millisecond})
+	if err := s.ensure(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = s.run(t.Context()) }()
+	api := client.AdmissionregistrationV1().MutatingWebhookConfigurations()
+	want := s.ca.Load().CertPEM
+	waitUntil(t, func() bool {
+		m, err := api.Get(t.Context(), "meshinject-default", metav1.GetOptions{})
+		return err == nil && bytes.Equal(m.Webhooks[0].ClientConfig.CABundle, want) && bytes.Equal(m.Webhooks[1].ClientConfig.CABundle, want)
+	})
+	if !s.caBundleWritten() {
+		t.Error("caBundleWritten is false after writing")
+	}
+	if o, _ := api.Get(t.Context(), "other", metav1.GetOptions{}); len(o.Webhooks[0].ClientConfig.CABundle) != 0 {
+		t.Error("the caBundle of another revision's configuration was written")
+	}
+	// Tamper.
+	m, _ := api.Get(t.Context(), "meshinject-default", metav1.GetOptions{})
+	m.Webhooks[1].ClientConfig.CABundle = []byte("tampered")
+	if _, err := api.Update(t.Context(), m, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, func() bool {
+		m, err := api.Get(t.Context(), "meshinject-default", metav1.GetOptions{})
+		return err == nil && bytes.Equal(m.Webhooks[1].ClientConfig.CABundle, want)
+	})
+}
+
+// TestSelfManagedRotation renews a short-lived serving certificate while
+// clients handshake continuously: the serial changes and no handshake fails.
+func TestSelfManagedRotation(t *testing.T) {
+	t.Parallel()
+	client := fake.NewClientset(mwc("meshinject-default"))
+	s := newSM(t, client, SelfManagedOptions{ServingDuration: 3 * time.Second, CheckInterval: 100 * time.Millisecond, ExtraNames: []string{"127.0.0.1"}})
+	if err := s.ensure(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	first := s.leaf.Load().Cert.SerialNumber.String()
+	go func() { _ = s.run(t.Context()) }()
+
+	l, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{GetCertificate: s.getCertificate, MinVersion: tls.VersionTLS12})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() { _ = c.(*tls.Conn).Handshake(); c.Close() }()
+		}
+	}()
+	pool := x509.NewCertPool()
+	pool.AddCert(s.ca.Load().Cert)
+	var failures, handshakes atomic.Int64
+	seen := map[string]bool{}
+	deadline := time.Now().Add(6 * time.Second)
+	for time.Now().Before(deadline) {
+		c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", l.Addr().String(), &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"})
+		handshakes.Add(1)
+		if err != nil {
+			failures.Add(1)
+			t.Log(err)
+			continue
+		}
+		seen[c.ConnectionState().PeerCertificates[0].SerialNumber.String()] = true
+		c.Close()
+		time.Sleep(10 * time.Millisecond)
+	}
+	if failures.Load() != 0 {
+		t.Errorf("%d of %d handshakes failed during rotation", failures.Load(), handshakes.Load())
+	}
+	if len(seen) < 2 || !seen[first] {
+		t.Errorf("served serials %v: want the first and at least one renewal", seen)
+	}
+}
+
+func waitUntil(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 10s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestSelfManagedKeepsValidCertificate checks that a certificate not yet
+// due for renewal is reused, not reissued, by a restarting replica.
+func TestSelfManagedKeepsValidCertificate(t *testing.T) {
+	t.Parallel()
+	client := fake.NewClientset()
+	a := newSM(t, client, SelfManagedOptions{ServingDuration: time.Hour})
+	if err := a.ensure(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	b := newSM(t, client, SelfManagedOptions{ServingDuration: time.Hour})
+	if err := b.ensure(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if a.leaf.Load().Cert.SerialNumber.Cmp(b.leaf.Load().Cert.SerialNumber) != 0 {
+		t.Error("a valid certificate was reissued")
+	}
+}

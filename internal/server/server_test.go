@@ -1,0 +1,241 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr/testr"
+
+	"github.com/meshinject/meshinject/certs"
+)
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+const review = `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u1",` +
+	`"kind":{"group":"","version":"v1","kind":"Pod"},"resource":{"group":"","version":"v1","resource":"pods"},` +
+	`"namespace":"shop","operation":"CREATE","object":{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web"},` +
+	`"spec":{"containers":[{"name":"app","image":"a"}]}}}}`
+
+// startServer runs the service with a certificate directory and returns
+// its webhook URL, side-port URL and the CA.
+func startServer(t *testing.T, dir string, opts Options) (string, string, *certs.Bundle) {
+	t.Helper()
+	ca, err := certs.NewCA(certs.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeServing(t, ca, dir)
+	ctx, cancel := context.WithCancel(t.Context())
+	opts.Host, opts.Port, opts.HealthAddr = "127.0.0.1", freePort(t), "127.0.0.1:0"
+	opts.CertDir, opts.Log = dir, testr.New(t)
+	ready := make(chan string, 1)
+	opts.Ready = func(_, health string) { ready <- health }
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, opts) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Error("Run did not return after cancel")
+		}
+	})
+	select {
+	case health := <-ready:
+		return "https://127.0.0.1:" + strconv.Itoa(opts.Port), "http://" + health, ca
+	case err := <-done:
+		t.Fatalf("Run: %v", err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("not ready within 30s")
+	}
+	return "", "", nil
+}
+
+func writeServing(t *testing.T, ca *certs.Bundle, dir string) *certs.Bundle {
+	t.Helper()
+	srv, err := certs.NewServing(ca, certs.Options{IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := certs.WriteDir(dir, srv, ca.CertPEM); err != nil {
+		t.Fatal(err)
+	}
+	return srv
+}
+
+func client(ca *certs.Bundle, keepAlive bool) *http.Client {
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.Cert)
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		TLSClientConfig:   &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
+		DisableKeepAlives: !keepAlive,
+	}}
+}
+
+func postReview(c *http.Client, url string) error {
+	resp, err := c.Post(url+"/inject", "application/json", bytes.NewReader([]byte(review)))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != 200 || !bytes.Contains(b, []byte(`"patchType":"JSONPatch"`)) {
+		return &badResponse{code: resp.StatusCode, body: string(b)}
+	}
+	return nil
+}
+
+type badResponse struct {
+	code int
+	body string
+}
+
+func (b *badResponse) Error() string { return "HTTP " + strconv.Itoa(b.code) + ": " + b.body }
+
+func TestServeAndProbes(t *testing.T) {
+	t.Parallel()
+	url, health, ca := startServer(t, t.TempDir(), Options{})
+	c := client(ca, true)
+	if err := postReview(c, url); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"/healthz", "/readyz"} {
+		resp, err := http.Get(health + p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Errorf("%s: %d", p, resp.StatusCode)
+		}
+	}
+	resp, err := http.Get(health + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, m := range []string{"sidecar_injection_requests_total 1", "sidecar_injection_success_total 1", "meshinject_certificate_expiry_timestamp_seconds", "controller_runtime_webhook_requests_total"} {
+		if !bytes.Contains(b, []byte(m)) {
+			t.Errorf("/metrics lacks %s", m)
+		}
+	}
+	// HTTP/2 is off by default.
+	conn, err := tls.Dial("tcp", url[len("https://"):], &tls.Config{RootCAs: c.Transport.(*http.Transport).TLSClientConfig.RootCAs, NextProtos: []string{"h2", "http/1.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := conn.ConnectionState().NegotiatedProtocol; p == "h2" {
+		t.Error("HTTP/2 negotiated without --enable-http2")
+	}
+	conn.Close()
+	if _, err := tls.Dial("tcp", url[len("https://"):], &tls.Config{RootCAs: c.Transport.(*http.Transport).TLSClientConfig.RootCAs, MaxVersion: tls.VersionTLS11}); err == nil {
+		t.Error("TLS 1.1 accepted")
+	}
+}
+
+// TestCertSwapUnderLoad replaces the certificate files while clients keep
+// sending reviews over new connections: no request may fail.
+func TestCertSwapUnderLoad(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	url, _, ca := startServer(t, dir, Options{})
+	var failures, requests atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := client(ca, false) // a handshake per request
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				requests.Add(1)
+				if err := postReview(c, url); err != nil {
+					failures.Add(1)
+					t.Log(err)
+				}
+			}
+		}()
+	}
+	var serials []string
+	for range 5 {
+		time.Sleep(300 * time.Millisecond)
+		serials = append(serials, writeServing(t, ca, dir).Cert.SerialNumber.String())
+	}
+	time.Sleep(300 * time.Millisecond)
+	close(stop)
+	wg.Wait()
+	if failures.Load() != 0 || requests.Load() < 20 {
+		t.Errorf("%d of %d requests failed during certificate swaps", failures.Load(), requests.Load())
+	}
+	// The last certificate written is the one served.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		conn, err := tls.Dial("tcp", url[len("https://"):], client(ca, false).Transport.(*http.Transport).TLSClientConfig)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := conn.ConnectionState().PeerCertificates[0].SerialNumber.String()
+		conn.Close()
+		if got == serials[len(serials)-1] {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("serving serial %s, want the last written %s", got, serials[len(serials)-1])
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestRunRejectsBadOptions(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	ca, _ := certs.NewCA(certs.Options{})
+	writeServing(t, ca, dir)
+	for name, o := range map[string]Options{
+		"tls mode":        {TLSMode: "magic"},
+		"native":          {NativeSidecars: "sometimes"},
+		"self-managed":    {TLSMode: TLSModeSelfManaged},
+		"missing certdir": {CertDir: filepath.Join(dir, "nope")},
+	} {
+		o.Host, o.Port, o.HealthAddr = "127.0.0.1", freePort(t), "127.0.0.1:0"
+		if o.CertDir == "" {
+			o.CertDir = dir
+		}
+		if err := Run(t.Context(), o); err == nil {
+			t.Errorf("%s: Run accepted %+v", name, o)
+		}
+	}
+	_ = os.Remove(dir)
+}

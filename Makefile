@@ -63,6 +63,13 @@ fuzz: ## Run every fuzz test for FUZZTIME each (default 20s).
 bench: ## Benchmark the engine against the decode/encode floor (-benchmem).
 	go test ./inject/ -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count 1
 
+LOAD_DURATION ?= 5s
+
+.PHONY: bench-load
+bench-load: build ## Load-test meshinject serve against a floor server (c=8 and 32, LOAD_DURATION per cell).
+	go build -o $(BIN)/loadbench ./hack/loadbench
+	$(BIN)/loadbench -meshinject $(BIN)/meshinject -duration $(LOAD_DURATION) -cert-dir $(CURDIR)/.cache/loadbench-certs
+
 $(GOLANGCI_LINT):
 	@mkdir -p $(BIN)
 	GOBIN=$(BIN) go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)

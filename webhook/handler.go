@@ -6,7 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
+	"strings"
 	"time"
+
+	jsonpatch "gomodules.xyz/jsonpatch/v2"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/klog/v2"
@@ -93,7 +97,7 @@ const WarningPrefix = "meshinject: "
 // Handle injects req's pod.
 func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.Response {
 	start := time.Now()
-	log := logf.FromContext(ctx).WithValues("pod", klog.KRef(req.Namespace, podName(req)), "uid", req.UID)
+	log := logf.FromContext(ctx).WithValues("uid", req.UID)
 	h.opts.Metrics.request()
 	if req.UID == "" && req.Kind.Kind == "" && len(req.Object.Raw) == 0 {
 		h.opts.Metrics.failure("decode")
@@ -109,18 +113,31 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 		return admission.Errored(http.StatusBadRequest, err)
 	}
 	var pod corev1.Pod
-	if err := kjson.UnmarshalCaseSensitivePreserveInts(req.Object.Raw, &pod); err != nil {
-		h.opts.Metrics.failure("decode")
-		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decode pod: %w", err))
-	}
-	pod.ManagedFields = nil
-	if pod.Namespace == "" {
-		pod.Namespace = req.Namespace
-	}
-	known, err := toTree(&pod)
+	unknown, err := kjson.UnmarshalStrict(req.Object.Raw, &pod, kjson.DisallowUnknownFields, kjson.DisallowDuplicateFields)
 	if err != nil {
 		h.opts.Metrics.failure("decode")
 		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decode pod: %w", err))
+	}
+	name := pod.Name
+	if name == "" {
+		name = pod.GenerateName
+	}
+	log = log.WithValues("pod", klog.KRef(req.Namespace, name))
+	// The engine sees the pod without managedFields and with the request's
+	// namespace; the patch is computed against the request as it came.
+	managed, hadNamespace := pod.ManagedFields, pod.Namespace != ""
+	pod.ManagedFields = nil
+	if !hadNamespace {
+		pod.Namespace = req.Namespace
+	}
+	var known map[string]any
+	if len(unknown) > 0 {
+		// Fields our types do not know: keep the typed round-trip to put
+		// them back after injection (see graft).
+		if known, err = toTree(&pod); err != nil {
+			h.opts.Metrics.failure("decode")
+			return admission.Errored(http.StatusBadRequest, fmt.Errorf("decode pod: %w", err))
+		}
 	}
 	res, err := h.opts.Engines.Engine().Inject(inject.Request{
 		Pod: &pod, Namespace: req.Namespace, ProxyEnv: env,
@@ -143,13 +160,23 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 		log.V(1).Info("not injected", "reason", res.Reason)
 		return admission.Allowed("").WithWarnings(append(warnings, WarningPrefix+"not injected: "+res.Reason)...)
 	}
-	current, err := graft(req.Object.Raw, known, res.Pod)
+	var current []byte
+	if known != nil {
+		current, err = graft(req.Object.Raw, known, res.Pod)
+	} else {
+		res.Pod.ManagedFields = managed
+		if !hadNamespace {
+			res.Pod.Namespace = ""
+		}
+		current, err = json.Marshal(res.Pod)
+	}
 	if err != nil {
 		h.opts.Metrics.failure("internal")
 		log.Error(err, "encoding the injected pod failed")
 		return admission.Errored(http.StatusInternalServerError, err)
 	}
 	resp := admission.PatchResponseFromRaw(req.Object.Raw, current)
+	resp.Patches = slices.DeleteFunc(resp.Patches, encodingNoop)
 	h.opts.Metrics.success(time.Since(start))
 	log.V(1).Info("injected", "templates", res.Templates, "patchOperations", len(resp.Patches))
 	return resp.WithWarnings(warnings...)
@@ -171,6 +198,26 @@ func graft(raw []byte, known map[string]any, pod *corev1.Pod) ([]byte, error) {
 	return json.Marshal(out)
 }
 
+// encodingNoop reports whether op only adds what encoding a typed Pod
+// writes for a field the request left unset: metadata.creationTimestamp
+// null, status {}, a container's resources {}, a resourceFieldRef's divisor
+// "0". The API server treats each the same as the field being absent.
+func encodingNoop(op jsonpatch.JsonPatchOperation) bool {
+	if op.Operation != "add" {
+		return false
+	}
+	switch op.Path[strings.LastIndexByte(op.Path, '/')+1:] {
+	case "creationTimestamp":
+		return op.Value == nil
+	case "status", "resources":
+		m, ok := op.Value.(map[string]any)
+		return ok && len(m) == 0 && (op.Path == "/status" || strings.HasSuffix(op.Path, "/resources"))
+	case "divisor":
+		return op.Value == "0"
+	}
+	return false
+}
+
 func toTree(v any) (map[string]any, error) {
 	b, err := json.Marshal(v)
 	if err != nil {
@@ -187,19 +234,4 @@ func prefixed(ws []string) []string {
 		out = append(out, WarningPrefix+w)
 	}
 	return out
-}
-
-// podName is the pod's name, or its generateName for pods that have none
-// yet (pods of controllers, at admission).
-func podName(req admission.Request) string {
-	if req.Name != "" {
-		return req.Name
-	}
-	var meta struct {
-		Metadata struct {
-			GenerateName string `json:"generateName"`
-		} `json:"metadata"`
-	}
-	_ = json.Unmarshal(req.Object.Raw, &meta)
-	return meta.Metadata.GenerateName
 }

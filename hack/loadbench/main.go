@@ -1,0 +1,348 @@
+// Command loadbench measures meshinject serve under load against a floor
+// server in the same run. The floor is this program re-executed with
+// -floor-server: over the same TLS settings it decodes the AdmissionReview
+// and the pod and encodes an allowed response, the least any webhook does.
+// Both run as subprocesses so their CPU is read from /proc/<pid>/stat.
+// Traffic goes to 127.0.0.1 only, for a fixed time per measurement.
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/meshinject/meshinject/certs"
+	"github.com/meshinject/meshinject/internal/benchpods"
+)
+
+// clockTicks is USER_HZ, the unit of utime and stime in /proc/<pid>/stat
+// (100 on every Linux architecture Go supports).
+const clockTicks = 100
+
+func main() {
+	var (
+		floorServer = flag.Bool("floor-server", false, "serve as the floor server (internal)")
+		port        = flag.Int("port", 0, "floor server port (internal)")
+		binary      = flag.String("meshinject", "bin/meshinject", "meshinject binary to measure")
+		certDir     = flag.String("cert-dir", ".cache/loadbench-certs", "directory for the test certificate")
+		duration    = flag.Duration("duration", 5*time.Second, "measuring time per server, pod and concurrency")
+		warmup      = flag.Duration("warmup", time.Second, "warm-up time before each measurement")
+		concurrency = flag.String("concurrency", "8,32", "comma-separated concurrency levels")
+	)
+	flag.Parse()
+	var err error
+	if *floorServer {
+		err = serveFloor(*port, *certDir)
+	} else {
+		err = run(*binary, *certDir, *duration, *warmup, *concurrency)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "loadbench:", err)
+		os.Exit(1)
+	}
+}
+
+func tlsConfig() *tls.Config {
+	return &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}}
+}
+
+// serveFloor decodes the review and the pod and answers allowed.
+func serveFloor(port int, certDir string) error {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/inject", func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(io.LimitReader(r.Body, 7<<20))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		var rev admissionv1.AdmissionReview
+		if err := json.Unmarshal(body, &rev); err != nil || rev.Request == nil {
+			http.Error(w, "bad review", http.StatusBadRequest)
+			return
+		}
+		var pod corev1.Pod
+		if err := json.Unmarshal(rev.Request.Object.Raw, &pod); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		rev.Response = &admissionv1.AdmissionResponse{UID: rev.Request.UID, Allowed: true}
+		rev.Request = nil
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(&rev)
+	})
+	cfg := tlsConfig()
+	srv := &http.Server{Addr: "127.0.0.1:" + strconv.Itoa(port), Handler: mux, TLSConfig: cfg, ReadHeaderTimeout: 10 * time.Second}
+	return srv.ListenAndServeTLS(filepath.Join(certDir, certs.CertFile), filepath.Join(certDir, certs.KeyFile))
+}
+
+type server struct {
+	name string
+	url  string
+	cmd  *exec.Cmd
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = l.Close() }()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func start(name string, args []string, port int) (*server, error) {
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Stdout, cmd.Stderr = io.Discard, os.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	return &server{name: name, url: "https://127.0.0.1:" + strconv.Itoa(port) + "/inject", cmd: cmd}, nil
+}
+
+func (s *server) stop() {
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = s.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = s.cmd.Process.Kill()
+	}
+}
+
+// cpuTicks is the process's user+system CPU time in clock ticks.
+func (s *server) cpuTicks() (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.cmd.Process.Pid))
+	if err != nil {
+		return 0, err
+	}
+	// Fields after the parenthesised command name; utime and stime are the
+	// 14th and 15th fields of the whole line.
+	rest := string(b[bytes.LastIndexByte(b, ')')+2:])
+	f := strings.Fields(rest)
+	if len(f) < 13 {
+		return 0, errors.New("short /proc stat line")
+	}
+	u, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, errors.New("unparsable /proc stat line")
+	}
+	return u + st, nil
+}
+
+func review(pod []byte, i int) []byte {
+	return []byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u-` + strconv.Itoa(i) +
+		`","kind":{"group":"","version":"v1","kind":"Pod"},"resource":{"group":"","version":"v1","resource":"pods"},` +
+		`"namespace":"shop","operation":"CREATE","object":` + string(pod) + `}}`)
+}
+
+func waitReady(c *http.Client, s *server, body []byte) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := c.Post(s.url, "application/json", bytes.NewReader(body))
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			_ = resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s not ready within 30s: %v", s.name, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+type result struct {
+	rate                float64
+	p50, p90, p99, maxL time.Duration
+	cpuPer              time.Duration
+	errors              int
+}
+
+// load sends body from n workers over keep-alive connections for d.
+func load(ctx context.Context, c *http.Client, s *server, body []byte, n int, d time.Duration) (result, error) {
+	t0, err := s.cpuTicks()
+	if err != nil {
+		return result{}, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	var mu sync.Mutex
+	var lat []time.Duration
+	errs := 0
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var mine []time.Duration
+			bad := 0
+			for ctx.Err() == nil {
+				t := time.Now()
+				req, _ := http.NewRequestWithContext(context.WithoutCancel(ctx), http.MethodPost, s.url, bytes.NewReader(body))
+				req.Header.Set("Content-Type", "application/json")
+				resp, err := c.Do(req)
+				if err != nil {
+					bad++
+					continue
+				}
+				b, _ := io.ReadAll(resp.Body)
+				_ = resp.Body.Close()
+				if resp.StatusCode != 200 || !bytes.Contains(b, []byte(`"allowed":true`)) {
+					bad++
+					continue
+				}
+				mine = append(mine, time.Since(t))
+			}
+			mu.Lock()
+			lat = append(lat, mine...)
+			errs += bad
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	t1, err := s.cpuTicks()
+	if err != nil {
+		return result{}, err
+	}
+	if len(lat) == 0 {
+		return result{}, fmt.Errorf("%s: no successful requests (%d errors)", s.name, errs)
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	pct := func(p float64) time.Duration { return lat[int(p*float64(len(lat)-1))] }
+	cpu := time.Duration(t1-t0) * time.Second / clockTicks
+	return result{
+		rate: float64(len(lat)) / elapsed.Seconds(),
+		p50:  pct(0.50), p90: pct(0.90), p99: pct(0.99), maxL: lat[len(lat)-1],
+		cpuPer: cpu / time.Duration(len(lat)), errors: errs,
+	}, nil
+}
+
+func run(binary, certDir string, d, warmup time.Duration, levels string) error {
+	ca, err := ensureCerts(certDir)
+	if err != nil {
+		return err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	fp, err := freePort()
+	if err != nil {
+		return err
+	}
+	mp, err := freePort()
+	if err != nil {
+		return err
+	}
+	hp, err := freePort()
+	if err != nil {
+		return err
+	}
+	floor, err := start("floor", []string{self, "-floor-server", "-port", strconv.Itoa(fp), "-cert-dir", certDir}, fp)
+	if err != nil {
+		return err
+	}
+	defer floor.stop()
+	mesh, err := start("meshinject", []string{binary, "serve", "--host", "127.0.0.1", "--port", strconv.Itoa(mp),
+		"--health-addr", "127.0.0.1:" + strconv.Itoa(hp), "--cert-dir", certDir, "--log-level", "error"}, mp)
+	if err != nil {
+		return err
+	}
+	defer mesh.stop()
+
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.Cert)
+	var conc []int
+	for _, c := range strings.Split(levels, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(c))
+		if err != nil || n < 1 {
+			return fmt.Errorf("-concurrency %q: want positive integers", levels)
+		}
+		conc = append(conc, n)
+	}
+	pods := benchpods.All()
+	fmt.Printf("# loadbench: %s per cell after %s warm-up, keep-alive HTTPS on 127.0.0.1, GOMAXPROCS of the host\n", d, warmup)
+	fmt.Println("| pod | c | server | admissions/s | p50 | p90 | p99 | max | CPU/admission | errors |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|---|")
+	ctx := context.Background()
+	type key struct {
+		pod string
+		c   int
+	}
+	res := map[key][2]result{}
+	for _, p := range pods {
+		body := review(p.JSON, 0)
+		for _, n := range conc {
+			cl := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+				TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, MaxIdleConnsPerHost: n, MaxConnsPerHost: n,
+			}}
+			var pair [2]result
+			for i, s := range []*server{floor, mesh} {
+				if err := waitReady(cl, s, body); err != nil {
+					return err
+				}
+				if _, err := load(ctx, cl, s, body, n, warmup); err != nil {
+					return err
+				}
+				r, err := load(ctx, cl, s, body, n, d)
+				if err != nil {
+					return err
+				}
+				pair[i] = r
+				fmt.Printf("| %s | %d | %s | %.0f | %s | %s | %s | %s | %s | %d |\n", p.Name, n, s.name, r.rate,
+					r.p50.Round(time.Microsecond), r.p90.Round(time.Microsecond), r.p99.Round(time.Microsecond),
+					r.maxL.Round(time.Microsecond), r.cpuPer.Round(time.Microsecond), r.errors)
+			}
+			res[key{p.Name, n}] = pair
+			cl.CloseIdleConnections()
+		}
+	}
+	fmt.Println()
+	fmt.Println("| pod | c | CPU/admission vs floor | p99 vs floor |")
+	fmt.Println("|---|---|---|---|")
+	for _, p := range pods {
+		for _, n := range conc {
+			r := res[key{p.Name, n}]
+			fmt.Printf("| %s | %d | %.2f× | %.2f× |\n", p.Name, n, float64(r[1].cpuPer)/float64(r[0].cpuPer), float64(r[1].p99)/float64(r[0].p99))
+		}
+	}
+	return nil
+}
+
+func ensureCerts(dir string) (*certs.Bundle, error) {
+	ca, err := certs.NewCA(certs.Options{CommonName: "loadbench CA"})
+	if err != nil {
+		return nil, err
+	}
+	srv, err := certs.NewServing(ca, certs.Options{IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}})
+	if err != nil {
+		return nil, err
+	}
+	return ca, certs.WriteDir(dir, srv, ca.CertPEM)
+}

@@ -1,10 +1,8 @@
 package webhook
 
 import (
-	"encoding/json"
 	"testing"
 
-	jsonpatch "github.com/evanphx/json-patch/v5"
 	"github.com/go-logr/logr"
 	admissionv1 "k8s.io/api/admission/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -33,15 +31,7 @@ func FuzzHandle(f *testing.F) {
 		if !resp.Allowed || len(resp.Patches) == 0 {
 			return
 		}
-		ops, err := json.Marshal(resp.Patches)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p, err := jsonpatch.DecodePatch(ops)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := p.Apply(raw); err != nil {
+		if _, err := applyPatch(raw, resp); err != nil {
 			t.Fatalf("patch does not apply: %v", err)
 		}
 	})

@@ -57,18 +57,23 @@ func testCtx(t *testing.T, path string) context.Context {
 	return withPathParams(logf.IntoContext(t.Context(), testr.New(t)), path)
 }
 
-// applied applies resp's patch to the request's pod bytes.
-func applied(t *testing.T, req admission.Request, resp admission.Response) map[string]any {
-	t.Helper()
+// applyPatch applies resp's JSON patch to raw with evanphx/json-patch.
+func applyPatch(raw []byte, resp admission.Response) ([]byte, error) {
 	ops, err := json.Marshal(resp.Patches)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	p, err := jsonpatch.DecodePatch(ops)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	out, err := p.Apply(req.Object.Raw)
+	return p.Apply(raw)
+}
+
+// applied applies resp's patch to the request's pod bytes.
+func applied(t *testing.T, req admission.Request, resp admission.Response) map[string]any {
+	t.Helper()
+	out, err := applyPatch(req.Object.Raw, resp)
 	if err != nil {
 		t.Fatalf("patch does not apply to the request: %v", err)
 	}

@@ -79,5 +79,3 @@ func build(containers, env, volumes, inits int, probes bool) []byte {
 	}
 	return b
 }
-
-

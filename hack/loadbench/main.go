@@ -111,7 +111,7 @@ func freePort() (int, error) {
 }
 
 func start(name string, args []string, port int) (*server, error) {
-	cmd := exec.Command(args[0], args[1:]...)
+	cmd := exec.Command(args[0], args[1:]...) //nolint:gosec // runs the binaries named on our own command line
 	cmd.Stdout, cmd.Stderr = io.Discard, os.Stderr
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
@@ -169,7 +169,7 @@ func waitReady(c *http.Client, s *server, body []byte) error {
 			}
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s not ready within 30s: %v", s.name, err)
+			return fmt.Errorf("%s not ready within 30s: %w", s.name, err)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

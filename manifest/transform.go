@@ -216,7 +216,7 @@ func transformPod(ref Object, raw, dst map[string]any, fn PodFunc) (bool, error)
 	if err := kjson.UnmarshalCaseSensitivePreserveInts(b, &pod); err != nil {
 		return false, fmt.Errorf("%s: %w", ref, err)
 	}
-	known, err := toTree(&pod)
+	known, err := preserve.Tree(&pod)
 	if err != nil {
 		return false, err
 	}
@@ -224,7 +224,7 @@ func transformPod(ref Object, raw, dst map[string]any, fn PodFunc) (bool, error)
 	if err != nil || !changed {
 		return false, err
 	}
-	out, err := toTree(&pod)
+	out, err := preserve.Tree(&pod)
 	if err != nil {
 		return false, err
 	}
@@ -236,18 +236,6 @@ func transformPod(ref Object, raw, dst map[string]any, fn PodFunc) (bool, error)
 		dst[k] = v
 	}
 	return true, nil
-}
-
-func toTree(v any) (map[string]any, error) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return nil, err
-	}
-	var out map[string]any
-	if err := kjson.UnmarshalCaseSensitivePreserveInts(b, &out); err != nil {
-		return nil, err
-	}
-	return out, nil
 }
 
 func deepCopyMap(m map[string]any) map[string]any {

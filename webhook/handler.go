@@ -134,7 +134,7 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 	if len(unknown) > 0 {
 		// Fields our types do not know: keep the typed round-trip to put
 		// them back after injection (see graft).
-		if known, err = toTree(&pod); err != nil {
+		if known, err = preserve.Tree(&pod); err != nil {
 			h.opts.Metrics.failure("decode")
 			return admission.Errored(http.StatusBadRequest, fmt.Errorf("decode pod: %w", err))
 		}
@@ -190,7 +190,7 @@ func graft(raw []byte, known map[string]any, pod *corev1.Pod) ([]byte, error) {
 	if err := kjson.UnmarshalCaseSensitivePreserveInts(raw, &rawTree); err != nil {
 		return nil, err
 	}
-	out, err := toTree(pod)
+	out, err := preserve.Tree(pod)
 	if err != nil {
 		return nil, err
 	}
@@ -216,16 +216,6 @@ func encodingNoop(op jsonpatch.JsonPatchOperation) bool {
 		return op.Value == "0"
 	}
 	return false
-}
-
-func toTree(v any) (map[string]any, error) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return nil, err
-	}
-	var out map[string]any
-	err = kjson.UnmarshalCaseSensitivePreserveInts(b, &out)
-	return out, err
 }
 
 func prefixed(ws []string) []string {

@@ -7,7 +7,12 @@
 // with its item even when injection inserts or reorders items.
 package preserve
 
-import "reflect"
+import (
+	"encoding/json"
+	"reflect"
+
+	kjson "sigs.k8s.io/json"
+)
 
 // Restore edits out, the JSON tree of a mutated typed object, given raw,
 // the tree of the input, and known, the tree of the input's unmutated typed
@@ -152,4 +157,16 @@ func pruneInvented(v any) {
 			pruneInvented(c)
 		}
 	}
+}
+
+// Tree encodes v (a typed object) and decodes it into a JSON tree, with
+// integers kept as int64: the form Restore works on.
+func Tree(v any) (map[string]any, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	var out map[string]any
+	err = kjson.UnmarshalCaseSensitivePreserveInts(b, &out)
+	return out, err
 }

@@ -81,8 +81,12 @@ func TestReload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx := t.Context()
-	go func() { _ = r.Run(ctx) }()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = r.Run(t.Context())
+	}()
+	t.Cleanup(func() { <-done }) // t.Context is cancelled before cleanups run
 	time.Sleep(100 * time.Millisecond) // let the watch start
 
 	before := r.Engine()

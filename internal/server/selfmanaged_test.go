@@ -80,7 +80,7 @@ func TestSelfManagedCABundle(t *testing.T) {
 	if err := s.ensure(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	go func() { _ = s.run(t.Context()) }()
+	runSM(t, s)
 	api := client.AdmissionregistrationV1().MutatingWebhookConfigurations()
 	want := s.ca.Load().CertPEM
 	waitUntil(t, func() bool {
@@ -115,7 +115,7 @@ func TestSelfManagedRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	first := s.leaf.Load().Cert.SerialNumber.String()
-	go func() { _ = s.run(t.Context()) }()
+	runSM(t, s)
 
 	l, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{GetCertificate: s.getCertificate, MinVersion: tls.VersionTLS12})
 	if err != nil {
@@ -154,6 +154,17 @@ func TestSelfManagedRotation(t *testing.T) {
 	if len(seen) < 2 || !seen[first] {
 		t.Errorf("served serials %v: want the first and at least one renewal", seen)
 	}
+}
+
+// runSM runs s until the test ends and waits for it to return.
+func runSM(t *testing.T, s *selfManaged) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = s.run(t.Context())
+	}()
+	t.Cleanup(func() { <-done }) // t.Context is cancelled before cleanups run
 }
 
 func waitUntil(t *testing.T, cond func() bool) {

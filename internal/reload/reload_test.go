@@ -86,7 +86,7 @@ func TestReload(t *testing.T) {
 		defer close(done)
 		_ = r.Run(t.Context())
 	}()
-	t.Cleanup(func() { <-done }) // t.Context is cancelled before cleanups run
+	t.Cleanup(func() { <-done })       // t.Context is cancelled before cleanups run
 	time.Sleep(100 * time.Millisecond) // let the watch start
 
 	before := r.Engine()

@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"slices"
 
+	"github.com/meshinject/meshinject/internal/preserve"
 	corev1 "k8s.io/api/core/v1"
 )
 
@@ -49,13 +51,13 @@ func (e *Engine) apply(pod *corev1.Pod, s *Settings, names []string, warnings *[
 	// Remember the user's own definitions of containers the templates define.
 	var ov overrides
 	for i, c := range pod.Spec.Containers {
-		if contains(status.Containers, c.Name) {
+		if slices.Contains(status.Containers, c.Name) {
 			ov.Containers = append(ov.Containers, c)
 			rec.position("containers/"+c.Name, i)
 		}
 	}
 	for i, c := range pod.Spec.InitContainers {
-		if contains(status.InitContainers, c.Name) {
+		if slices.Contains(status.InitContainers, c.Name) {
 			ov.InitContainers = append(ov.InitContainers, c)
 			rec.position("initContainers/"+c.Name, i)
 		}
@@ -65,7 +67,7 @@ func (e *Engine) apply(pod *corev1.Pod, s *Settings, names []string, warnings *[
 		if p.additive && addOverlay(pod, p.pod) {
 			continue
 		}
-		if err := overlay(pod, deepCopy(p.tree).(map[string]any), rec); err != nil {
+		if err := overlay(pod, preserve.Copy(p.tree).(map[string]any), rec); err != nil {
 			return fmt.Errorf("template %s: %w", names[i], err)
 		}
 	}
@@ -111,20 +113,11 @@ func appendNames(names []string, list any) []string {
 		if !ok || m["$patch"] != nil {
 			continue
 		}
-		if n, ok := m["name"].(string); ok && !contains(names, n) {
+		if n, ok := m["name"].(string); ok && !slices.Contains(names, n) {
 			names = append(names, n)
 		}
 	}
 	return names
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 // applyOverrides merges the user's own definition of each container a

@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/strategicpatch"
 
 	"github.com/meshinject/meshinject/config"
+	"github.com/meshinject/meshinject/internal/preserve"
 )
 
 func TestInjectBasics(t *testing.T) {
@@ -87,7 +88,7 @@ func TestRenderCacheIsolation(t *testing.T) {
 	if !reflect.DeepEqual(first.Pod, second.Pod) {
 		t.Error("second injection differs from the first")
 	}
-	if len(e.cache.items) == 0 {
+	if e.cache.lru.Len() == 0 {
 		t.Error("render cache is empty after two injections")
 	}
 }
@@ -244,7 +245,7 @@ func TestAdditiveOverlayMatchesOverlay(t *testing.T) {
 		if !addOverlay(fast, r.pod) {
 			t.Fatal("addOverlay refused a pod without injected items")
 		}
-		if err := overlay(slow, deepCopy(r.tree).(map[string]any), &record{}); err != nil {
+		if err := overlay(slow, preserve.Copy(r.tree).(map[string]any), &record{}); err != nil {
 			t.Fatal(err)
 		}
 		if !reflect.DeepEqual(fast, slow) {

@@ -1,7 +1,10 @@
 package inject
 
 import (
+	"cmp"
 	"encoding/json"
+	"maps"
+	"slices"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -29,9 +32,9 @@ func (e *Engine) proxyEnv(pod *corev1.Pod, s *Settings, extra map[string]string)
 		if cfg.Revision != "" {
 			host += "-" + cfg.Revision
 		}
-		caAddr = host + "." + orString(g.IstioNamespace, "istio-system") + ".svc:15012"
+		caAddr = host + "." + cmp.Or(g.IstioNamespace, "istio-system") + ".svc:15012"
 	}
-	clusterID := orString(g.MultiCluster.ClusterName, "Kubernetes")
+	clusterID := cmp.Or(g.MultiCluster.ClusterName, "Kubernetes")
 	network := g.Network
 	if v, ok := extra["ISTIO_META_CLUSTER_ID"]; ok {
 		clusterID = v
@@ -39,12 +42,12 @@ func (e *Engine) proxyEnv(pod *corev1.Pod, s *Settings, extra map[string]string)
 	if v, ok := extra["ISTIO_META_NETWORK"]; ok {
 		network = v
 	}
-	trustDomain := orString(g.TrustDomain, cfg.Mesh.GetTrustDomain())
-	meshID := orString(g.MeshID, trustDomain)
+	trustDomain := cmp.Or(g.TrustDomain, cfg.Mesh.GetTrustDomain())
+	meshID := cmp.Or(g.MeshID, trustDomain)
 
 	env := make([]corev1.EnvVar, 0, 24+len(s.proxyConfig.GetProxyMetadata())+len(extra))
 	env = append(env,
-		corev1.EnvVar{Name: "PILOT_CERT_PROVIDER", Value: orString(g.PilotCertProvider, "istiod")},
+		corev1.EnvVar{Name: "PILOT_CERT_PROVIDER", Value: cmp.Or(g.PilotCertProvider, "istiod")},
 		corev1.EnvVar{Name: "CA_ADDR", Value: caAddr},
 		fieldEnv("POD_NAME", "metadata.name"),
 		fieldEnv("POD_NAMESPACE", "metadata.namespace"),
@@ -70,10 +73,10 @@ func (e *Engine) proxyEnv(pod *corev1.Pod, s *Settings, extra map[string]string)
 		corev1.EnvVar{Name: "TRUST_DOMAIN", Value: trustDomain},
 	)
 	md := s.proxyConfig.GetProxyMetadata()
-	for _, k := range sortedKeys(md) {
+	for _, k := range slices.Sorted(maps.Keys(md)) {
 		env = append(env, corev1.EnvVar{Name: k, Value: md[k]})
 	}
-	for _, k := range sortedKeys(extra) {
+	for _, k := range slices.Sorted(maps.Keys(extra)) {
 		if k == "ISTIO_META_CLUSTER_ID" || k == "ISTIO_META_NETWORK" {
 			continue
 		}

@@ -2,6 +2,8 @@ package inject
 
 import (
 	"encoding/json"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -50,7 +52,7 @@ func (e *Engine) prometheusMerge(pod *corev1.Pod, s *Settings) {
 	var sc scrapeConfig
 	var found []string
 	canonical := map[string]string{promScrape: "prometheus.io/scrape", promPort: "prometheus.io/port", promPath: "prometheus.io/path"}
-	for _, k := range sortedKeys(pod.Annotations) {
+	for _, k := range slices.Sorted(maps.Keys(pod.Annotations)) {
 		if len(k) != len(promScrape) && len(k) != len(promPath) || !strings.EqualFold(k[:len("prometheus")], "prometheus") {
 			continue // cannot sanitise to a prometheus_io_* key
 		}

@@ -3,6 +3,7 @@ package inject
 import (
 	"encoding/json"
 	"maps"
+	"slices"
 
 	corev1 "k8s.io/api/core/v1"
 )
@@ -67,7 +68,7 @@ var internalAnnotations = map[string]bool{
 
 func diffMaps(before, after map[string]string, skip map[string]bool) *mapDiff {
 	d := &mapDiff{}
-	for _, k := range sortedKeys(after) {
+	for _, k := range slices.Sorted(maps.Keys(after)) {
 		if skip[k] {
 			continue
 		}

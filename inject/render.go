@@ -9,6 +9,7 @@ import (
 	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/lru"
 	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 
@@ -104,7 +105,9 @@ func (e *Engine) render(name string, data *TemplateData) (*rendered, error) {
 		bufPool.Put(buf)
 	}()
 	var inputKey []byte
-	if e.pure[name] && e.cache.max > 0 {
+	if e.pure[name] && e.cache.enabled() {
+		// The key is built in buf's spare capacity and copied before
+		// Execute writes over it.
 		inputKey = renderKey(buf.AvailableBuffer(), name, data)
 		if r, ok := e.cache.get(inputKey); ok {
 			return r, nil
@@ -284,62 +287,36 @@ func dropDirectiveKeys(v any) any {
 	return v
 }
 
-func deepCopy(v any) any {
-	switch t := v.(type) {
-	case map[string]any:
-		m := make(map[string]any, len(t))
-		for k, c := range t {
-			m[k] = deepCopy(c)
-		}
-		return m
-	case []any:
-		l := make([]any, len(t))
-		for i, c := range t {
-			l[i] = deepCopy(c)
-		}
-		return l
-	default:
-		return v
-	}
-}
-
-// renderCache maps rendered template text to its parsed output. Replicas
-// of a workload render identically, so the YAML parse is paid once per
-// distinct output. Entries are immutable.
+// renderCache maps rendered template text (or, for pure templates, their
+// inputs) to the parsed output. Replicas of a workload render identically,
+// so the YAML parse is paid once per distinct output. Entries are
+// immutable; the least recently used go first. A nil cache caches nothing.
 type renderCache struct {
-	mu    sync.RWMutex
-	max   int
-	items map[string]*rendered
+	lru *lru.Cache
 }
 
-func newRenderCache(max int) *renderCache {
-	if max < 0 {
-		max = 0
+func newRenderCache(size int) *renderCache {
+	if size <= 0 {
+		return nil
 	}
-	return &renderCache{max: max, items: make(map[string]*rendered)}
+	return &renderCache{lru: lru.New(size)}
 }
+
+func (c *renderCache) enabled() bool { return c != nil }
 
 func (c *renderCache) get(key []byte) (*rendered, bool) {
-	if c.max == 0 {
+	if c == nil {
 		return nil, false
 	}
-	c.mu.RLock()
-	r, ok := c.items[string(key)]
-	c.mu.RUnlock()
-	return r, ok
+	v, ok := c.lru.Get(string(key))
+	if !ok {
+		return nil, false
+	}
+	return v.(*rendered), true
 }
 
 func (c *renderCache) put(key []byte, r *rendered) {
-	if c.max == 0 {
-		return
+	if c != nil {
+		c.lru.Add(string(key), r)
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for k := range c.items {
-		if len(c.items) < c.max {
-			break
-		}
-		delete(c.items, k) // evict an arbitrary entry
-	}
-	c.items[string(key)] = r
 }

@@ -1,8 +1,10 @@
 package inject
 
 import (
+	"cmp"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -409,7 +411,7 @@ func (s *Settings) resolveTraffic(cfg *config.Config, pod *corev1.Pod, a annotat
 	if exclIn != "" {
 		excludeIn += "," + exclIn
 	}
-	excludeIn = excludeInboundPortList(status, excludeIn)
+	excludeIn = templates.ExcludeInboundPort(status, excludeIn)
 
 	uid := strconv.Itoa(ProxyUID)
 	if u := overrideRunAsUser(pod); u != "" {
@@ -417,13 +419,13 @@ func (s *Settings) resolveTraffic(cfg *config.Config, pod *corev1.Pod, a annotat
 	}
 	args := []string{
 		"istio-iptables",
-		"-p", strconv.Itoa(int(orDefault(cfg.Mesh.GetProxyListenPort(), 15001))),
-		"-z", strconv.Itoa(int(orDefault(cfg.Mesh.GetProxyInboundListenPort(), 15006))),
+		"-p", strconv.Itoa(int(cmp.Or[int32](cfg.Mesh.GetProxyListenPort(), 15001))),
+		"-z", strconv.Itoa(int(cmp.Or[int32](cfg.Mesh.GetProxyInboundListenPort(), 15006))),
 		"-u", uid,
 		"-m", s.InterceptionMode,
-		"-i", orString(inclIP, "*"),
+		"-i", cmp.Or(inclIP, "*"),
 		"-x", exclIP,
-		"-b", orString(inclIn, "*"),
+		"-b", cmp.Or(inclIn, "*"),
 		"-d", excludeIn,
 	}
 	if inclOut != "" {
@@ -443,7 +445,7 @@ func (s *Settings) resolveTraffic(cfg *config.Config, pod *corev1.Pod, a annotat
 		args = append(args, "--run-validation", "--skip-rule-apply")
 		s.CNIAnnotations = map[string]string{
 			"sidecar.istio.io/interceptionMode":            s.InterceptionMode,
-			"traffic.sidecar.istio.io/excludeInboundPorts": excludeInboundPortList(status, exclIn),
+			"traffic.sidecar.istio.io/excludeInboundPorts": templates.ExcludeInboundPort(status, exclIn),
 		}
 		set := func(k, v string) {
 			if v != "" {
@@ -466,22 +468,6 @@ func (s *Settings) resolveTraffic(cfg *config.Config, pod *corev1.Pod, a annotat
 	return nil
 }
 
-// excludeInboundPortList appends port to list unless empty or present.
-func excludeInboundPortList(port, list string) string {
-	if port == "" || port == "0" {
-		return list
-	}
-	for _, p := range strings.Split(list, ",") {
-		if strings.TrimSpace(p) == port {
-			return list
-		}
-	}
-	if list == "" {
-		return port
-	}
-	return list + "," + port
-}
-
 // overrideRunAsUser returns the runAsUser a user's own istio-proxy container
 // sets, which then replaces istio-init's -u argument.
 func overrideRunAsUser(pod *corev1.Pod) string {
@@ -500,7 +486,7 @@ func (s *Settings) resolveUserVolumes(a annotations) error {
 		if err := strictJSON(raw, &vols); err != nil {
 			return fieldError("sidecar.istio.io/userVolume", raw, err)
 		}
-		for _, name := range sortedKeys(vols) {
+		for _, name := range slices.Sorted(maps.Keys(vols)) {
 			v := vols[name]
 			v.Name = name
 			s.UserVolumes = append(s.UserVolumes, v)
@@ -511,7 +497,7 @@ func (s *Settings) resolveUserVolumes(a annotations) error {
 		if err := strictJSON(raw, &mounts); err != nil {
 			return fieldError("sidecar.istio.io/userVolumeMount", raw, err)
 		}
-		for _, name := range sortedKeys(mounts) {
+		for _, name := range slices.Sorted(maps.Keys(mounts)) {
 			m := mounts[name]
 			m.Name = name
 			if m.MountPath == "" {
@@ -535,50 +521,18 @@ func strictJSON(raw string, out any) error {
 	return nil
 }
 
-func sortedKeys[T any](m map[string]T) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
-
-func orDefault(v, def int32) int32 {
-	if v == 0 {
-		return def
-	}
-	return v
-}
-
-func orString(v, def string) string {
-	if v == "" {
-		return def
-	}
-	return v
-}
-
 // canonical returns the canonical service name and revision labels: kept
 // when set, else derived from the app labels, else the workload name and
 // "latest".
 func canonical(pod *corev1.Pod, workload string) (string, string) {
 	l := pod.Labels
-	name := firstNonEmpty(l["service.istio.io/canonical-name"], l["app.kubernetes.io/name"], l["app"], workload)
+	name := cmp.Or(l["service.istio.io/canonical-name"], l["app.kubernetes.io/name"], l["app"], workload)
 	if len(name) > 63 {
 		name = name[:63]
 	}
 	name = strings.Trim(name, "-_.")
-	rev := firstNonEmpty(l["service.istio.io/canonical-revision"], l["app.kubernetes.io/version"], l["version"], "latest")
+	rev := cmp.Or(l["service.istio.io/canonical-revision"], l["app.kubernetes.io/version"], l["version"], "latest")
 	return name, rev
-}
-
-func firstNonEmpty(vs ...string) string {
-	for _, v := range vs {
-		if v != "" {
-			return v
-		}
-	}
-	return ""
 }
 
 func firstAppContainer(pod *corev1.Pod) string {

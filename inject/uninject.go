@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"slices"
 	"sort"
 
 	corev1 "k8s.io/api/core/v1"
@@ -76,7 +77,7 @@ func removeNamed[T any](list []T, names []string, name func(*T) string) []T {
 	}
 	out := list[:0:0]
 	for i := range list {
-		if !contains(names, name(&list[i])) {
+		if !slices.Contains(names, name(&list[i])) {
 			out = append(out, list[i])
 		}
 	}

@@ -228,7 +228,7 @@ func transformPod(ref Object, raw, dst map[string]any, fn PodFunc) (bool, error)
 	if err != nil {
 		return false, err
 	}
-	preserve.Restore(deepCopyMap(raw), known, out)
+	preserve.Restore(preserve.Copy(raw).(map[string]any), known, out)
 	for k := range dst {
 		delete(dst, k)
 	}
@@ -236,16 +236,4 @@ func transformPod(ref Object, raw, dst map[string]any, fn PodFunc) (bool, error)
 		dst[k] = v
 	}
 	return true, nil
-}
-
-func deepCopyMap(m map[string]any) map[string]any {
-	b, err := json.Marshal(m)
-	if err != nil {
-		return m
-	}
-	var out map[string]any
-	if err := kjson.UnmarshalCaseSensitivePreserveInts(b, &out); err != nil {
-		return m
-	}
-	return out
 }

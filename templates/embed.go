@@ -3,7 +3,8 @@ package templates
 import (
 	"embed"
 	"io/fs"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 )
 
@@ -38,10 +39,5 @@ func Builtin() map[string]string {
 
 // Names returns the sorted names of the templates in m.
 func Names[T any](m map[string]T) []string {
-	names := make([]string, 0, len(m))
-	for n := range m {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
+	return slices.Sorted(maps.Keys(m))
 }

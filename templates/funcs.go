@@ -48,7 +48,7 @@ func FuncMap(opts Options) template.FuncMap {
 	f["annotation"] = annotation
 	f["isset"] = isset
 	f["valueOrDefault"] = valueOrDefault
-	f["excludeInboundPort"] = excludeInboundPort
+	f["excludeInboundPort"] = ExcludeInboundPort
 	f["includeInboundPorts"] = includeInboundPorts
 	f["toJSON"] = toJSON
 	f["fromJSON"] = fromJSON
@@ -97,9 +97,9 @@ func valueOrDefault(v, def any) any {
 	return v
 }
 
-// excludeInboundPort appends port to the comma-separated list unless the
+// ExcludeInboundPort appends port to the comma-separated list unless the
 // port is empty, "0" or already listed.
-func excludeInboundPort(port any, list string) string {
+func ExcludeInboundPort(port any, list string) string {
 	p := strings.TrimSpace(fmt.Sprint(port))
 	if p == "" || p == "0" {
 		return list

@@ -7,11 +7,7 @@ import (
 	"testing"
 
 	"github.com/go-logr/logr"
-	admissionv1 "k8s.io/api/admission/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
-	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/meshinject/meshinject/internal/benchpods"
 )
@@ -19,15 +15,12 @@ import (
 // BenchmarkHandle measures one review through the handler: pod decode,
 // injection, graft and patch.
 func BenchmarkHandle(b *testing.B) {
-	h, _ := newTestHandler(&testing.T{}, true)
+	h, _ := newTestHandler(b, true)
 	ctx := withPathParams(logf.IntoContext(b.Context(), logr.Discard()), "/inject")
 	for _, p := range benchpods.All() {
 		b.Run(p.Name, func(b *testing.B) {
 			b.ReportAllocs()
-			req := admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
-				UID: "u", Kind: metav1.GroupVersionKind{Version: "v1", Kind: "Pod"}, Namespace: "shop",
-				Object: runtime.RawExtension{Raw: p.JSON},
-			}}
+			req := rawRequest(p.JSON)
 			for b.Loop() {
 				if resp := h.Handle(ctx, req); !resp.Allowed {
 					b.Fatal(resp.Result)
@@ -40,7 +33,7 @@ func BenchmarkHandle(b *testing.B) {
 // BenchmarkServeHTTP measures a review through controller-runtime's
 // admission webhook (review decode, handler, response encode), without TLS.
 func BenchmarkServeHTTP(b *testing.B) {
-	h, _ := newTestHandler(&testing.T{}, true)
+	h, _ := newTestHandler(b, true)
 	wh := NewWebhook(h)
 	for _, p := range benchpods.All() {
 		body := []byte(review("v1", "Pod", string(p.JSON)))

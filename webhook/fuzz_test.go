@@ -4,11 +4,7 @@ import (
 	"testing"
 
 	"github.com/go-logr/logr"
-	admissionv1 "k8s.io/api/admission/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
-	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 )
 
 // FuzzHandle feeds arbitrary pod bytes and paths through the handler: no
@@ -20,12 +16,9 @@ func FuzzHandle(f *testing.F) {
 	if _, err := NewHandler(Options{Engines: nil}); err == nil {
 		f.Fatal("NewHandler accepted no engine")
 	}
-	h, _ := newTestHandler(&testing.T{}, true)
+	h, _ := newTestHandler(f, true)
 	f.Fuzz(func(t *testing.T, raw []byte, path string) {
-		req := admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
-			UID: "u", Kind: metav1.GroupVersionKind{Version: "v1", Kind: "Pod"}, Namespace: "ns",
-			Object: runtime.RawExtension{Raw: raw},
-		}}
+		req := rawRequest(raw)
 		ctx := withPathParams(logf.IntoContext(t.Context(), logr.Discard()), path)
 		resp := h.Handle(ctx, req)
 		if !resp.Allowed || len(resp.Patches) == 0 {

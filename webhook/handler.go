@@ -83,10 +83,10 @@ func NewHandler(opts Options) (*Handler, error) {
 // path parameters (/inject/<key>/<value>/...) into the context and recovers
 // panics into a 500 response.
 func NewWebhook(h *Handler) *admission.Webhook {
-	recover := true
+	recoverPanic := true
 	return &admission.Webhook{
 		Handler:         h,
-		RecoverPanic:    &recover,
+		RecoverPanic:    &recoverPanic,
 		WithContextFunc: func(ctx context.Context, r *http.Request) context.Context { return withPathParams(ctx, r.URL.Path) },
 	}
 }
@@ -157,7 +157,11 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 	}
 	if res.Skipped {
 		h.opts.Metrics.skip(res.SkipKind)
-		log.V(1).Info("not injected", "reason", res.Reason)
+		if res.SkipKind == inject.SkipPolicyUnknown {
+			log.Error(errors.New(res.Reason), "injection config has an unknown policy; pods are not injected")
+		} else {
+			log.V(1).Info("not injected", "reason", res.Reason)
+		}
 		return admission.Allowed("").WithWarnings(append(warnings, WarningPrefix+"not injected: "+res.Reason)...)
 	}
 	var current []byte

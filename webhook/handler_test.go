@@ -20,7 +20,7 @@ import (
 	"github.com/meshinject/meshinject/inject"
 )
 
-func newTestHandler(t *testing.T, native bool) (*Handler, *Metrics) {
+func newTestHandler(t testing.TB, native bool) (*Handler, *Metrics) {
 	t.Helper()
 	cfg, err := config.Load(config.Sources{})
 	if err != nil {
@@ -44,13 +44,17 @@ func newTestHandler(t *testing.T, native bool) (*Handler, *Metrics) {
 const podJSON = `{"apiVersion":"v1","kind":"Pod","metadata":{"generateName":"web-","labels":{"app":"web"}%s},` +
 	`"spec":{"containers":[{"name":"app","image":"registry.example/app:1","ports":[{"containerPort":8080}]}]%s}}`
 
-func podRequest(meta, spec string) admission.Request {
-	raw := []byte(strings.Replace(strings.Replace(podJSON, "%s", meta, 1), "%s", spec, 1))
+// rawRequest is a CREATE review of the pod JSON raw in namespace shop.
+func rawRequest(raw []byte) admission.Request {
 	return admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
 		UID: "uid-1", Kind: metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
 		Resource: metav1.GroupVersionResource{Version: "v1", Resource: "pods"}, Namespace: "shop",
 		Operation: admissionv1.Create, Object: runtime.RawExtension{Raw: raw},
 	}}
+}
+
+func podRequest(meta, spec string) admission.Request {
+	return rawRequest([]byte(strings.Replace(strings.Replace(podJSON, "%s", meta, 1), "%s", spec, 1)))
 }
 
 func testCtx(t *testing.T, path string) context.Context {

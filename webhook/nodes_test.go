@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshinject/meshinject/internal/testutil"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
@@ -34,13 +35,7 @@ func TestNodeVersions(t *testing.T) {
 	if _, err := client.CoreV1().Nodes().Update(t.Context(), node("old", "v1.34.0"), metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for !nv.NativeSidecars(unscheduled) {
-		if time.Now().After(deadline) {
-			t.Fatal("the upgrade was not seen")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.Eventually(t, 5*time.Second, func() bool { return nv.NativeSidecars(unscheduled) })
 	// The cache holds nothing but names and kubelet versions.
 	obj, err := trimNode(&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n", Labels: map[string]string{"a": "b"}},
 		Spec: corev1.NodeSpec{PodCIDR: "10.0.0.0/24"}, Status: corev1.NodeStatus{NodeInfo: corev1.NodeSystemInfo{KubeletVersion: "v1.33.0", OSImage: "x"}}})

@@ -170,3 +170,23 @@ func Tree(v any) (map[string]any, error) {
 	err = kjson.UnmarshalCaseSensitivePreserveInts(b, &out)
 	return out, err
 }
+
+// Copy returns a deep copy of a JSON tree (maps, slices and scalars).
+func Copy(v any) any {
+	switch t := v.(type) {
+	case map[string]any:
+		m := make(map[string]any, len(t))
+		for k, c := range t {
+			m[k] = Copy(c)
+		}
+		return m
+	case []any:
+		l := make([]any, len(t))
+		for i, c := range t {
+			l[i] = Copy(c)
+		}
+		return l
+	default:
+		return v
+	}
+}

@@ -9,11 +9,12 @@ import (
 
 	"github.com/go-logr/logr/testr"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
+	promtestutil "github.com/prometheus/client_golang/prometheus/testutil"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/meshinject/meshinject/inject"
+	"github.com/meshinject/meshinject/internal/testutil"
 )
 
 // swap writes files as the kubelet does for a ConfigMap: a new timestamped
@@ -61,17 +62,6 @@ func proxyImage(t *testing.T, e *inject.Engine) string {
 	return ""
 }
 
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 10s")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func TestReload(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -96,8 +86,8 @@ func TestReload(t *testing.T) {
 
 	// A valid change is applied without a restart.
 	swap(t, dir, map[string]string{FileValues: "global:\n  tag: 1.28.5\n"})
-	waitFor(t, func() bool { return proxyImage(t, r.Engine()) == "docker.io/istio/proxyv2:1.28.5" })
-	if got := testutil.ToFloat64(r.reloads.WithLabelValues("success")); got < 1 {
+	testutil.Eventually(t, 10*time.Second, func() bool { return proxyImage(t, r.Engine()) == "docker.io/istio/proxyv2:1.28.5" })
+	if got := promtestutil.ToFloat64(r.reloads.WithLabelValues("success")); got < 1 {
 		t.Errorf("success reloads = %v", got)
 	}
 	// A review that started on the old engine finishes on it.
@@ -108,20 +98,14 @@ func TestReload(t *testing.T) {
 	// An invalid change is refused; the last good config keeps serving.
 	good := r.Engine()
 	swap(t, dir, map[string]string{FileValues: "global:\n  tag: 1.28.9\n  proxy:\n    statusPort: many\n"})
-	waitFor(t, func() bool { return testutil.ToFloat64(r.reloads.WithLabelValues("failure")) >= 1 })
+	testutil.Eventually(t, 10*time.Second, func() bool { return promtestutil.ToFloat64(r.reloads.WithLabelValues("failure")) >= 1 })
 	if r.Engine() != good || proxyImage(t, r.Engine()) != "docker.io/istio/proxyv2:1.28.5" {
 		t.Error("an invalid config replaced the last good one")
 	}
 
 	// A template that parses but cannot render is refused too.
-	err = func() error {
-		swap(t, dir, map[string]string{FileConfig: "templates:\n  sidecar: '{{ .Nope.Deeper }}'\n"})
-		return nil
-	}()
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, func() bool { return testutil.ToFloat64(r.reloads.WithLabelValues("failure")) >= 2 })
+	swap(t, dir, map[string]string{FileConfig: "templates:\n  sidecar: '{{ .Nope.Deeper }}'\n"})
+	testutil.Eventually(t, 10*time.Second, func() bool { return promtestutil.ToFloat64(r.reloads.WithLabelValues("failure")) >= 2 })
 	if r.Engine() != good {
 		t.Error("a config whose template fails to render replaced the last good one")
 	}

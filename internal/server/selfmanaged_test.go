@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr/testr"
+	"github.com/meshinject/meshinject/internal/testutil"
 	"github.com/prometheus/client_golang/prometheus"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -83,7 +84,7 @@ func TestSelfManagedCABundle(t *testing.T) {
 	runSM(t, s)
 	api := client.AdmissionregistrationV1().MutatingWebhookConfigurations()
 	want := s.ca.Load().CertPEM
-	waitUntil(t, func() bool {
+	testutil.Eventually(t, 10*time.Second, func() bool {
 		m, err := api.Get(t.Context(), "meshinject-default", metav1.GetOptions{})
 		return err == nil && bytes.Equal(m.Webhooks[0].ClientConfig.CABundle, want) && bytes.Equal(m.Webhooks[1].ClientConfig.CABundle, want)
 	})
@@ -99,7 +100,7 @@ func TestSelfManagedCABundle(t *testing.T) {
 	if _, err := api.Update(t.Context(), m, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, func() bool {
+	testutil.Eventually(t, 10*time.Second, func() bool {
 		m, err := api.Get(t.Context(), "meshinject-default", metav1.GetOptions{})
 		return err == nil && bytes.Equal(m.Webhooks[1].ClientConfig.CABundle, want)
 	})
@@ -165,33 +166,4 @@ func runSM(t *testing.T, s *selfManaged) {
 		_ = s.run(t.Context())
 	}()
 	t.Cleanup(func() { <-done }) // t.Context is cancelled before cleanups run
-}
-
-func waitUntil(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 10s")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// TestSelfManagedKeepsValidCertificate checks that a certificate not yet
-// due for renewal is reused, not reissued, by a restarting replica.
-func TestSelfManagedKeepsValidCertificate(t *testing.T) {
-	t.Parallel()
-	client := fake.NewClientset()
-	a := newSM(t, client, SelfManagedOptions{ServingDuration: time.Hour})
-	if err := a.ensure(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	b := newSM(t, client, SelfManagedOptions{ServingDuration: time.Hour})
-	if err := b.ensure(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	if a.leaf.Load().Cert.SerialNumber.Cmp(b.leaf.Load().Cert.SerialNumber) != 0 {
-		t.Error("a valid certificate was reissued")
-	}
 }

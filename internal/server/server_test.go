@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -19,6 +18,7 @@ import (
 	"github.com/go-logr/logr/testr"
 
 	"github.com/meshinject/meshinject/certs"
+	"github.com/meshinject/meshinject/internal/testutil"
 )
 
 func freePort(t *testing.T) int {
@@ -200,22 +200,14 @@ func TestCertSwapUnderLoad(t *testing.T) {
 		t.Errorf("%d of %d requests failed during certificate swaps", failures.Load(), requests.Load())
 	}
 	// The last certificate written is the one served.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testutil.Eventually(t, 10*time.Second, func() bool {
 		conn, err := tls.Dial("tcp", url[len("https://"):], client(ca, false).Transport.(*http.Transport).TLSClientConfig)
 		if err != nil {
 			t.Fatal(err)
 		}
-		got := conn.ConnectionState().PeerCertificates[0].SerialNumber.String()
-		conn.Close()
-		if got == serials[len(serials)-1] {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("serving serial %s, want the last written %s", got, serials[len(serials)-1])
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		defer conn.Close()
+		return conn.ConnectionState().PeerCertificates[0].SerialNumber.String() == serials[len(serials)-1]
+	})
 }
 
 func TestRunRejectsBadOptions(t *testing.T) {
@@ -237,5 +229,4 @@ func TestRunRejectsBadOptions(t *testing.T) {
 			t.Errorf("%s: Run accepted %+v", name, o)
 		}
 	}
-	_ = os.Remove(dir)
 }

@@ -21,7 +21,7 @@ func FuzzHandle(f *testing.F) {
 		req := rawRequest(raw)
 		ctx := withPathParams(logf.IntoContext(t.Context(), logr.Discard()), path)
 		resp := h.Handle(ctx, req)
-		if !resp.Allowed || len(resp.Patches) == 0 {
+		if !resp.Allowed || len(resp.Patch) == 0 {
 			return
 		}
 		if _, err := applyPatch(raw, resp); err != nil {

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	jsonpatch "gomodules.xyz/jsonpatch/v2"
+	admissionv1 "k8s.io/api/admission/v1"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/klog/v2"
@@ -20,6 +20,7 @@ import (
 
 	"github.com/meshinject/meshinject/inject"
 	"github.com/meshinject/meshinject/internal/preserve"
+	"github.com/meshinject/meshinject/internal/rawpatch"
 )
 
 // EngineSource returns the engine to use for one review. The config
@@ -179,10 +180,14 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 		log.Error(err, "encoding the injected pod failed")
 		return admission.Errored(http.StatusInternalServerError, err)
 	}
-	resp := admission.PatchResponseFromRaw(req.Object.Raw, current)
-	resp.Patches = slices.DeleteFunc(resp.Patches, encodingNoop)
+	resp, n, err := patchResponse(req.Object.Raw, current)
+	if err != nil {
+		h.opts.Metrics.failure("internal")
+		log.Error(err, "computing the patch failed")
+		return admission.Errored(http.StatusInternalServerError, err)
+	}
 	h.opts.Metrics.success(time.Since(start))
-	log.V(1).Info("injected", "templates", res.Templates, "patchOperations", len(resp.Patches))
+	log.V(1).Info("injected", "templates", res.Templates, "patchOperations", n)
 	return resp.WithWarnings(warnings...)
 }
 
@@ -202,22 +207,43 @@ func graft(raw []byte, known map[string]any, pod *corev1.Pod) ([]byte, error) {
 	return json.Marshal(out)
 }
 
+// patchResponse is the allowed response whose JSON patch turns the
+// request's pod into current, and the number of operations in it.
+func patchResponse(raw, current []byte) (admission.Response, int, error) {
+	ops, err := rawpatch.Diff(raw, current)
+	if err != nil {
+		return admission.Response{}, 0, err
+	}
+	ops = slices.DeleteFunc(ops, encodingNoop)
+	patch, err := rawpatch.Marshal(ops)
+	if err != nil {
+		return admission.Response{}, 0, err
+	}
+	resp := admission.Allowed("")
+	if len(ops) > 0 {
+		pt := admissionv1.PatchTypeJSONPatch
+		resp.Patch, resp.PatchType = patch, &pt
+	}
+	return resp, len(ops), nil
+}
+
 // encodingNoop reports whether op only adds what encoding a typed Pod
 // writes for a field the request left unset: metadata.creationTimestamp
 // null, status {}, a container's resources {}, a resourceFieldRef's divisor
 // "0". The API server treats each the same as the field being absent.
-func encodingNoop(op jsonpatch.JsonPatchOperation) bool {
-	if op.Operation != "add" {
+func encodingNoop(op rawpatch.Operation) bool {
+	if op.Op != "add" {
 		return false
 	}
 	switch op.Path[strings.LastIndexByte(op.Path, '/')+1:] {
 	case "creationTimestamp":
-		return op.Value == nil
-	case "status", "resources":
-		m, ok := op.Value.(map[string]any)
-		return ok && len(m) == 0 && (op.Path == "/status" || strings.HasSuffix(op.Path, "/resources"))
+		return string(op.Value) == "null"
+	case "status":
+		return string(op.Value) == "{}" && op.Path == "/status"
+	case "resources":
+		return string(op.Value) == "{}"
 	case "divisor":
-		return op.Value == "0"
+		return string(op.Value) == `"0"`
 	}
 	return false
 }

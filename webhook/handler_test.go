@@ -7,10 +7,13 @@ import (
 	"testing"
 
 	jsonpatch "github.com/evanphx/json-patch/v5"
+	"github.com/google/go-cmp/cmp"
 	"github.com/go-logr/logr/testr"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
@@ -18,6 +21,7 @@ import (
 
 	"github.com/meshinject/meshinject/config"
 	"github.com/meshinject/meshinject/inject"
+	"github.com/meshinject/meshinject/internal/benchpods"
 )
 
 func newTestHandler(t testing.TB, native bool) (*Handler, *Metrics) {
@@ -63,11 +67,7 @@ func testCtx(t *testing.T, path string) context.Context {
 
 // applyPatch applies resp's JSON patch to raw with evanphx/json-patch.
 func applyPatch(raw []byte, resp admission.Response) ([]byte, error) {
-	ops, err := json.Marshal(resp.Patches)
-	if err != nil {
-		return nil, err
-	}
-	p, err := jsonpatch.DecodePatch(ops)
+	p, err := jsonpatch.DecodePatch(resp.Patch)
 	if err != nil {
 		return nil, err
 	}
@@ -104,7 +104,7 @@ func TestHandleInjects(t *testing.T) {
 		h, m := newTestHandler(t, native)
 		req := podRequest("", "")
 		resp := h.Handle(testCtx(t, "/inject"), req)
-		if !resp.Allowed || len(resp.Patches) == 0 {
+		if !resp.Allowed || len(resp.Patch) == 0 {
 			t.Fatalf("native=%v: response %+v", native, resp.Result)
 		}
 		pod := applied(t, req, resp)
@@ -170,7 +170,7 @@ func TestHandleSkips(t *testing.T) {
 				req.Namespace = tc.ns
 			}
 			resp := h.Handle(testCtx(t, "/inject"), req)
-			if !resp.Allowed || len(resp.Patches) != 0 {
+			if !resp.Allowed || len(resp.Patch) != 0 {
 				t.Fatalf("want allowed without patch, got %+v", resp)
 			}
 			if len(resp.Warnings) != 1 || !strings.HasPrefix(resp.Warnings[0], WarningPrefix) || !strings.Contains(resp.Warnings[0], tc.warning) {
@@ -231,7 +231,7 @@ func TestHandleNotAPod(t *testing.T) {
 	req := podRequest("", "")
 	req.Kind = metav1.GroupVersionKind{Group: "apps", Version: "v1", Kind: "Deployment"}
 	resp := h.Handle(testCtx(t, "/inject"), req)
-	if !resp.Allowed || len(resp.Patches) != 0 || len(resp.Warnings) != 1 || !strings.Contains(resp.Warnings[0], "not a Pod") {
+	if !resp.Allowed || len(resp.Patch) != 0 || len(resp.Warnings) != 1 || !strings.Contains(resp.Warnings[0], "not a Pod") {
 		t.Errorf("response %+v warnings %q", resp.Result, resp.Warnings)
 	}
 }
@@ -282,6 +282,60 @@ func TestParsePathParams(t *testing.T) {
 		for k, v := range tc.env {
 			if r.env[k] != v {
 				t.Errorf("%s: %s = %q, want %q", path, k, r.env[k], v)
+			}
+		}
+	}
+}
+
+// TestPatchMatchesEngine applies each bench pod's patch to the request and
+// compares the result with the engine's own output for that pod; the patch
+// only adds to the pod's lists, it never replaces or removes the user's
+// items because template items come first.
+func TestPatchMatchesEngine(t *testing.T) {
+	t.Parallel()
+	h, _ := newTestHandler(t, true)
+	for _, p := range benchpods.All() {
+		req := rawRequest(p.JSON)
+		resp := h.Handle(testCtx(t, "/inject"), req)
+		if !resp.Allowed || resp.PatchType == nil || *resp.PatchType != admissionv1.PatchTypeJSONPatch {
+			t.Fatalf("%s: response %+v", p.Name, resp.AdmissionResponse)
+		}
+		got, err := applyPatch(req.Object.Raw, resp)
+		if err != nil {
+			t.Fatalf("%s: %v", p.Name, err)
+		}
+		var pod corev1.Pod
+		if err := json.Unmarshal(p.JSON, &pod); err != nil {
+			t.Fatal(err)
+		}
+		ns := pod.Namespace
+		pod.Namespace = req.Namespace
+		res, err := h.opts.Engines.Engine().Inject(inject.Request{Pod: &pod, Namespace: req.Namespace, NativeSidecars: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Pod.Namespace = ns
+		want, err := json.Marshal(res.Pod)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var gotPod, wantPod corev1.Pod
+		if err := json.Unmarshal(got, &gotPod); err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(want, &wantPod); err != nil {
+			t.Fatal(err)
+		}
+		if !equality.Semantic.DeepEqual(gotPod, wantPod) {
+			t.Errorf("%s: patched request differs from the engine's pod:\n%s", p.Name, cmp.Diff(wantPod, gotPod))
+		}
+		var ops []struct{ Op, Path string }
+		if err := json.Unmarshal(resp.Patch, &ops); err != nil {
+			t.Fatal(err)
+		}
+		for _, op := range ops {
+			if op.Op != "add" && strings.HasPrefix(op.Path, "/spec/volumes/") {
+				t.Errorf("%s: %s %s: a user volume is rewritten", p.Name, op.Op, op.Path)
 			}
 		}
 	}

@@ -58,6 +58,7 @@ fuzz: ## Run every fuzz test for FUZZTIME each (default 20s).
 	go test ./inject/ -run '^$$' -fuzz '^FuzzAnnotations$$' -fuzztime $(FUZZTIME)
 	go test ./manifest/ -run '^$$' -fuzz '^FuzzTransform$$' -fuzztime $(FUZZTIME)
 	go test ./webhook/ -run '^$$' -fuzz '^FuzzHandle$$' -fuzztime $(FUZZTIME)
+	go test ./internal/rawpatch/ -run '^$$' -fuzz '^FuzzDiff$$' -fuzztime $(FUZZTIME)
 
 .PHONY: bench
 bench: ## Benchmark the engine against the decode/encode floor (-benchmem).
@@ -69,6 +70,52 @@ LOAD_DURATION ?= 5s
 bench-load: build ## Load-test meshinject serve against a floor server (c=8 and 32, LOAD_DURATION per cell).
 	go build -o $(BIN)/loadbench ./hack/loadbench
 	$(BIN)/loadbench -meshinject $(BIN)/meshinject -duration $(LOAD_DURATION) -cert-dir $(CURDIR)/.cache/loadbench-certs
+
+# The e2e control plane (kube-apiserver, etcd, kube-controller-manager,
+# kubectl, trimmed cert-manager) is built from the Go module proxy into
+# TOOLS_CACHE, one directory per tools module keyed by its version and a hash
+# of its go.sum and the build script; a warm cache builds nothing.
+TOOLS_CACHE ?= $(CURDIR)/.cache/tools
+E2E_TIMEOUT ?= 20m
+E2E_FLAGS   ?=
+
+.PHONY: e2e-tools
+e2e-tools: ## Build (or reuse) the e2e control-plane binaries in .cache/tools.
+	e2e/tools/build.sh k8s $(TOOLS_CACHE) >/dev/null
+	e2e/tools/build.sh cert-manager $(TOOLS_CACHE) >/dev/null
+
+.PHONY: test-e2e
+test-e2e: build e2e-tools ## Run the e2e suite against a real kube-apiserver, etcd and kube-controller-manager (no Docker).
+	E2E_K8S_ASSETS=$$(e2e/tools/build.sh k8s $(TOOLS_CACHE)) \
+	E2E_CERT_MANAGER=$$(e2e/tools/build.sh cert-manager $(TOOLS_CACHE)) \
+	E2E_MESHINJECT=$(BIN)/meshinject \
+	go test -tags e2e -count=1 -timeout $(E2E_TIMEOUT) -v $(E2E_FLAGS) ./e2e/
+
+IMAGE      ?= meshinject:dev
+KIND       := $(BIN)/kind-v0.33.0
+KIND_CLUSTER ?= meshinject
+CERT_MANAGER_VERSION ?= v1.21.2
+
+.PHONY: docker-build
+docker-build: ## Build the container image $(IMAGE) (needs Docker).
+	docker build -t $(IMAGE) --build-arg VERSION=$(VERSION) --build-arg COMMIT=$(COMMIT) .
+
+.PHONY: e2e-kind
+e2e-kind: docker-build $(KIND) e2e-tools ## Run the e2e suite on a kind cluster with deploy/overlays/kind (needs Docker).
+	$(KIND) get clusters | grep -qx $(KIND_CLUSTER) || $(KIND) create cluster --name $(KIND_CLUSTER) --wait 120s
+	$(KIND) load docker-image $(IMAGE) --name $(KIND_CLUSTER)
+	K=$$(e2e/tools/build.sh k8s $(TOOLS_CACHE))/kubectl; CM=$$(e2e/tools/build.sh cert-manager $(TOOLS_CACHE)); \
+	$$K --context kind-$(KIND_CLUSTER) apply --server-side -f $$CM/crds/ && \
+	$$K --context kind-$(KIND_CLUSTER) apply -f https://github.com/cert-manager/cert-manager/releases/download/$(CERT_MANAGER_VERSION)/cert-manager.yaml && \
+	$$K --context kind-$(KIND_CLUSTER) -n cert-manager wait --for=condition=Available deployment --all --timeout=180s && \
+	$$K --context kind-$(KIND_CLUSTER) apply -k deploy/overlays/kind && \
+	$$K --context kind-$(KIND_CLUSTER) -n meshinject wait --for=condition=Available deployment/meshinject --timeout=180s && \
+	E2E_EXISTING_CLUSTER=true E2E_KUBECTL=$$K go test -tags e2e -count=1 -timeout $(E2E_TIMEOUT) -v ./e2e/
+
+$(KIND):
+	@mkdir -p $(BIN)
+	GOBIN=$(BIN) go install sigs.k8s.io/kind@v0.33.0
+	mv $(BIN)/kind $@
 
 $(GOLANGCI_LINT):
 	@mkdir -p $(BIN)

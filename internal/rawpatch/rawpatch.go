@@ -83,9 +83,9 @@ func Marshal(ops []Operation) ([]byte, error) {
 // its member name's span (quotes included) when it is an object member, and
 // links to its first child and next sibling (-1 for none).
 type node struct {
-	start, end         int32
-	nameStart, nameEnd int32
-	first, next        int32
+	start, end         int
+	nameStart, nameEnd int
+	first, next        int
 	kind               byte // '{', '[' or the first byte of a scalar
 }
 
@@ -95,12 +95,12 @@ type doc struct {
 	nodes []node
 }
 
-func (d *doc) bytes(n int32) []byte { return d.raw[d.nodes[n].start:d.nodes[n].end] }
+func (d *doc) bytes(n int) []byte { return d.raw[d.nodes[n].start:d.nodes[n].end] }
 
-func (d *doc) name(n int32) []byte { return d.raw[d.nodes[n].nameStart:d.nodes[n].nameEnd] }
+func (d *doc) name(n int) []byte { return d.raw[d.nodes[n].nameStart:d.nodes[n].nameEnd] }
 
 // children appends the indexes of n's children to dst.
-func (d *doc) children(dst []int32, n int32) []int32 {
+func (d *doc) children(dst []int, n int) []int {
 	for c := d.nodes[n].first; c >= 0; c = d.nodes[c].next {
 		dst = append(dst, c)
 	}
@@ -113,11 +113,11 @@ func (d *doc) children(dst []int32, n int32) []int32 {
 func index(raw []byte, nodes []node) ([]node, error) {
 	buf := bytes.NewBuffer(raw)
 	dec := jsontext.NewDecoder(buf, jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true))
-	type open struct{ node, last int32 }
+	type open struct{ node, last int }
 	var stack [16]open
 	parents := stack[:0]
-	var nameStart, nameEnd int32
-	link := func(n int32) {
+	var nameStart, nameEnd int
+	link := func(n int) {
 		if len(parents) == 0 {
 			return
 		}
@@ -147,7 +147,7 @@ func index(raw []byte, nodes []node) ([]node, error) {
 			if _, err := dec.ReadToken(); err != nil {
 				return nil, err
 			}
-			nodes[parents[len(parents)-1].node].end = int32(dec.InputOffset())
+			nodes[parents[len(parents)-1].node].end = int(dec.InputOffset())
 			parents = parents[:len(parents)-1]
 			if len(parents) == 0 {
 				return nodes, finish(dec)
@@ -157,14 +157,14 @@ func index(raw []byte, nodes []node) ([]node, error) {
 			if err != nil {
 				return nil, err
 			}
-			nameEnd = int32(dec.InputOffset())
-			nameStart = nameEnd - int32(len(v))
+			nameEnd = int(dec.InputOffset())
+			nameStart = nameEnd - len(v)
 		case kind == '{' || kind == '[':
 			if _, err := dec.ReadToken(); err != nil {
 				return nil, err
 			}
-			n := int32(len(nodes))
-			nodes = append(nodes, node{start: int32(dec.InputOffset()) - 1, nameStart: nameStart, nameEnd: nameEnd, first: -1, next: -1, kind: byte(kind)})
+			n := len(nodes)
+			nodes = append(nodes, node{start: int(dec.InputOffset()) - 1, nameStart: nameStart, nameEnd: nameEnd, first: -1, next: -1, kind: byte(kind)})
 			link(n)
 			parents = append(parents, open{node: n, last: -1})
 		default:
@@ -172,15 +172,15 @@ func index(raw []byte, nodes []node) ([]node, error) {
 			if err != nil {
 				return nil, err
 			}
-			end := int32(dec.InputOffset())
-			n := int32(len(nodes))
-			nodes = append(nodes, node{start: end - int32(len(v)), end: end, nameStart: nameStart, nameEnd: nameEnd, first: -1, next: -1, kind: v[0]})
+			end := int(dec.InputOffset())
+			n := len(nodes)
+			nodes = append(nodes, node{start: end - len(v), end: end, nameStart: nameStart, nameEnd: nameEnd, first: -1, next: -1, kind: v[0]})
 			link(n)
 			if len(parents) == 0 {
 				return nodes, finish(dec)
 			}
 		}
-		if kind == '"' && inObject && nameStart >= 0 && nameEnd == int32(dec.InputOffset()) {
+		if kind == '"' && inObject && nameStart >= 0 && nameEnd == int(dec.InputOffset()) {
 			// A name was just read: the next value is its member.
 			continue
 		}
@@ -202,7 +202,7 @@ func finish(dec *jsontext.Decoder) error {
 type differ struct {
 	a, b   doc
 	ops    []Operation
-	ai, bi []int32 // scratch for array children
+	ai, bi []int // scratch for array children
 }
 
 var differs = sync.Pool{New: func() any { return new(differ) }}
@@ -219,7 +219,7 @@ func (d *differ) add(op, path string, value []byte) {
 }
 
 // value diffs node x of a and node y of b, found at path.
-func (d *differ) value(path string, x, y int32) {
+func (d *differ) value(path string, x, y int) {
 	if bytes.Equal(d.a.bytes(x), d.b.bytes(y)) {
 		return
 	}
@@ -233,7 +233,7 @@ func (d *differ) value(path string, x, y int32) {
 	}
 }
 
-func (d *differ) object(path string, x, y int32) {
+func (d *differ) object(path string, x, y int) {
 	// Objects are small; a linear search keeps the order of both
 	// documents and allocates nothing.
 	for c := d.a.nodes[x].first; c >= 0; c = d.a.nodes[c].next {
@@ -250,7 +250,7 @@ func (d *differ) object(path string, x, y int32) {
 	}
 }
 
-func (d *differ) findA(x int32, name []byte) int32 {
+func (d *differ) findA(x int, name []byte) int {
 	for c := d.a.nodes[x].first; c >= 0; c = d.a.nodes[c].next {
 		if bytes.Equal(d.a.name(c), name) {
 			return c
@@ -259,7 +259,7 @@ func (d *differ) findA(x int32, name []byte) int32 {
 	return -1
 }
 
-func (d *differ) findB(y int32, name []byte) int32 {
+func (d *differ) findB(y int, name []byte) int {
 	for c := d.b.nodes[y].first; c >= 0; c = d.b.nodes[c].next {
 		if bytes.Equal(d.b.name(c), name) {
 			return c
@@ -279,7 +279,7 @@ func (d *differ) member(quoted []byte) string {
 	return escape(string(name))
 }
 
-func (d *differ) array(path string, x, y int32) {
+func (d *differ) array(path string, x, y int) {
 	// The scratch slices are shared by nested arrays: take this level's
 	// children off their ends and give the space back afterwards.
 	na, nb := len(d.ai), len(d.bi)
@@ -300,7 +300,7 @@ func (d *differ) array(path string, x, y int32) {
 
 // gap emits the operations for a run of unmatched elements starting at
 // index idx and returns the index after the run.
-func (d *differ) gap(path string, a, b []int32, idx int) int {
+func (d *differ) gap(path string, a, b []int, idx int) int {
 	paired := min(len(a), len(b))
 	for k := range paired {
 		d.value(path+"/"+strconv.Itoa(idx), a[k], b[k])
@@ -318,8 +318,8 @@ func (d *differ) gap(path string, a, b []int32, idx int) int {
 
 // lcs returns the index pairs of a longest common subsequence of byte-equal
 // elements, in order.
-func (d *differ) lcs(a, b []int32) [][2]int {
-	eq := func(x, y int32) bool { return bytes.Equal(d.a.bytes(x), d.b.bytes(y)) }
+func (d *differ) lcs(a, b []int) [][2]int {
+	eq := func(x, y int) bool { return bytes.Equal(d.a.bytes(x), d.b.bytes(y)) }
 	// Common prefix and suffix first: the usual case is items inserted at
 	// one end, which needs no table at all.
 	var out [][2]int

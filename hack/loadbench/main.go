@@ -2,7 +2,9 @@
 // server in the same run. The floor is this program re-executed with
 // -floor-server: over the same TLS settings it decodes the AdmissionReview
 // and the pod and encodes an allowed response, the least any webhook does.
-// Both run as subprocesses so their CPU is read from /proc/<pid>/stat.
+// Both run as subprocesses so their CPU is read from /proc/<pid>/stat, with
+// the same garbage-collector target (-gc-percent, meshinject serve's
+// default).
 // Traffic goes to 127.0.0.1 only, for a fixed time per measurement.
 package main
 
@@ -21,6 +23,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/debug"
 	"sort"
 	"strconv"
 	"strings"
@@ -48,10 +51,13 @@ func main() {
 		duration    = flag.Duration("duration", 5*time.Second, "measuring time per server, pod and concurrency")
 		warmup      = flag.Duration("warmup", time.Second, "warm-up time before each measurement")
 		concurrency = flag.String("concurrency", "8,32", "comma-separated concurrency levels")
+		gcPercent   = flag.Int("gc-percent", 400, "garbage-collector target of both servers (meshinject serve's default)")
 	)
 	flag.Parse()
+	gcTarget = strconv.Itoa(*gcPercent)
 	var err error
 	if *floorServer {
+		debug.SetGCPercent(*gcPercent)
 		err = serveFloor(*port, *certDir)
 	} else {
 		err = run(*binary, *certDir, *duration, *warmup, *concurrency)
@@ -61,6 +67,9 @@ func main() {
 		os.Exit(1)
 	}
 }
+
+// gcTarget is the -gc-percent both servers run with.
+var gcTarget string
 
 func tlsConfig() *tls.Config {
 	return &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}}
@@ -264,13 +273,13 @@ func run(binary, certDir string, d, warmup time.Duration, levels string) error {
 	if err != nil {
 		return err
 	}
-	floor, err := start("floor", []string{self, "-floor-server", "-port", strconv.Itoa(fp), "-cert-dir", certDir}, fp)
+	floor, err := start("floor", []string{self, "-floor-server", "-port", strconv.Itoa(fp), "-cert-dir", certDir, "-gc-percent", gcTarget}, fp)
 	if err != nil {
 		return err
 	}
 	defer floor.stop()
 	mesh, err := start("meshinject", []string{binary, "serve", "--host", "127.0.0.1", "--port", strconv.Itoa(mp),
-		"--health-addr", "127.0.0.1:" + strconv.Itoa(hp), "--cert-dir", certDir, "--log-level", "error"}, mp)
+		"--health-addr", "127.0.0.1:" + strconv.Itoa(hp), "--cert-dir", certDir, "--log-level", "error", "--gc-percent", gcTarget}, mp)
 	if err != nil {
 		return err
 	}

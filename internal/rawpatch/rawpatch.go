@@ -17,7 +17,6 @@ package rawpatch
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -107,16 +106,14 @@ func (d *doc) children(dst []int, n int) []int {
 	return dst
 }
 
-// index appends the nodes of raw to nodes in one pass. The documents come
-// from encoders or were validated already, so the duplicate-name and UTF-8
-// checks are off; syntax errors are still reported.
+// index appends the nodes of raw to nodes in one pass over the bytes. It
+// checks structure (nesting, names, separators) and reports where it
+// breaks, but not the contents of strings and numbers: the documents come
+// from JSON encoders or were decoded successfully already.
 func index(raw []byte, nodes []node) ([]node, error) {
-	buf := bytes.NewBuffer(raw)
-	dec := jsontext.NewDecoder(buf, jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true))
 	type open struct{ node, last int }
 	var stack [16]open
 	parents := stack[:0]
-	var nameStart, nameEnd int
 	link := func(n int) {
 		if len(parents) == 0 {
 			return
@@ -129,74 +126,119 @@ func index(raw []byte, nodes []node) ([]node, error) {
 		}
 		p.last = n
 	}
+	nameStart, nameEnd := -1, -1
+	i := skipSpace(raw, 0)
 	for {
-		kind := dec.PeekKind()
-		if kind == 0 {
-			if len(parents) == 0 && len(nodes) > 0 {
-				return nodes, nil
-			}
-			_, err := dec.ReadToken()
-			if err == nil || errors.Is(err, io.EOF) {
-				err = io.ErrUnexpectedEOF
-			}
-			return nil, err
+		if i >= len(raw) {
+			return nil, io.ErrUnexpectedEOF
 		}
+		c := raw[i]
 		inObject := len(parents) > 0 && nodes[parents[len(parents)-1].node].kind == '{'
-		switch {
-		case kind == '}' || kind == ']':
-			if _, err := dec.ReadToken(); err != nil {
-				return nil, err
-			}
-			nodes[parents[len(parents)-1].node].end = int(dec.InputOffset())
-			parents = parents[:len(parents)-1]
-			if len(parents) == 0 {
-				return nodes, finish(dec)
-			}
-		case inObject && nameStart < 0:
-			v, err := dec.ReadValue()
+		if inObject && nameStart < 0 && c != '}' {
+			end, err := scanString(raw, i)
 			if err != nil {
-				return nil, err
+				return nil, fmt.Errorf("member name: %w", err)
 			}
-			nameEnd = int(dec.InputOffset())
-			nameStart = nameEnd - len(v)
-		case kind == '{' || kind == '[':
-			if _, err := dec.ReadToken(); err != nil {
-				return nil, err
+			nameStart, nameEnd = i, end
+			if i = skipSpace(raw, end); i >= len(raw) || raw[i] != ':' {
+				return nil, fmt.Errorf("offset %d: want ':' after a member name", i)
 			}
-			n := len(nodes)
-			nodes = append(nodes, node{start: int(dec.InputOffset()) - 1, nameStart: nameStart, nameEnd: nameEnd, first: -1, next: -1, kind: byte(kind)})
-			link(n)
-			parents = append(parents, open{node: n, last: -1})
-		default:
-			v, err := dec.ReadValue()
-			if err != nil {
-				return nil, err
-			}
-			end := int(dec.InputOffset())
-			n := len(nodes)
-			nodes = append(nodes, node{start: end - len(v), end: end, nameStart: nameStart, nameEnd: nameEnd, first: -1, next: -1, kind: v[0]})
-			link(n)
-			if len(parents) == 0 {
-				return nodes, finish(dec)
-			}
-		}
-		if kind == '"' && inObject && nameStart >= 0 && nameEnd == int(dec.InputOffset()) {
-			// A name was just read: the next value is its member.
+			i = skipSpace(raw, i+1)
 			continue
 		}
+		var end int
+		switch c {
+		case '{', '[':
+			n := len(nodes)
+			nodes = append(nodes, node{start: i, nameStart: nameStart, nameEnd: nameEnd, first: -1, next: -1, kind: c})
+			link(n)
+			parents = append(parents, open{node: n, last: -1})
+			nameStart, nameEnd = -1, -1
+			i = skipSpace(raw, i+1)
+			continue
+		case '}', ']':
+			if len(parents) == 0 || nameStart >= 0 || (c == '}') != (nodes[parents[len(parents)-1].node].kind == '{') {
+				return nil, fmt.Errorf("offset %d: unexpected %q", i, c)
+			}
+			end = i + 1
+			nodes[parents[len(parents)-1].node].end = end
+			parents = parents[:len(parents)-1]
+		default:
+			var err error
+			if end, err = scanScalar(raw, i); err != nil {
+				return nil, err
+			}
+			n := len(nodes)
+			nodes = append(nodes, node{start: i, end: end, nameStart: nameStart, nameEnd: nameEnd, first: -1, next: -1, kind: c})
+			link(n)
+		}
 		nameStart, nameEnd = -1, -1
+		i = skipSpace(raw, end)
+		if len(parents) == 0 {
+			if i != len(raw) {
+				return nil, fmt.Errorf("offset %d: data after the top-level value", i)
+			}
+			return nodes, nil
+		}
+		// After a value inside an object or array: a separator, or the end
+		// of the container.
+		switch {
+		case i >= len(raw):
+			return nil, io.ErrUnexpectedEOF
+		case raw[i] == ',':
+			if i = skipSpace(raw, i+1); i < len(raw) && (raw[i] == '}' || raw[i] == ']') {
+				return nil, fmt.Errorf("offset %d: trailing comma", i)
+			}
+		case raw[i] != '}' && raw[i] != ']':
+			return nil, fmt.Errorf("offset %d: want ',' or the end of the container, got %q", i, raw[i])
+		}
 	}
 }
 
-// finish reports an error if anything but whitespace follows the value.
-func finish(dec *jsontext.Decoder) error {
-	if _, err := dec.ReadToken(); !errors.Is(err, io.EOF) {
-		if err == nil {
-			err = errors.New("data after the top-level value")
-		}
-		return err
+func skipSpace(raw []byte, i int) int {
+	for i < len(raw) && (raw[i] == ' ' || raw[i] == '\n' || raw[i] == '\t' || raw[i] == '\r') {
+		i++
 	}
-	return nil
+	return i
+}
+
+// scanString returns the offset after the string starting at raw[i].
+func scanString(raw []byte, i int) (int, error) {
+	if i >= len(raw) || raw[i] != '"' {
+		return 0, fmt.Errorf("offset %d: want a string", i)
+	}
+	for j := i + 1; j < len(raw); j++ {
+		switch raw[j] {
+		case '\\':
+			j++
+		case '"':
+			return j + 1, nil
+		}
+	}
+	return 0, fmt.Errorf("offset %d: unterminated string", i)
+}
+
+// scanScalar returns the offset after the string, number or literal
+// starting at raw[i].
+func scanScalar(raw []byte, i int) (int, error) {
+	c := raw[i]
+	if c == '"' {
+		return scanString(raw, i)
+	}
+	if c != '-' && (c < '0' || c > '9') && c != 't' && c != 'f' && c != 'n' {
+		return 0, fmt.Errorf("offset %d: unexpected %q", i, c)
+	}
+	j := i + 1
+	for j < len(raw) {
+		switch raw[j] {
+		case ',', '}', ']', ' ', '\n', '\t', '\r':
+			return j, nil
+		case '"', '{', '[', ':':
+			return 0, fmt.Errorf("offset %d: unexpected %q", j, raw[j])
+		}
+		j++
+	}
+	return j, nil
 }
 
 type differ struct {

@@ -85,6 +85,13 @@ func TestDiffErrors(t *testing.T) {
 		{`{"a":1}`, `{"a":}`},
 		{`{"a":[1,2}`, `{"a":[1]}`},
 		{``, `{}`},
+		{`{"a":1,}`, `{}`},
+		{`[1 2]`, `[]`},
+		{`{"a" 1}`, `{}`},
+		{`{"a":"x}`, `{}`},
+		{`{"a":1}}`, `{}`},
+		{`{"a":1]`, `{}`},
+		{`{}`, `{"a":{}`},
 	} {
 		if ops, err := Diff([]byte(tt.a), []byte(tt.b)); err == nil {
 			t.Errorf("Diff(%q, %q) = %v, want an error", tt.a, tt.b, ops)
@@ -121,6 +128,8 @@ func FuzzDiff(f *testing.F) {
 	f.Add(`{"x":[1,2,3]}`, `{"x":[3,2,1]}`)
 	f.Add(`{"a/b~":{}}`, `{"a/b~":{"c":[]}}`)
 	f.Fuzz(func(t *testing.T, a, b string) {
+		// Any input: an error or a patch, never a panic.
+		_, _ = Diff([]byte(a), []byte(b))
 		// Documents are objects: pods are, and patch appliers expect one.
 		var va, vb map[string]any
 		if json.Unmarshal([]byte(a), &va) != nil || json.Unmarshal([]byte(b), &vb) != nil || va == nil || vb == nil {

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"sync/atomic"
 	"time"
 
@@ -66,6 +67,9 @@ type Options struct {
 	// EnableHTTP2 serves HTTP/2 (off by default: the HTTP/2 rapid-reset
 	// CVEs).
 	EnableHTTP2 bool
+	// EnableProfiling serves net/http/pprof under /debug/pprof/ on the side
+	// port. Default off.
+	EnableProfiling bool
 	// ShutdownTimeout bounds the side port's shutdown. Default 30s.
 	ShutdownTimeout time.Duration
 	// Log is the logger. Default: discard.
@@ -193,6 +197,13 @@ func Run(ctx context.Context, o Options) error {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(gatherers, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
+	if o.EnableProfiling {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if err := ready(); err != nil {
 			http.Error(w, err.Error(), http.StatusServiceUnavailable)

@@ -230,3 +230,19 @@ func TestRunRejectsBadOptions(t *testing.T) {
 		}
 	}
 }
+
+// TestProfiling serves /debug/pprof/ on the side port only when enabled.
+func TestProfiling(t *testing.T) {
+	t.Parallel()
+	for _, on := range []bool{false, true} {
+		_, health, _ := startServer(t, t.TempDir(), Options{EnableProfiling: on})
+		resp, err := http.Get(health + "/debug/pprof/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if want := map[bool]int{false: http.StatusNotFound, true: http.StatusOK}[on]; resp.StatusCode != want {
+			t.Errorf("EnableProfiling=%v: /debug/pprof/ answered %d, want %d", on, resp.StatusCode, want)
+		}
+	}
+}

@@ -61,25 +61,22 @@ func waitServiceAccount(t *testing.T, ns string) {
 type podOpt func(*corev1.Pod)
 
 func withLabels(kv ...string) podOpt {
-	return func(p *corev1.Pod) {
-		if p.Labels == nil {
-			p.Labels = map[string]string{}
-		}
-		for i := 0; i+1 < len(kv); i += 2 {
-			p.Labels[kv[i]] = kv[i+1]
-		}
-	}
+	return func(p *corev1.Pod) { p.Labels = setPairs(p.Labels, kv) }
 }
 
 func withAnnotations(kv ...string) podOpt {
-	return func(p *corev1.Pod) {
-		if p.Annotations == nil {
-			p.Annotations = map[string]string{}
-		}
-		for i := 0; i+1 < len(kv); i += 2 {
-			p.Annotations[kv[i]] = kv[i+1]
-		}
+	return func(p *corev1.Pod) { p.Annotations = setPairs(p.Annotations, kv) }
+}
+
+// setPairs sets the key, value pairs kv in m, making m when nil.
+func setPairs(m map[string]string, kv []string) map[string]string {
+	if m == nil {
+		m = map[string]string{}
 	}
+	for i := 0; i+1 < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return m
 }
 
 // appPod is a one-container application pod.

@@ -5,6 +5,7 @@ import (
 	"math"
 	"reflect"
 	"sort"
+	"sync"
 
 	"github.com/meshinject/meshinject/templates"
 )
@@ -82,16 +83,31 @@ func appendValue(b []byte, v reflect.Value) []byte {
 		}
 		return b
 	case reflect.Struct:
-		t := v.Type()
-		for i := range v.NumField() {
-			if t.Field(i).IsExported() {
-				b = appendValue(b, v.Field(i))
-			}
+		for _, i := range exportedFields(v.Type()) {
+			b = appendValue(b, v.Field(i))
 		}
 		return b
 	}
 	// Kinds the inputs never hold (funcs, chans): refuse to key on them.
 	panic("inject: renderKey: unsupported kind " + v.Kind().String())
+}
+
+// exportedFieldIndexes caches exportedFields per struct type.
+var exportedFieldIndexes sync.Map // reflect.Type -> []int
+
+// exportedFields returns the indexes of t's exported fields.
+func exportedFields(t reflect.Type) []int {
+	if f, ok := exportedFieldIndexes.Load(t); ok {
+		return f.([]int)
+	}
+	var f []int
+	for i := range t.NumField() {
+		if t.Field(i).IsExported() {
+			f = append(f, i)
+		}
+	}
+	exportedFieldIndexes.Store(t, f)
+	return f
 }
 
 // pureNames returns the pure templates whose text in cfg is the built-in.

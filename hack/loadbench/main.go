@@ -51,6 +51,7 @@ func main() {
 		duration    = flag.Duration("duration", 5*time.Second, "measuring time per server, pod and concurrency")
 		warmup      = flag.Duration("warmup", time.Second, "warm-up time before each measurement")
 		concurrency = flag.String("concurrency", "8,32", "comma-separated concurrency levels")
+		rounds      = flag.Int("rounds", 5, "slices each server's measuring time is cut into, taken in turns with the other server")
 		gcPercent   = flag.Int("gc-percent", 400, "garbage-collector target of both servers (meshinject serve's default)")
 	)
 	flag.Parse()
@@ -60,7 +61,7 @@ func main() {
 		debug.SetGCPercent(*gcPercent)
 		err = serveFloor(*port, *certDir)
 	} else {
-		err = run(*binary, *certDir, *duration, *warmup, *concurrency)
+		err = run(*binary, *certDir, *duration, *warmup, *concurrency, *rounds)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "loadbench:", err)
@@ -191,23 +192,28 @@ type result struct {
 	errors              int
 }
 
+// sample is what one load period measured of one server.
+type sample struct {
+	lat     []time.Duration
+	errors  int
+	elapsed time.Duration
+	ticks   int64
+}
+
 // load sends body from n workers over keep-alive connections for d.
-func load(ctx context.Context, c *http.Client, s *server, body []byte, n int, d time.Duration) (result, error) {
+func load(ctx context.Context, c *http.Client, s *server, body []byte, n int, d time.Duration) (sample, error) {
 	t0, err := s.cpuTicks()
 	if err != nil {
-		return result{}, err
+		return sample{}, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	var mu sync.Mutex
-	var lat []time.Duration
-	errs := 0
+	var out sample
 	var wg sync.WaitGroup
 	start := time.Now()
 	for range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			var mine []time.Duration
 			bad := 0
 			for ctx.Err() == nil {
@@ -228,31 +234,48 @@ func load(ctx context.Context, c *http.Client, s *server, body []byte, n int, d 
 				mine = append(mine, time.Since(t))
 			}
 			mu.Lock()
-			lat = append(lat, mine...)
-			errs += bad
+			out.lat = append(out.lat, mine...)
+			out.errors += bad
 			mu.Unlock()
-		}()
+		})
 	}
 	wg.Wait()
-	elapsed := time.Since(start)
+	out.elapsed = time.Since(start)
 	t1, err := s.cpuTicks()
 	if err != nil {
-		return result{}, err
+		return sample{}, err
 	}
+	out.ticks = t1 - t0
+	return out, nil
+}
+
+// summarize merges the samples of one server into its figures.
+func summarize(name string, samples []sample) (result, error) {
+	var all sample
+	for _, x := range samples {
+		all.lat = append(all.lat, x.lat...)
+		all.errors += x.errors
+		all.elapsed += x.elapsed
+		all.ticks += x.ticks
+	}
+	lat := all.lat
 	if len(lat) == 0 {
-		return result{}, fmt.Errorf("%s: no successful requests (%d errors)", s.name, errs)
+		return result{}, fmt.Errorf("%s: no successful requests (%d errors)", name, all.errors)
 	}
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	pct := func(p float64) time.Duration { return lat[int(p*float64(len(lat)-1))] }
-	cpu := time.Duration(t1-t0) * time.Second / clockTicks
+	cpu := time.Duration(all.ticks) * time.Second / clockTicks //nolint:gosec // tick counts are far below 2^63
 	return result{
-		rate: float64(len(lat)) / elapsed.Seconds(),
+		rate: float64(len(lat)) / all.elapsed.Seconds(),
 		p50:  pct(0.50), p90: pct(0.90), p99: pct(0.99), maxL: lat[len(lat)-1],
-		cpuPer: cpu / time.Duration(len(lat)), errors: errs,
+		cpuPer: cpu / time.Duration(len(lat)), errors: all.errors,
 	}, nil
 }
 
-func run(binary, certDir string, d, warmup time.Duration, levels string) error {
+func run(binary, certDir string, d, warmup time.Duration, levels string, rounds int) error {
+	if rounds < 1 {
+		return fmt.Errorf("-rounds %d: want at least 1", rounds)
+	}
 	ca, err := ensureCerts(certDir)
 	if err != nil {
 		return err
@@ -296,7 +319,7 @@ func run(binary, certDir string, d, warmup time.Duration, levels string) error {
 		conc = append(conc, n)
 	}
 	pods := benchpods.All()
-	fmt.Printf("# loadbench: %s per cell after %s warm-up, keep-alive HTTPS on 127.0.0.1, GOMAXPROCS of the host\n", d, warmup)
+	fmt.Printf("# loadbench: %s per server and cell in %d alternating slices after %s warm-up, keep-alive HTTPS on 127.0.0.1, GOMAXPROCS of the host\n", d, rounds, warmup)
 	fmt.Println("| pod | c | server | admissions/s | p50 | p90 | p99 | max | CPU/admission | errors |")
 	fmt.Println("|---|---|---|---|---|---|---|---|---|---|")
 	ctx := context.Background()
@@ -311,15 +334,35 @@ func run(binary, certDir string, d, warmup time.Duration, levels string) error {
 			cl := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
 				TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, MaxIdleConnsPerHost: n, MaxConnsPerHost: n,
 			}}
-			var pair [2]result
-			for i, s := range []*server{floor, mesh} {
+			servers := []*server{floor, mesh}
+			for _, s := range servers {
 				if err := waitReady(cl, s, body); err != nil {
 					return err
 				}
 				if _, err := load(ctx, cl, s, body, n, warmup); err != nil {
 					return err
 				}
-				r, err := load(ctx, cl, s, body, n, d)
+			}
+			// The two servers take turns in short slices (the order flipped
+			// every round), so both see the same machine: a noisy neighbour
+			// lands on both sides of the ratio.
+			var samples [2][]sample
+			for round := range rounds {
+				for k := range servers {
+					i := k
+					if round%2 == 1 {
+						i = len(servers) - 1 - k
+					}
+					x, err := load(ctx, cl, servers[i], body, n, d/time.Duration(rounds))
+					if err != nil {
+						return err
+					}
+					samples[i] = append(samples[i], x)
+				}
+			}
+			var pair [2]result
+			for i, s := range servers {
+				r, err := summarize(s.name, samples[i])
 				if err != nil {
 					return err
 				}

@@ -145,12 +145,28 @@ func TestCanaryRevision(t *testing.T) {
 	}
 	t.Cleanup(canary.stop)
 
+	// Each pod goes to exactly one injector: the other one's request count
+	// does not move.
+	calls := func(s *server) float64 { return metric(t, s, "sidecar_injection_requests_total") }
 	ns := namespace(t, "canary", map[string]string{"istio.io/rev": "canary"})
-	assertSidecar(t, create(t, ns, appPod("web")), true, "canary")
 	both := namespace(t, "both", map[string]string{"istio.io/rev": "canary", "istio-injection": "enabled"})
-	assertSidecar(t, create(t, both, appPod("web")), true, "default")
 	plain := namespace(t, "object-rev", nil)
-	assertSidecar(t, create(t, plain, appPod("web", withLabels("istio.io/rev", "canary"))), true, "canary")
+	for _, c := range []struct {
+		ns   string
+		pod  *corev1.Pod
+		want string
+	}{
+		{ns, appPod("web"), "canary"},
+		{both, appPod("web"), "default"},
+		{plain, appPod("web", withLabels("istio.io/rev", "canary")), "canary"},
+	} {
+		def, can := calls(suite.def), calls(canary)
+		assertSidecar(t, create(t, c.ns, c.pod), true, c.want)
+		dDef, dCan := calls(suite.def)-def, calls(canary)-can
+		if want := map[string][2]float64{"default": {1, 0}, "canary": {0, 1}}[c.want]; dDef != want[0] || dCan != want[1] {
+			t.Errorf("namespace %s: the default injector was called %v times and the canary %v, want %v and %v", c.ns, dDef, dCan, want[0], want[1])
+		}
+	}
 }
 
 // 6. Errors and warnings reach the client.
@@ -294,12 +310,16 @@ func imageIs(ctx context.Context, ns, image string) error {
 	return nil
 }
 
-var failureMetric = regexp.MustCompile(`(?m)^meshinject_config_reloads_total\{result="failure"\} (\S+)$`)
-
 func reloadFailures(t *testing.T) float64 {
 	t.Helper()
-	_, body := suite.def.get("/metrics")
-	m := failureMetric.FindStringSubmatch(body)
+	return metric(t, suite.def, `meshinject_config_reloads_total{result="failure"}`)
+}
+
+// metric reads one sample of s's /metrics (0 when absent).
+func metric(t *testing.T, s *server, series string) float64 {
+	t.Helper()
+	_, body := s.get("/metrics")
+	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(series) + ` (\S+)$`).FindStringSubmatch(body)
 	if m == nil {
 		return 0
 	}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	jsonv2 "github.com/go-json-experiment/json"
 	gojson "github.com/goccy/go-json"
 	admissionv1 "k8s.io/api/admission/v1"
 
@@ -115,7 +116,7 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 		return admission.Errored(http.StatusBadRequest, err)
 	}
 	var pod corev1.Pod
-	unknown, err := kjson.UnmarshalStrict(req.Object.Raw, &pod, kjson.DisallowUnknownFields, kjson.DisallowDuplicateFields)
+	unknown, err := decodePod(req.Object.Raw, &pod)
 	if err != nil {
 		h.opts.Metrics.failure("decode")
 		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decode pod: %w", err))
@@ -206,6 +207,21 @@ func graft(raw []byte, known map[string]any, pod *corev1.Pod) ([]byte, error) {
 	}
 	preserve.Restore(rawTree, known, out)
 	return json.Marshal(out)
+}
+
+// decodePod decodes the request's pod into pod and returns the fields our
+// types do not know (and duplicates) as strict-decoding errors. The fast
+// path has encoding/json/v2's semantics (names matched case-sensitively,
+// duplicate and unknown names rejected), so it succeeds only on a pod an
+// API server of our version encoded, which is the usual request; anything
+// it refuses is decoded again by sigs.k8s.io/json as Kubernetes decodes,
+// which lists what it does not know.
+func decodePod(raw []byte, pod *corev1.Pod) ([]error, error) {
+	if jsonv2.Unmarshal(raw, pod, jsonv2.RejectUnknownMembers(true)) == nil {
+		return nil, nil
+	}
+	*pod = corev1.Pod{}
+	return kjson.UnmarshalStrict(raw, pod, kjson.DisallowUnknownFields, kjson.DisallowDuplicateFields)
 }
 
 // encodePod encodes pod with goccy/go-json, which writes the bytes

@@ -90,6 +90,7 @@ func NewWebhook(h *Handler) *admission.Webhook {
 	return &admission.Webhook{
 		Handler:         h,
 		RecoverPanic:    &recoverPanic,
+		LogConstructor:  requestLogger,
 		WithContextFunc: func(ctx context.Context, r *http.Request) context.Context { return withPathParams(ctx, r.URL.Path) },
 	}
 }
@@ -100,7 +101,7 @@ const WarningPrefix = "meshinject: "
 // Handle injects req's pod.
 func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.Response {
 	start := time.Now()
-	log := logf.FromContext(ctx).WithValues("uid", req.UID)
+	log := logf.FromContext(ctx)
 	h.opts.Metrics.request()
 	if req.UID == "" && req.Kind.Kind == "" && len(req.Object.Raw) == 0 {
 		h.opts.Metrics.failure("decode")

@@ -84,13 +84,13 @@ func TestSelfManagedCABundle(t *testing.T) {
 	runSM(t, s)
 	api := client.AdmissionregistrationV1().MutatingWebhookConfigurations()
 	want := s.ca.Load().CertPEM
+	// Written, and readiness told so (the flag is set just after the
+	// update the Get may already see).
 	testutil.Eventually(t, 10*time.Second, func() bool {
 		m, err := api.Get(t.Context(), "meshinject-default", metav1.GetOptions{})
-		return err == nil && bytes.Equal(m.Webhooks[0].ClientConfig.CABundle, want) && bytes.Equal(m.Webhooks[1].ClientConfig.CABundle, want)
+		return err == nil && bytes.Equal(m.Webhooks[0].ClientConfig.CABundle, want) &&
+			bytes.Equal(m.Webhooks[1].ClientConfig.CABundle, want) && s.caBundleWritten()
 	})
-	if !s.caBundleWritten() {
-		t.Error("caBundleWritten is false after writing")
-	}
 	if o, _ := api.Get(t.Context(), "other", metav1.GetOptions{}); len(o.Webhooks[0].ClientConfig.CABundle) != 0 {
 		t.Error("the caBundle of another revision's configuration was written")
 	}

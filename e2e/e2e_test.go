@@ -70,7 +70,7 @@ func TestImageAutoGuardAndGateway(t *testing.T) {
 
 // 4. Workloads through kube-controller-manager.
 func TestWorkloadsThroughControllers(t *testing.T) {
-	needsLocal(t) // on kind the istio-ingress namespace and kubelets differ; the pod checks are the same
+	needsLocal(t) // creates and deletes istio-ingress and waits on kube-controller-manager of our own
 	ctx := t.Context()
 	ns := namespace(t, "bookinfo", map[string]string{"istio-injection": "enabled"})
 	svc := &corev1.Service{

@@ -18,6 +18,8 @@ import (
 	"k8s.io/apimachinery/pkg/util/rand"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+
+	"github.com/meshinject/meshinject/internal/testutil"
 )
 
 // namespace creates a namespace with a random suffix and labels, deleted
@@ -165,17 +167,7 @@ func createErr(t *testing.T, ns string, pod *corev1.Pod) error {
 // with cond's last error after timeout.
 func eventually(t *testing.T, timeout time.Duration, what string, cond func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not done after %s: %v", what, timeout, err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	testutil.Poll(t, timeout, 200*time.Millisecond, what, cond)
 }
 
 func names(cs []corev1.Container) []string {

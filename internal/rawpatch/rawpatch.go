@@ -1,10 +1,10 @@
 // Package rawpatch computes RFC 6902 JSON patches between two encoded JSON
 // documents without decoding them into trees.
 //
-// Both documents are walked together and split only where their bytes
-// differ: a subtree that is byte-identical on both sides costs one
-// comparison, so the work is proportional to what changed, not to the size
-// of the document. Array elements are aligned by byte equality (longest
+// Each document is indexed in one pass over its bytes (the span of every
+// value, no decoded values), then both are walked together, descending only
+// where their bytes differ: a subtree that is byte-identical on both sides
+// costs one comparison. Array elements are aligned by byte equality (longest
 // common subsequence), so inserting items before existing ones yields "add"
 // operations rather than a cascade of "replace"s. Values in the patch are
 // the exact bytes of the new document.

@@ -2,6 +2,7 @@
 package testutil
 
 import (
+	"errors"
 	"testing"
 	"time"
 )
@@ -10,11 +11,27 @@ import (
 // within timeout.
 func Eventually(t testing.TB, timeout time.Duration, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %s", timeout)
+	Poll(t, timeout, 20*time.Millisecond, "condition", func() error {
+		if cond() {
+			return nil
 		}
-		time.Sleep(20 * time.Millisecond)
+		return errors.New("not met")
+	})
+}
+
+// Poll calls cond every interval until it returns nil, and fails the test
+// with what and cond's last error if that does not happen within timeout.
+func Poll(t testing.TB, timeout, interval time.Duration, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not done within %s: %v", what, timeout, err)
+		}
+		time.Sleep(interval)
 	}
 }

@@ -58,6 +58,7 @@ fuzz: ## Run every fuzz test for FUZZTIME each (default 20s).
 	go test ./inject/ -run '^$$' -fuzz '^FuzzAnnotations$$' -fuzztime $(FUZZTIME)
 	go test ./manifest/ -run '^$$' -fuzz '^FuzzTransform$$' -fuzztime $(FUZZTIME)
 	go test ./webhook/ -run '^$$' -fuzz '^FuzzHandle$$' -fuzztime $(FUZZTIME)
+	go test ./webhook/ -run '^$$' -fuzz '^FuzzDecodeReview$$' -fuzztime $(FUZZTIME)
 	go test ./internal/rawpatch/ -run '^$$' -fuzz '^FuzzDiff$$' -fuzztime $(FUZZTIME)
 
 .PHONY: bench

@@ -30,24 +30,30 @@ func BenchmarkHandle(b *testing.B) {
 	}
 }
 
-// BenchmarkServeHTTP measures a review through controller-runtime's
-// admission webhook (review decode, handler, response encode), without TLS.
+// BenchmarkServeHTTP measures a review over HTTP without TLS (review
+// decode, handler, response encode): through NewHTTPHandler, and through
+// controller-runtime's Webhook.ServeHTTP as the baseline.
 func BenchmarkServeHTTP(b *testing.B) {
 	h, _ := newTestHandler(b, true)
 	wh := NewWebhook(h)
-	for _, p := range benchpods.All() {
-		body := []byte(review("v1", "Pod", string(p.JSON)))
-		b.Run(p.Name, func(b *testing.B) {
-			b.ReportAllocs()
-			for b.Loop() {
-				req := httptest.NewRequest(http.MethodPost, "/inject", bytes.NewReader(body))
-				req.Header.Set("Content-Type", "application/json")
-				rec := httptest.NewRecorder()
-				wh.ServeHTTP(rec, req)
-				if rec.Code != 200 {
-					b.Fatal(rec.Code)
+	for _, s := range []struct {
+		name    string
+		handler http.Handler
+	}{{"reviews", NewHTTPHandler(wh)}, {"controller-runtime", wh}} {
+		for _, p := range benchpods.All() {
+			body := []byte(review("v1", "Pod", string(p.JSON)))
+			b.Run(s.name+"/"+p.Name, func(b *testing.B) {
+				b.ReportAllocs()
+				for b.Loop() {
+					req := httptest.NewRequest(http.MethodPost, "/inject", bytes.NewReader(body))
+					req.Header.Set("Content-Type", "application/json")
+					rec := httptest.NewRecorder()
+					s.handler.ServeHTTP(rec, req)
+					if rec.Code != 200 {
+						b.Fatal(rec.Code)
+					}
 				}
-			}
-		})
+			})
+		}
 	}
 }

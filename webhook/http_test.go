@@ -16,9 +16,9 @@ func newTestServer(t *testing.T) *httptest.Server {
 	t.Helper()
 	h, _ := newTestHandler(t, false)
 	mux := http.NewServeMux()
-	wh := NewWebhook(h)
-	mux.Handle("/inject", wh)
-	mux.Handle("/inject/", wh)
+	reviews := NewHTTPHandler(NewWebhook(h))
+	mux.Handle("/inject", reviews)
+	mux.Handle("/inject/", reviews)
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	return srv
@@ -122,6 +122,31 @@ func TestHTTPEdges(t *testing.T) {
 				t.Errorf("warnings %q, want %q", rr.Response.Warnings, tc.warning)
 			}
 		})
+	}
+}
+
+// TestHTTPAfterRefusedBodies: a review sent after an oversized or an
+// undecodable one, over the same keep-alive client, is answered; no unread
+// rest of a body is ever parsed as the next request.
+func TestHTTPAfterRefusedBodies(t *testing.T) {
+	t.Parallel()
+	srv := newTestServer(t)
+	for name, tc := range map[string]struct {
+		body string
+		code int
+	}{
+		"oversized":   {review("v1", "Pod", `{"metadata":{"annotations":{"big":"`+strings.Repeat("x", 8<<20)+`"}}}`), 413},
+		"undecodable": {`{"apiVersion":`, 400},
+		"YAML":        {"apiVersion: admission.k8s.io/v1\nkind: AdmissionReview\n", 400},
+	} {
+		for range 2 {
+			if code, rr := post(t, srv.URL+"/inject", "application/json", tc.body); code != 200 || rr.Response.Status == nil || rr.Response.Status.Code != tc.code {
+				t.Fatalf("%s: HTTP %d, %+v", name, code, rr.Response)
+			}
+			if code, rr := post(t, srv.URL+"/inject", "application/json", review("v1", "Pod", reviewPod)); code != 200 || !rr.Response.Allowed {
+				t.Fatalf("after %s: HTTP %d, %+v", name, code, rr.Response)
+			}
+		}
 	}
 }
 

@@ -177,9 +177,9 @@ func Run(ctx context.Context, o Options) error {
 	}
 
 	srv := ctrlwebhook.NewServer(ctrlwebhook.Options{Host: o.Host, Port: o.Port, TLSOpts: tlsOpts})
-	wh := webhook.NewWebhook(handler)
-	srv.Register("/inject", wh)
-	srv.Register("/inject/", wh)
+	reviews := webhook.NewHTTPHandler(webhook.NewWebhook(handler))
+	srv.Register("/inject", reviews)
+	srv.Register("/inject/", reviews)
 
 	var serving atomic.Bool
 	ready := func() error {

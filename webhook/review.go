@@ -1,0 +1,158 @@
+package webhook
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"sync"
+
+	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-logr/logr"
+	admissionv1 "k8s.io/api/admission/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+)
+
+// maxReviewBytes caps a review's body, as controller-runtime does: two
+// objects of at most 3 MiB each and 1 MiB for the rest.
+const maxReviewBytes = 7 << 20
+
+// NewHTTPHandler serves AdmissionReviews over HTTP for wh.
+//
+// controller-runtime's Webhook.ServeHTTP decodes every review through the
+// runtime scheme's universal deserializer, which scans the whole body twice
+// (once for its type, once to decode it). The handler returned here decodes
+// the usual review itself, in one scan with encoding/json/v2: a body of
+// type application/json within the size limit whose apiVersion is
+// admission.k8s.io/v1 or v1beta1, whose kind is AdmissionReview, that has a
+// request, and that decodes with names matched case-sensitively, no
+// duplicate names and valid UTF-8 (so it decodes to the request
+// controller-runtime's decoder returns: TestDecodeReviewMatchesController).
+// It then calls wh.Handle, so the panic recovery, the request logger and the
+// response completion are the Webhook's, and writes the response
+// controller-runtime writes, byte for byte, in one write with a
+// Content-Length. Every other body, including every malformed one, goes to
+// wh.ServeHTTP, so errors and their wording are controller-runtime's; an
+// oversized or unreadable body is answered here as controller-runtime
+// answers it, leaving the request's body to net/http, which then closes the
+// connection rather than read the rest.
+func NewHTTPHandler(wh *admission.Webhook) http.Handler {
+	return &reviewServer{wh: wh, log: logf.Log.WithName("admission")}
+}
+
+type reviewServer struct {
+	wh  *admission.Webhook
+	log logr.Logger
+}
+
+// bodyPool keeps request and response buffers between reviews; buffers
+// over maxPooledBuffer are left to the garbage collector.
+var bodyPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+const maxPooledBuffer = 1 << 20
+
+func getBuffer() *bytes.Buffer { return bodyPool.Get().(*bytes.Buffer) }
+
+func putBuffer(b *bytes.Buffer) {
+	if b.Cap() <= maxPooledBuffer {
+		b.Reset()
+		bodyPool.Put(b)
+	}
+}
+
+func (s *reviewServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Body == nil || r.Body == http.NoBody || r.Header.Get("Content-Type") != "application/json" {
+		s.wh.ServeHTTP(w, r)
+		return
+	}
+	body := getBuffer()
+	defer putBuffer(body)
+	if n := r.ContentLength; n > 0 && n <= maxReviewBytes {
+		body.Grow(int(n) + bytes.MinRead)
+	}
+	if _, err := body.ReadFrom(io.LimitReader(r.Body, maxReviewBytes)); err != nil {
+		s.log.Error(err, "unable to read the body from the incoming request")
+		s.write(w, "", admission.Errored(http.StatusBadRequest, err))
+		return
+	}
+	if body.Len() >= maxReviewBytes {
+		err := fmt.Errorf("request entity is too large; limit is %d bytes", maxReviewBytes)
+		s.log.Error(err, "unable to read the body from the incoming request; limit reached")
+		s.write(w, "", admission.Errored(http.StatusRequestEntityTooLarge, err))
+		return
+	}
+	_ = r.Body.Close()
+	req, apiVersion, ok := decodeReview(body.Bytes())
+	if !ok {
+		r.Body = io.NopCloser(bytes.NewReader(body.Bytes()))
+		s.wh.ServeHTTP(w, r)
+		return
+	}
+	ctx := r.Context()
+	if s.wh.WithContextFunc != nil {
+		ctx = s.wh.WithContextFunc(ctx, r)
+	}
+	s.write(w, apiVersion, s.wh.Handle(ctx, req))
+}
+
+// write sends resp in an AdmissionReview of apiVersion (none for a
+// response that answers no decoded review), as controller-runtime does.
+func (s *reviewServer) write(w http.ResponseWriter, apiVersion string, resp admission.Response) {
+	out := getBuffer()
+	defer putBuffer(out)
+	if err := encodeReview(out, apiVersion, &resp.AdmissionResponse); err != nil {
+		s.log.Error(err, "unable to encode the response")
+		out.Reset()
+		failed := admission.Errored(http.StatusInternalServerError, err)
+		failed.UID = resp.UID
+		if err := encodeReview(out, "", &failed.AdmissionResponse); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(out.Len()))
+	_, _ = w.Write(out.Bytes())
+}
+
+// reviewBody is the part of an AdmissionReview the fast path reads.
+type reviewBody struct {
+	APIVersion string                        `json:"apiVersion"`
+	Kind       string                        `json:"kind"`
+	Request    *admissionv1.AdmissionRequest `json:"request"`
+}
+
+const (
+	reviewV1      = "admission.k8s.io/v1"
+	reviewV1beta1 = "admission.k8s.io/v1beta1"
+	reviewKind    = "AdmissionReview"
+)
+
+// decodeReview decodes body as the fast path accepts it (see
+// NewHTTPHandler) and returns the request and the review's apiVersion, or
+// ok false for a body to leave to controller-runtime.
+func decodeReview(body []byte) (req admission.Request, apiVersion string, ok bool) {
+	var rv reviewBody
+	if jsonv2.Unmarshal(body, &rv) != nil || rv.Request == nil || rv.Kind != reviewKind {
+		return admission.Request{}, "", false
+	}
+	if rv.APIVersion != reviewV1 && rv.APIVersion != reviewV1beta1 {
+		return admission.Request{}, "", false
+	}
+	return admission.Request{AdmissionRequest: *rv.Request}, rv.APIVersion, true
+}
+
+// encodeReview writes the AdmissionReview controller-runtime writes for
+// resp: encoding/json's encoding, newline-terminated, apiVersion echoing
+// the request's (none for a response that answers no decoded review).
+func encodeReview(out *bytes.Buffer, apiVersion string, resp *admissionv1.AdmissionResponse) error {
+	ar := admissionv1.AdmissionReview{Response: resp}
+	if apiVersion != "" {
+		ar.TypeMeta = metav1.TypeMeta{APIVersion: apiVersion, Kind: reviewKind}
+	}
+	return json.NewEncoder(out).Encode(&ar)
+}

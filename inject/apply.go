@@ -1,7 +1,6 @@
 package inject
 
 import (
-	"encoding/json"
 	"fmt"
 	"maps"
 	"slices"
@@ -78,7 +77,7 @@ func (e *Engine) apply(pod *corev1.Pod, s *Settings, names []string, warnings *[
 	if err := rewriteProbes(pod, s, rec, warnings); err != nil {
 		return err
 	}
-	b, err := json.Marshal(status)
+	b, err := marshalJSON(status)
 	if err != nil {
 		return err
 	}
@@ -87,7 +86,7 @@ func (e *Engine) apply(pod *corev1.Pod, s *Settings, names []string, warnings *[
 	}
 	pod.Annotations[AnnotationStatus] = string(b)
 	if len(ov.Containers)+len(ov.InitContainers) > 0 {
-		b, err := json.Marshal(ov)
+		b, err := marshalJSON(ov)
 		if err != nil {
 			return err
 		}

@@ -2,7 +2,6 @@ package inject
 
 import (
 	"cmp"
-	"encoding/json"
 	"maps"
 	"slices"
 	"strings"
@@ -110,7 +109,7 @@ func podPorts(pod *corev1.Pod) string {
 	if len(ports) == 0 {
 		return "[]"
 	}
-	b, err := json.Marshal(ports)
+	b, err := marshalJSON(ports)
 	if err != nil {
 		return "[]"
 	}

@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"strings"
 
+	gojson "github.com/goccy/go-json"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/strategicpatch"
@@ -46,7 +47,9 @@ func jsonFieldIndex(t reflect.Type) map[string]int {
 	return out
 }
 
-func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
+// marshalJSON encodes v as encoding/json does: goccy/go-json writes the
+// same bytes (TestMarshalJSONMatchesStdlib) in a fraction of the time.
+func marshalJSON(v any) ([]byte, error) { return gojson.Marshal(v) }
 
 // toTree converts a typed value to its JSON tree (maps, slices, int64s).
 func toTree(v any) (any, error) {

@@ -1,7 +1,6 @@
 package inject
 
 import (
-	"encoding/json"
 	"maps"
 	"slices"
 	"strconv"
@@ -79,7 +78,7 @@ func (e *Engine) prometheusMerge(pod *corev1.Pod, s *Settings) {
 		return
 	}
 	if sc != (scrapeConfig{}) {
-		b, err := json.Marshal(sc)
+		b, err := marshalJSON(sc)
 		if err == nil {
 			proxy.Env = append(proxy.Env, corev1.EnvVar{Name: "ISTIO_PROMETHEUS_ANNOTATIONS", Value: string(b)})
 		}

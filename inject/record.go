@@ -53,7 +53,7 @@ func (r *record) touch(part, field string, original any) {
 	if _, ok := (*m)[field]; ok {
 		return
 	}
-	b, err := json.Marshal(original)
+	b, err := marshalJSON(original)
 	if err != nil {
 		b = []byte("null")
 	}
@@ -97,7 +97,7 @@ func diffMaps(before, after map[string]string, skip map[string]bool) *mapDiff {
 func (r *record) finish(pod *corev1.Pod) error {
 	r.Labels = diffMaps(r.labels, pod.Labels, nil)
 	r.Annotations = diffMaps(r.annotations, pod.Annotations, internalAnnotations)
-	b, err := json.Marshal(r)
+	b, err := marshalJSON(r)
 	if err != nil {
 		return err
 	}

@@ -262,7 +262,7 @@ func stripDirectives(j []byte) []byte {
 		return j
 	}
 	v = dropDirectiveKeys(v)
-	out, err := jsonMarshal(v)
+	out, err := marshalJSON(v)
 	if err != nil {
 		return j
 	}

@@ -7,8 +7,10 @@ import (
 	"testing"
 
 	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
+	"github.com/meshinject/meshinject/inject"
 	"github.com/meshinject/meshinject/internal/benchpods"
 )
 
@@ -55,5 +57,33 @@ func BenchmarkServeHTTP(b *testing.B) {
 				}
 			})
 		}
+	}
+}
+
+// BenchmarkPatch measures the JSON patch between each bench pod and its
+// injected encoding.
+func BenchmarkPatch(b *testing.B) {
+	h, _ := newTestHandler(b, true)
+	for _, p := range benchpods.All() {
+		var pod corev1.Pod
+		if _, err := decodePod(p.JSON, &pod); err != nil {
+			b.Fatal(err)
+		}
+		res, err := h.opts.Engines.Engine().Inject(inject.Request{Pod: &pod, Namespace: "shop", NativeSidecars: true})
+		if err != nil {
+			b.Fatal(err)
+		}
+		current, err := encodePod(res.Pod)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(p.Name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, _, err := patchResponse(p.JSON, current); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

@@ -24,6 +24,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -53,6 +54,8 @@ func main() {
 		concurrency = flag.String("concurrency", "8,32", "comma-separated concurrency levels")
 		rounds      = flag.Int("rounds", 5, "slices each server's measuring time is cut into, taken in turns with the other server")
 		gcPercent   = flag.Int("gc-percent", 400, "garbage-collector target of both servers (meshinject serve's default)")
+		podNames    = flag.String("pods", "small,medium,large", "comma-separated pods to send (of "+strings.Join(podNamesOf(benchpods.All()), ", ")+")")
+		profile     = flag.String("profile", "", "after the table, load meshinject once more with the first pod and concurrency for -duration and write its CPU profile to this file")
 	)
 	flag.Parse()
 	gcTarget = strconv.Itoa(*gcPercent)
@@ -61,7 +64,8 @@ func main() {
 		debug.SetGCPercent(*gcPercent)
 		err = serveFloor(*port, *certDir)
 	} else {
-		err = run(*binary, *certDir, *duration, *warmup, *concurrency, *rounds)
+		err = run(options{binary: *binary, certDir: *certDir, d: *duration, warmup: *warmup, levels: *concurrency,
+			rounds: *rounds, pods: *podNames, profile: *profile})
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "loadbench:", err)
@@ -272,7 +276,38 @@ func summarize(name string, samples []sample) (result, error) {
 	}, nil
 }
 
-func run(binary, certDir string, d, warmup time.Duration, levels string, rounds int) error {
+// options are run's settings, one per flag.
+type options struct {
+	binary, certDir, levels, pods, profile string
+	d, warmup                              time.Duration
+	rounds                                 int
+}
+
+func podNamesOf(pods []benchpods.Pod) []string {
+	names := make([]string, len(pods))
+	for i, p := range pods {
+		names[i] = p.Name
+	}
+	return names
+}
+
+// selectPods returns the bench pods named in the comma-separated list.
+func selectPods(list string) ([]benchpods.Pod, error) {
+	all := benchpods.All()
+	var out []benchpods.Pod
+	for _, name := range strings.Split(list, ",") {
+		name = strings.TrimSpace(name)
+		i := slices.IndexFunc(all, func(p benchpods.Pod) bool { return p.Name == name })
+		if i < 0 {
+			return nil, fmt.Errorf("-pods %q: no pod %q (have %s)", list, name, strings.Join(podNamesOf(all), ", "))
+		}
+		out = append(out, all[i])
+	}
+	return out, nil
+}
+
+func run(o options) error {
+	binary, certDir, d, warmup, levels, rounds := o.binary, o.certDir, o.d, o.warmup, o.levels, o.rounds
 	if rounds < 1 {
 		return fmt.Errorf("-rounds %d: want at least 1", rounds)
 	}
@@ -301,8 +336,16 @@ func run(binary, certDir string, d, warmup time.Duration, levels string, rounds 
 		return err
 	}
 	defer floor.stop()
-	mesh, err := start("meshinject", []string{binary, "serve", "--host", "127.0.0.1", "--port", strconv.Itoa(mp),
-		"--health-addr", "127.0.0.1:" + strconv.Itoa(hp), "--cert-dir", certDir, "--log-level", "error", "--gc-percent", gcTarget}, mp)
+	pods, err := selectPods(o.pods)
+	if err != nil {
+		return err
+	}
+	args := []string{binary, "serve", "--host", "127.0.0.1", "--port", strconv.Itoa(mp),
+		"--health-addr", "127.0.0.1:" + strconv.Itoa(hp), "--cert-dir", certDir, "--log-level", "error", "--gc-percent", gcTarget}
+	if o.profile != "" {
+		args = append(args, "--enable-profiling")
+	}
+	mesh, err := start("meshinject", args, mp)
 	if err != nil {
 		return err
 	}
@@ -318,7 +361,6 @@ func run(binary, certDir string, d, warmup time.Duration, levels string, rounds 
 		}
 		conc = append(conc, n)
 	}
-	pods := benchpods.All()
 	fmt.Printf("# loadbench: %s per server and cell in %d alternating slices after %s warm-up, keep-alive HTTPS on 127.0.0.1, GOMAXPROCS of the host\n", d, rounds, warmup)
 	fmt.Println("| pod | c | server | admissions/s | p50 | p90 | p99 | max | CPU/admission | errors |")
 	fmt.Println("|---|---|---|---|---|---|---|---|---|---|")
@@ -384,7 +426,48 @@ func run(binary, certDir string, d, warmup time.Duration, levels string, rounds 
 			fmt.Printf("| %s | %d | %.2f× | %.2f× |\n", p.Name, n, float64(r[1].cpuPer)/float64(r[0].cpuPer), float64(r[1].p99)/float64(r[0].p99))
 		}
 	}
+	if o.profile != "" {
+		return profileLoad(ctx, pool, mesh, "http://127.0.0.1:"+strconv.Itoa(hp), review(pods[0].JSON, 0), conc[0], d, o.profile)
+	}
 	return nil
+}
+
+// profileLoad loads s with body from n workers for d while its pprof
+// endpoint on sideURL records a CPU profile, written to file.
+func profileLoad(ctx context.Context, pool *x509.CertPool, s *server, sideURL string, body []byte, n int, d time.Duration, file string) error {
+	cl := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, MaxIdleConnsPerHost: n, MaxConnsPerHost: n,
+	}}
+	defer cl.CloseIdleConnections()
+	seconds := max(1, int(d.Seconds()))
+	type fetched struct {
+		b   []byte
+		err error
+	}
+	done := make(chan fetched, 1)
+	go func() {
+		pc := &http.Client{Timeout: time.Duration(seconds+30) * time.Second}
+		resp, err := pc.Get(sideURL + "/debug/pprof/profile?seconds=" + strconv.Itoa(seconds))
+		if err != nil {
+			done <- fetched{err: err}
+			return
+		}
+		defer func() { _ = resp.Body.Close() }()
+		b, err := io.ReadAll(resp.Body)
+		if err == nil && resp.StatusCode != http.StatusOK {
+			err = fmt.Errorf("profile: HTTP %d: %s", resp.StatusCode, b)
+		}
+		done <- fetched{b, err}
+	}()
+	if _, err := load(ctx, cl, s, body, n, time.Duration(seconds)*time.Second); err != nil {
+		return err
+	}
+	f := <-done
+	if f.err != nil {
+		return f.err
+	}
+	fmt.Fprintf(os.Stderr, "loadbench: CPU profile of %s written to %s\n", s.name, file)
+	return os.WriteFile(file, f.b, 0o600)
 }
 
 func ensureCerts(dir string) (*certs.Bundle, error) {

@@ -1,24 +1,35 @@
 // Package rawpatch computes RFC 6902 JSON patches between two encoded JSON
 // documents without decoding them into trees.
 //
-// Each document is indexed in one pass over its bytes (the span of every
-// value, no decoded values), then both are walked together, descending only
-// where their bytes differ: a subtree that is byte-identical on both sides
-// costs one comparison. Array elements are aligned by byte equality (longest
-// common subsequence), so inserting items before existing ones yields "add"
-// operations rather than a cascade of "replace"s. Values in the patch are
-// the exact bytes of the new document.
+// Each document is scanned once to pair its brackets; then both are walked
+// together, descending only where their bytes differ: a subtree that is
+// byte-identical on both sides costs one comparison, and the members or
+// elements of a value are located only when the walk descends into it, by
+// reading that one level and jumping over nested containers. Array elements
+// are aligned by byte equality (longest common subsequence), so inserting
+// items before existing ones yields "add" operations rather than a cascade
+// of "replace"s. Values in the patch are the exact bytes of the new
+// document.
 //
 // The patch is correct for any pair of documents (applying it to the first
 // yields a document equal to the second); it is minimal for the kind of
 // change an admission webhook makes: fields and array items added, a few
 // values changed.
+//
+// The documents are expected to be valid JSON (encoder output, or input
+// decoded successfully already). Diff reports the offset where the
+// structure breaks (brackets and strings everywhere; names, colons and
+// commas where the walk descends) and never panics, but it does not
+// validate regions that are byte-identical in both documents, nor the
+// contents of strings and numbers.
 package rawpatch
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"io"
+	"math/bits"
 	"strconv"
 	"strings"
 	"sync"
@@ -38,15 +49,17 @@ type Operation struct {
 func Diff(a, b []byte) ([]Operation, error) {
 	d := differs.Get().(*differ)
 	defer d.release()
-	var err error
-	if d.a.nodes, err = index(a, d.a.nodes[:0]); err != nil {
+	ra, err := d.a.scan(a)
+	if err != nil {
 		return nil, fmt.Errorf("rawpatch: first document: %w", err)
 	}
-	if d.b.nodes, err = index(b, d.b.nodes[:0]); err != nil {
+	rb, err := d.b.scan(b)
+	if err != nil {
 		return nil, fmt.Errorf("rawpatch: second document: %w", err)
 	}
-	d.a.raw, d.b.raw = a, b
-	d.value("", 0, 0)
+	if err := d.value("", ra, rb); err != nil {
+		return nil, err
+	}
 	return d.ops, nil
 }
 
@@ -78,119 +91,135 @@ func Marshal(ops []Operation) ([]byte, error) {
 	return append(out, ']'), nil
 }
 
-// node is one value of an indexed document: its span in the document,
-// its member name's span (quotes included) when it is an object member, and
-// links to its first child and next sibling (-1 for none).
-type node struct {
+// span is one value in a document: its bytes are raw[start:end]; for an
+// object member, the quoted name is raw[nameStart:nameEnd]; for an object
+// or array, c is its index in the document's containers, else -1.
+type span struct {
 	start, end         int
 	nameStart, nameEnd int
-	first, next        int
-	kind               byte // '{', '[' or the first byte of a scalar
+	c                  int
 }
 
-// doc is a document and the index of its values; nodes[0] is the root.
+// doc is a document and its containers (objects and arrays) in the order
+// they open: where each starts and ends, and the index of the first
+// container after it and everything inside it.
 type doc struct {
-	raw   []byte
-	nodes []node
+	raw               []byte
+	starts, ends, nxt []int
 }
 
-func (d *doc) bytes(n int) []byte { return d.raw[d.nodes[n].start:d.nodes[n].end] }
-
-func (d *doc) name(n int) []byte { return d.raw[d.nodes[n].nameStart:d.nodes[n].nameEnd] }
-
-// children appends the indexes of n's children to dst.
-func (d *doc) children(dst []int, n int) []int {
-	for c := d.nodes[n].first; c >= 0; c = d.nodes[c].next {
-		dst = append(dst, c)
-	}
-	return dst
-}
-
-// index appends the nodes of raw to nodes in one pass over the bytes. It
-// checks structure (nesting, names, separators) and reports where it
-// breaks, but not the contents of strings and numbers: the documents come
-// from JSON encoders or were decoded successfully already.
-func index(raw []byte, nodes []node) ([]node, error) {
-	type open struct{ node, last int }
-	var stack [16]open
-	parents := stack[:0]
-	link := func(n int) {
-		if len(parents) == 0 {
-			return
-		}
-		p := &parents[len(parents)-1]
-		if p.last < 0 {
-			nodes[p.node].first = n
-		} else {
-			nodes[p.last].next = n
-		}
-		p.last = n
-	}
-	nameStart, nameEnd := -1, -1
+// scan pairs the brackets of raw, checking that they match and that
+// strings end, and returns the span of its one top-level value.
+func (d *doc) scan(raw []byte) (span, error) {
+	d.raw, d.starts, d.ends, d.nxt = raw, d.starts[:0], d.ends[:0], d.nxt[:0]
 	i := skipSpace(raw, 0)
-	for {
-		if i >= len(raw) {
-			return nil, io.ErrUnexpectedEOF
+	if i >= len(raw) {
+		return span{}, io.ErrUnexpectedEOF
+	}
+	if c := raw[i]; c != '{' && c != '[' {
+		end, err := scanScalar(raw, i)
+		if err != nil {
+			return span{}, err
 		}
-		c := raw[i]
-		inObject := len(parents) > 0 && nodes[parents[len(parents)-1].node].kind == '{'
-		if inObject && nameStart < 0 && c != '}' {
+		return d.top(span{start: i, end: end, nameStart: -1, nameEnd: -1, c: -1})
+	}
+	var stack [32]int
+	open := stack[:0]
+	for j := i; j < len(raw); j++ {
+		switch c := raw[j]; c {
+		case '"':
+			end, err := scanString(raw, j)
+			if err != nil {
+				return span{}, err
+			}
+			j = end - 1
+		case '{', '[':
+			open = append(open, len(d.starts))
+			d.starts, d.ends, d.nxt = append(d.starts, j), append(d.ends, 0), append(d.nxt, 0)
+		case '}', ']':
+			if len(open) == 0 {
+				return span{}, fmt.Errorf("offset %d: unexpected %q", j, c)
+			}
+			k := open[len(open)-1]
+			if (raw[d.starts[k]] == '{') != (c == '}') {
+				return span{}, fmt.Errorf("offset %d: unexpected %q", j, c)
+			}
+			open = open[:len(open)-1]
+			d.ends[k], d.nxt[k] = j+1, len(d.starts)
+			if len(open) == 0 {
+				return d.top(span{start: i, end: j + 1, nameStart: -1, nameEnd: -1, c: 0})
+			}
+		}
+	}
+	return span{}, io.ErrUnexpectedEOF
+}
+
+// top checks that nothing but space follows the top-level value v.
+func (d *doc) top(v span) (span, error) {
+	if j := skipSpace(d.raw, v.end); j != len(d.raw) {
+		return span{}, fmt.Errorf("offset %d: data after the top-level value", j)
+	}
+	return v, nil
+}
+
+// children appends the members of the object, or the elements of the
+// array, v to dst, checking the separators between them. It reads only
+// v's own level: nested containers are jumped over.
+func (d *doc) children(v span, dst []span) ([]span, error) {
+	raw := d.raw
+	object := raw[v.start] == '{'
+	closing := byte(']')
+	if object {
+		closing = '}'
+	}
+	next := v.c + 1 // the next nested container, in document order
+	i := skipSpace(raw, v.start+1)
+	if i < v.end && raw[i] == closing {
+		return dst, nil
+	}
+	for {
+		c := span{nameStart: -1, nameEnd: -1, c: -1}
+		if object {
 			end, err := scanString(raw, i)
 			if err != nil {
 				return nil, fmt.Errorf("member name: %w", err)
 			}
-			nameStart, nameEnd = i, end
+			c.nameStart, c.nameEnd = i, end
 			if i = skipSpace(raw, end); i >= len(raw) || raw[i] != ':' {
 				return nil, fmt.Errorf("offset %d: want ':' after a member name", i)
 			}
 			i = skipSpace(raw, i+1)
-			continue
 		}
-		var end int
-		switch c {
-		case '{', '[':
-			n := len(nodes)
-			nodes = append(nodes, node{start: i, nameStart: nameStart, nameEnd: nameEnd, first: -1, next: -1, kind: c})
-			link(n)
-			parents = append(parents, open{node: n, last: -1})
-			nameStart, nameEnd = -1, -1
-			i = skipSpace(raw, i+1)
-			continue
-		case '}', ']':
-			if len(parents) == 0 || nameStart >= 0 || (c == '}') != (nodes[parents[len(parents)-1].node].kind == '{') {
-				return nil, fmt.Errorf("offset %d: unexpected %q", i, c)
+		if i >= v.end {
+			return nil, fmt.Errorf("offset %d: want a value", i)
+		}
+		c.start = i
+		if raw[i] == '{' || raw[i] == '[' {
+			// Brackets were paired in document order, so this is the
+			// next container.
+			if next >= len(d.starts) || d.starts[next] != i {
+				return nil, fmt.Errorf("offset %d: unexpected %q", i, raw[i])
 			}
-			end = i + 1
-			nodes[parents[len(parents)-1].node].end = end
-			parents = parents[:len(parents)-1]
-		default:
-			var err error
-			if end, err = scanScalar(raw, i); err != nil {
+			c.c, c.end, next = next, d.ends[next], d.nxt[next]
+		} else {
+			end, err := scanScalar(raw, i)
+			if err != nil {
 				return nil, err
 			}
-			n := len(nodes)
-			nodes = append(nodes, node{start: i, end: end, nameStart: nameStart, nameEnd: nameEnd, first: -1, next: -1, kind: c})
-			link(n)
+			c.end = end
 		}
-		nameStart, nameEnd = -1, -1
-		i = skipSpace(raw, end)
-		if len(parents) == 0 {
-			if i != len(raw) {
-				return nil, fmt.Errorf("offset %d: data after the top-level value", i)
-			}
-			return nodes, nil
-		}
-		// After a value inside an object or array: a separator, or the end
-		// of the container.
+		dst = append(dst, c)
+		i = skipSpace(raw, c.end)
 		switch {
-		case i >= len(raw):
+		case i >= v.end:
 			return nil, io.ErrUnexpectedEOF
-		case raw[i] == ',':
-			if i = skipSpace(raw, i+1); i < len(raw) && (raw[i] == '}' || raw[i] == ']') {
-				return nil, fmt.Errorf("offset %d: trailing comma", i)
-			}
-		case raw[i] != '}' && raw[i] != ']':
-			return nil, fmt.Errorf("offset %d: want ',' or the end of the container, got %q", i, raw[i])
+		case raw[i] == closing:
+			return dst, nil
+		case raw[i] != ',':
+			return nil, fmt.Errorf("offset %d: want ',' or %q, got %q", i, closing, raw[i])
+		}
+		if i = skipSpace(raw, i+1); i < len(raw) && (raw[i] == '}' || raw[i] == ']') {
+			return nil, fmt.Errorf("offset %d: trailing comma", i)
 		}
 	}
 }
@@ -207,16 +236,36 @@ func scanString(raw []byte, i int) (int, error) {
 	if i >= len(raw) || raw[i] != '"' {
 		return 0, fmt.Errorf("offset %d: want a string", i)
 	}
-	for j := i + 1; j < len(raw); j++ {
-		switch raw[j] {
-		case '\\':
+	j := i + 1
+	for {
+		// Eight bytes at a time to the next quote or backslash.
+		for j+8 <= len(raw) {
+			w := binary.LittleEndian.Uint64(raw[j:])
+			m := zeroBytes(w^(ones*'"')) | zeroBytes(w^(ones*'\\'))
+			if m != 0 {
+				j += bits.TrailingZeros64(m) / 8
+				break
+			}
+			j += 8
+		}
+		for j < len(raw) && raw[j] != '"' && raw[j] != '\\' {
 			j++
-		case '"':
+		}
+		switch {
+		case j >= len(raw):
+			return 0, fmt.Errorf("offset %d: unterminated string", i)
+		case raw[j] == '"':
 			return j + 1, nil
 		}
+		j += 2 // an escape: the backslash and the byte it escapes
 	}
-	return 0, fmt.Errorf("offset %d: unterminated string", i)
 }
+
+const ones = 0x0101010101010101
+
+// zeroBytes has the high bit set in the lowest byte of w that is zero (and
+// possibly in higher bytes after it, never before it).
+func zeroBytes(w uint64) uint64 { return (w - ones) &^ w & (ones * 0x80) }
 
 // scanScalar returns the offset after the string, number or literal
 // starting at raw[i].
@@ -242,9 +291,12 @@ func scanScalar(raw []byte, i int) (int, error) {
 }
 
 type differ struct {
-	a, b   doc
-	ops    []Operation
-	ai, bi []int // scratch for array children
+	a, b doc
+	ops  []Operation
+	// ca and cb hold the children of the values being compared at every
+	// open level, deepest last: a level takes its children off their ends
+	// and gives the space back when it is done.
+	ca, cb []span
 }
 
 var differs = sync.Pool{New: func() any { return new(differ) }}
@@ -253,6 +305,7 @@ var differs = sync.Pool{New: func() any { return new(differ) }}
 // caller.
 func (d *differ) release() {
 	d.a.raw, d.b.raw, d.ops = nil, nil, nil
+	d.ca, d.cb = d.ca[:0], d.cb[:0]
 	differs.Put(d)
 }
 
@@ -260,58 +313,73 @@ func (d *differ) add(op, path string, value []byte) {
 	d.ops = append(d.ops, Operation{Op: op, Path: path, Value: value})
 }
 
-// value diffs node x of a and node y of b, found at path.
-func (d *differ) value(path string, x, y int) {
-	if bytes.Equal(d.a.bytes(x), d.b.bytes(y)) {
-		return
+func (d *differ) bytesA(v span) []byte { return d.a.raw[v.start:v.end] }
+func (d *differ) bytesB(v span) []byte { return d.b.raw[v.start:v.end] }
+
+// value diffs value x of a and value y of b, found at path.
+func (d *differ) value(path string, x, y span) error {
+	if bytes.Equal(d.bytesA(x), d.bytesB(y)) {
+		return nil
 	}
-	switch ka, kb := d.a.nodes[x].kind, d.b.nodes[y].kind; {
-	case ka == '{' && kb == '{':
-		d.object(path, x, y)
-	case ka == '[' && kb == '[':
-		d.array(path, x, y)
-	default:
-		d.add("replace", path, d.b.bytes(y))
+	ka, kb := d.a.raw[x.start], d.b.raw[y.start]
+	if ka != kb || (ka != '{' && ka != '[') {
+		d.add("replace", path, d.bytesB(y))
+		return nil
 	}
+	na, nb := len(d.ca), len(d.cb)
+	defer func() { d.ca, d.cb = d.ca[:na], d.cb[:nb] }()
+	ca, err := d.a.children(x, d.ca)
+	if err != nil {
+		return fmt.Errorf("rawpatch: first document: %w", err)
+	}
+	cb, err := d.b.children(y, d.cb)
+	if err != nil {
+		return fmt.Errorf("rawpatch: second document: %w", err)
+	}
+	d.ca, d.cb = ca, cb
+	// This level's children, capped so that deeper levels appending to
+	// d.ca and d.cb never write over them.
+	if ka == '{' {
+		return d.object(path, d.ca[na:len(d.ca):len(d.ca)], d.cb[nb:len(d.cb):len(d.cb)])
+	}
+	return d.array(path, d.ca[na:len(d.ca):len(d.ca)], d.cb[nb:len(d.cb):len(d.cb)])
 }
 
-func (d *differ) object(path string, x, y int) {
+func (d *differ) object(path string, ma, mb []span) error {
 	// Objects are small; a linear search keeps the order of both
 	// documents and allocates nothing.
-	for c := d.a.nodes[x].first; c >= 0; c = d.a.nodes[c].next {
-		if m := d.findB(y, d.a.name(c)); m >= 0 {
-			d.value(path+"/"+d.member(d.a.name(c)), c, m)
+	for _, c := range ma {
+		name := d.a.raw[c.nameStart:c.nameEnd]
+		if m := d.find(mb, name); m >= 0 {
+			if err := d.value(path+"/"+member(name), c, mb[m]); err != nil {
+				return err
+			}
 			continue
 		}
-		d.add("remove", path+"/"+d.member(d.a.name(c)), nil)
+		d.add("remove", path+"/"+member(name), nil)
 	}
-	for m := d.b.nodes[y].first; m >= 0; m = d.b.nodes[m].next {
-		if d.findA(x, d.b.name(m)) < 0 {
-			d.add("add", path+"/"+d.member(d.b.name(m)), d.b.bytes(m))
+	for _, m := range mb {
+		name := d.b.raw[m.nameStart:m.nameEnd]
+		if d.findIn(d.a.raw, ma, name) < 0 {
+			d.add("add", path+"/"+member(name), d.bytesB(m))
 		}
 	}
+	return nil
 }
 
-func (d *differ) findA(x int, name []byte) int {
-	for c := d.a.nodes[x].first; c >= 0; c = d.a.nodes[c].next {
-		if bytes.Equal(d.a.name(c), name) {
-			return c
-		}
-	}
-	return -1
-}
+func (d *differ) find(mb []span, name []byte) int { return d.findIn(d.b.raw, mb, name) }
 
-func (d *differ) findB(y int, name []byte) int {
-	for c := d.b.nodes[y].first; c >= 0; c = d.b.nodes[c].next {
-		if bytes.Equal(d.b.name(c), name) {
-			return c
+func (d *differ) findIn(raw []byte, members []span, name []byte) int {
+	for i, m := range members {
+		if bytes.Equal(raw[m.nameStart:m.nameEnd], name) {
+			return i
 		}
 	}
 	return -1
 }
 
 // member is the JSON pointer reference token of a quoted member name.
-func (d *differ) member(quoted []byte) string {
+func member(quoted []byte) string {
 	name := quoted[1 : len(quoted)-1]
 	if bytes.IndexByte(name, '\\') >= 0 {
 		if u, err := jsontext.AppendUnquote(nil, quoted); err == nil {
@@ -321,47 +389,47 @@ func (d *differ) member(quoted []byte) string {
 	return escape(string(name))
 }
 
-func (d *differ) array(path string, x, y int) {
-	// The scratch slices are shared by nested arrays: take this level's
-	// children off their ends and give the space back afterwards.
-	na, nb := len(d.ai), len(d.bi)
-	d.ai, d.bi = d.a.children(d.ai, x), d.b.children(d.bi, y)
-	ae, be := d.ai[na:], d.bi[nb:]
+func (d *differ) array(path string, ae, be []span) error {
 	// Walk the longest common subsequence of byte-equal elements; between
 	// two matches, pair the unmatched elements of both sides (diffed in
 	// place), then remove or add the rest. idx is the position in the array
 	// as the operations so far have left it.
 	i, j, idx := 0, 0, 0
+	var err error
 	for _, m := range d.lcs(ae, be) {
-		idx = d.gap(path, ae[i:m[0]], be[j:m[1]], idx)
+		if idx, err = d.gap(path, ae[i:m[0]], be[j:m[1]], idx); err != nil {
+			return err
+		}
 		i, j, idx = m[0]+1, m[1]+1, idx+1
 	}
-	d.gap(path, ae[i:], be[j:], idx)
-	d.ai, d.bi = d.ai[:na], d.bi[:nb]
+	_, err = d.gap(path, ae[i:], be[j:], idx)
+	return err
 }
 
 // gap emits the operations for a run of unmatched elements starting at
 // index idx and returns the index after the run.
-func (d *differ) gap(path string, a, b []int, idx int) int {
+func (d *differ) gap(path string, a, b []span, idx int) (int, error) {
 	paired := min(len(a), len(b))
 	for k := range paired {
-		d.value(path+"/"+strconv.Itoa(idx), a[k], b[k])
+		if err := d.value(path+"/"+strconv.Itoa(idx), a[k], b[k]); err != nil {
+			return 0, err
+		}
 		idx++
 	}
 	for range a[paired:] {
 		d.add("remove", path+"/"+strconv.Itoa(idx), nil)
 	}
 	for _, v := range b[paired:] {
-		d.add("add", path+"/"+strconv.Itoa(idx), d.b.bytes(v))
+		d.add("add", path+"/"+strconv.Itoa(idx), d.bytesB(v))
 		idx++
 	}
-	return idx
+	return idx, nil
 }
 
 // lcs returns the index pairs of a longest common subsequence of byte-equal
 // elements, in order.
-func (d *differ) lcs(a, b []int) [][2]int {
-	eq := func(x, y int) bool { return bytes.Equal(d.a.bytes(x), d.b.bytes(y)) }
+func (d *differ) lcs(a, b []span) [][2]int {
+	eq := func(x, y span) bool { return bytes.Equal(d.bytesA(x), d.bytesB(y)) }
 	// Common prefix and suffix first: the usual case is items inserted at
 	// one end, which needs no table at all.
 	var out [][2]int

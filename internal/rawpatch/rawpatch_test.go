@@ -3,6 +3,7 @@ package rawpatch
 import (
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"testing"
 
 	jsonpatch "github.com/evanphx/json-patch/v5"
@@ -92,6 +93,9 @@ func TestDiffErrors(t *testing.T) {
 		{`{"a":1}}`, `{}`},
 		{`{"a":1]`, `{}`},
 		{`{}`, `{"a":{}`},
+		{`{"a":{"b":1}}`, `{"a":{"b" 2}}`},
+		{`{"a":[1]}`, `{"a":[1 2]}`},
+		{`{"a":{"b":[1,]}}`, `{"a":{"b":[2]}}`},
 	} {
 		if ops, err := Diff([]byte(tt.a), []byte(tt.b)); err == nil {
 			t.Errorf("Diff(%q, %q) = %v, want an error", tt.a, tt.b, ops)
@@ -163,4 +167,34 @@ func hasEmptyName(v any) bool {
 		}
 	}
 	return false
+}
+
+// TestScanString compares the word-at-a-time string scanner with a byte
+// loop on strings of quotes, backslashes and letters of every length and
+// alignment.
+func TestScanString(t *testing.T) {
+	ref := func(raw []byte, i int) (int, bool) {
+		for j := i + 1; j < len(raw); j++ {
+			switch raw[j] {
+			case '\\':
+				j++
+			case '"':
+				return j + 1, true
+			}
+		}
+		return 0, false
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	for range 20000 {
+		b := make([]byte, 1+r.IntN(40))
+		b[0] = '"'
+		for k := 1; k < len(b); k++ {
+			b[k] = `ab"\é`[r.IntN(5)]
+		}
+		want, ok := ref(b, 0)
+		got, err := scanString(b, 0)
+		if ok != (err == nil) || (ok && got != want) {
+			t.Fatalf("scanString(%q) = %d, %v; want %d, %v", b, got, err, want, ok)
+		}
+	}
 }

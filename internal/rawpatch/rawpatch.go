@@ -126,6 +126,21 @@ func (d *doc) scan(raw []byte) (span, error) {
 	var stack [32]int
 	open := stack[:0]
 	for j := i; j < len(raw); j++ {
+		// Eight bytes at a time to the next quote or bracket (or'ing in
+		// 0x20 turns '[' into '{' and ']' into '}', and nothing else into
+		// either).
+		for j+8 <= len(raw) {
+			w := binary.LittleEndian.Uint64(raw[j:])
+			f := w | ones*0x20
+			if m := zeroBytes(w^(ones*'"')) | zeroBytes(f^(ones*'{')) | zeroBytes(f^(ones*'}')); m != 0 {
+				j += bits.TrailingZeros64(m) / 8
+				break
+			}
+			j += 8
+		}
+		if j >= len(raw) {
+			break
+		}
 		switch c := raw[j]; c {
 		case '"':
 			end, err := scanString(raw, j)
@@ -347,16 +362,32 @@ func (d *differ) value(path string, x, y span) error {
 
 func (d *differ) object(path string, ma, mb []span) error {
 	// Objects are small; a linear search keeps the order of both
-	// documents and allocates nothing.
+	// documents and allocates nothing. Members usually come in the same
+	// order on both sides (one encoder wrote both), so the search starts
+	// where the last match left off.
+	next := 0
 	for _, c := range ma {
 		name := d.a.raw[c.nameStart:c.nameEnd]
-		if m := d.find(mb, name); m >= 0 {
-			if err := d.value(path+"/"+member(name), c, mb[m]); err != nil {
-				return err
-			}
+		m := next
+		if m >= len(mb) || !bytes.Equal(d.b.raw[mb[m].nameStart:mb[m].nameEnd], name) {
+			m = d.findIn(d.b.raw, mb, name)
+		}
+		if m < 0 {
+			d.add("remove", path+"/"+member(name), nil)
 			continue
 		}
-		d.add("remove", path+"/"+member(name), nil)
+		next = m + 1
+		// Equal values are the common case: compare before building the
+		// member's path.
+		if bytes.Equal(d.bytesA(c), d.bytesB(mb[m])) {
+			continue
+		}
+		if err := d.value(path+"/"+member(name), c, mb[m]); err != nil {
+			return err
+		}
+	}
+	if len(ma) == len(mb) && next == len(mb) && d.sameNames(ma, mb) {
+		return nil
 	}
 	for _, m := range mb {
 		name := d.b.raw[m.nameStart:m.nameEnd]
@@ -367,7 +398,16 @@ func (d *differ) object(path string, ma, mb []span) error {
 	return nil
 }
 
-func (d *differ) find(mb []span, name []byte) int { return d.findIn(d.b.raw, mb, name) }
+// sameNames reports whether ma and mb name the same members in the same
+// order.
+func (d *differ) sameNames(ma, mb []span) bool {
+	for i := range ma {
+		if !bytes.Equal(d.a.raw[ma[i].nameStart:ma[i].nameEnd], d.b.raw[mb[i].nameStart:mb[i].nameEnd]) {
+			return false
+		}
+	}
+	return true
+}
 
 func (d *differ) findIn(raw []byte, members []span, name []byte) int {
 	for i, m := range members {
@@ -411,8 +451,10 @@ func (d *differ) array(path string, ae, be []span) error {
 func (d *differ) gap(path string, a, b []span, idx int) (int, error) {
 	paired := min(len(a), len(b))
 	for k := range paired {
-		if err := d.value(path+"/"+strconv.Itoa(idx), a[k], b[k]); err != nil {
-			return 0, err
+		if !bytes.Equal(d.bytesA(a[k]), d.bytesB(b[k])) {
+			if err := d.value(path+"/"+strconv.Itoa(idx), a[k], b[k]); err != nil {
+				return 0, err
+			}
 		}
 		idx++
 	}

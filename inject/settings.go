@@ -145,13 +145,19 @@ func (e *Engine) resolve(pod *corev1.Pod, ns string, req Request) (*Settings, er
 	}
 
 	// Proxy config: the mesh default overlaid with proxy.istio.io/config.
-	pc := proto.Clone(cfg.Mesh.GetDefaultConfig()).(*meshv1alpha1.ProxyConfig)
+	// Without the annotation, the config's own (read-only) default.
+	pc := cfg.Mesh.GetDefaultConfig()
 	if raw, ok := a.get(AnnotationProxyConfig); ok {
 		over, err := config.ParseProxyConfig(raw)
 		if err != nil {
 			return nil, fieldError(AnnotationProxyConfig, raw, err)
 		}
-		proto.Merge(pc, over)
+		if pc == nil {
+			pc = over
+		} else {
+			pc = proto.Clone(pc).(*meshv1alpha1.ProxyConfig)
+			proto.Merge(pc, over)
+		}
 		s.proxyConfigAnnotated = true
 	}
 	s.proxyConfig = pc

@@ -52,7 +52,7 @@ func main() {
 		duration    = flag.Duration("duration", 5*time.Second, "measuring time per server, pod and concurrency")
 		warmup      = flag.Duration("warmup", time.Second, "warm-up time before each measurement")
 		concurrency = flag.String("concurrency", "8,32", "comma-separated concurrency levels")
-		rounds      = flag.Int("rounds", 5, "slices each server's measuring time is cut into, taken in turns with the other server")
+		rounds      = flag.Int("rounds", 10, "slices each server's measuring time is cut into, taken in turns with the other server")
 		gcPercent   = flag.Int("gc-percent", 400, "garbage-collector target of both servers (meshinject serve's default)")
 		podNames    = flag.String("pods", "small,medium,large", "comma-separated pods to send (of "+strings.Join(podNamesOf(benchpods.All()), ", ")+")")
 		profile     = flag.String("profile", "", "after the table, load meshinject once more with the first pod and concurrency for -duration and write its CPU profile to this file")

@@ -91,6 +91,28 @@ func TestDecodeReviewMatchesController(t *testing.T) {
 	}
 }
 
+// TestDecodeReviewOwnsItsBytes: the decoded request shares no memory with
+// the body, whose buffer is reused for the next review.
+func TestDecodeReviewOwnsItsBytes(t *testing.T) {
+	t.Parallel()
+	body := []byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u-1","namespace":"shop",` +
+		`"userInfo":{"username":"alice","extra":{"k":["v"]}},"object":{"metadata":{"name":"web"}},"oldObject":{"a":1},"options":{"b":2}}}`)
+	want, _, ok := decodeReview(bytes.Clone(body))
+	if !ok {
+		t.Fatal("the fast path refused the review")
+	}
+	got, _, ok := decodeReview(body)
+	if !ok {
+		t.Fatal("the fast path refused the review")
+	}
+	for i := range body {
+		body[i] = 'x'
+	}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Fatalf("the request changed with the body (-want +got):\n%s", d)
+	}
+}
+
 // TestReviewRefusedBodies: what the fast path does not decode goes to
 // controller-runtime, and the answer is controller-runtime's, byte for byte.
 func TestReviewRefusedBodies(t *testing.T) {

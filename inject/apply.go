@@ -133,7 +133,7 @@ func applyOverrides(pod *corev1.Pod, ov *overrides) error {
 			if u.Image == "auto" {
 				u.Image = ""
 			}
-			t, err := toTree(u)
+			t, err := preserve.Value(u)
 			if err != nil {
 				return err
 			}

@@ -11,6 +11,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/strategicpatch"
 	kjson "sigs.k8s.io/json"
+
+	"github.com/meshinject/meshinject/internal/preserve"
 )
 
 // Set-once lookup tables and schemas.
@@ -50,19 +52,6 @@ func jsonFieldIndex(t reflect.Type) map[string]int {
 // marshalJSON encodes v as encoding/json does: goccy/go-json writes the
 // same bytes (TestMarshalJSONMatchesStdlib) in a fraction of the time.
 func marshalJSON(v any) ([]byte, error) { return gojson.Marshal(v) }
-
-// toTree converts a typed value to its JSON tree (maps, slices, int64s).
-func toTree(v any) (any, error) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return nil, err
-	}
-	var out any
-	if err := kjson.UnmarshalCaseSensitivePreserveInts(b, &out); err != nil {
-		return nil, err
-	}
-	return out, nil
-}
 
 // fromTree decodes a JSON tree into out.
 func fromTree(tree any, out any) error {
@@ -131,7 +120,7 @@ func overlay(pod *corev1.Pod, patch map[string]any, rec *record) error {
 		}
 		o := map[string]any{}
 		if p.full {
-			tree, err := toTree(p.target.Addr().Interface())
+			tree, err := preserve.Value(p.target.Addr().Interface())
 			if err != nil {
 				return err
 			}
@@ -161,7 +150,7 @@ func overlay(pod *corev1.Pod, patch map[string]any, rec *record) error {
 				var origItems []any
 				for i := range fv.Len() {
 					if names[fv.Index(i).FieldByName("Name").String()] {
-						t, err := toTree(fv.Index(i).Interface())
+						t, err := preserve.Value(fv.Index(i).Interface())
 						if err != nil {
 							return err
 						}
@@ -181,7 +170,7 @@ func overlay(pod *corev1.Pod, patch map[string]any, rec *record) error {
 			var t any
 			if !fv.IsZero() {
 				var err error
-				if t, err = toTree(fv.Interface()); err != nil {
+				if t, err = preserve.Value(fv.Interface()); err != nil {
 					return err
 				}
 				o[k] = t
@@ -332,7 +321,7 @@ func hasReplace(items []any) bool {
 
 // mergeContainer returns base with override strategically merged on top.
 func mergeContainer(base corev1.Container, override map[string]any) (corev1.Container, error) {
-	bt, err := toTree(base)
+	bt, err := preserve.Value(base)
 	if err != nil {
 		return base, err
 	}

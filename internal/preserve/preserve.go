@@ -9,6 +9,7 @@ package preserve
 
 import (
 	"encoding/json"
+	"fmt"
 	"reflect"
 
 	kjson "sigs.k8s.io/json"
@@ -162,13 +163,29 @@ func pruneInvented(v any) {
 // Tree encodes v (a typed object) and decodes it into a JSON tree, with
 // integers kept as int64: the form Restore works on.
 func Tree(v any) (map[string]any, error) {
+	t, err := Value(v)
+	if err != nil {
+		return nil, err
+	}
+	m, ok := t.(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("preserve: %T does not encode as a JSON object", v)
+	}
+	return m, nil
+}
+
+// Value encodes v and decodes it into its JSON tree (maps, slices, int64s,
+// float64s, strings, bools, nil), whatever JSON value v encodes as.
+func Value(v any) (any, error) {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return nil, err
 	}
-	var out map[string]any
-	err = kjson.UnmarshalCaseSensitivePreserveInts(b, &out)
-	return out, err
+	var out any
+	if err := kjson.UnmarshalCaseSensitivePreserveInts(b, &out); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // Copy returns a deep copy of a JSON tree (maps, slices and scalars).

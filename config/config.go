@@ -48,6 +48,11 @@ type Config struct {
 	Revision string
 	// Templates are the compiled templates by name.
 	Templates map[string]*template.Template
+	// CompliancePolicy is the TLS compliance policy templates see as
+	// .CompliancePolicy (e.g. "fips-140-3"): values pilot.env.COMPLIANCE_POLICY,
+	// else the process's COMPLIANCE_POLICY environment variable, as istiod
+	// reads its own.
+	CompliancePolicy string
 	// NeverInject and AlwaysInject are the compiled selectors.
 	NeverInject, AlwaysInject []labels.Selector
 }
@@ -147,4 +152,7 @@ type PilotValues struct {
 		Enabled  bool   `json:"enabled"`
 		Provider string `json:"provider"`
 	} `json:"cni"`
+	// Env is istiod's environment in Istio's chart; COMPLIANCE_POLICY is
+	// read from it.
+	Env map[string]any `json:"env"`
 }

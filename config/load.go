@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"text/template"
 
@@ -56,6 +57,7 @@ func Load(src Sources) (*Config, error) {
 	if err := decodeValues(cfg.Values, &cfg.Typed); err != nil {
 		return nil, err
 	}
+	cfg.CompliancePolicy = compliancePolicy(cfg.Typed.Pilot.Env)
 	cfg.Revision = src.Revision
 	if cfg.Revision == "" {
 		cfg.Revision = cfg.Typed.Revision
@@ -70,6 +72,13 @@ func Load(src Sources) (*Config, error) {
 		return nil, err
 	}
 	return cfg, nil
+}
+
+func compliancePolicy(env map[string]any) string {
+	if v, ok := env["COMPLIANCE_POLICY"]; ok && v != nil {
+		return fmt.Sprint(v)
+	}
+	return os.Getenv("COMPLIANCE_POLICY")
 }
 
 func mustDefault(name string) []byte {

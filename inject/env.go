@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 
 	"github.com/meshinject/meshinject/templates"
 )
@@ -14,12 +15,17 @@ import (
 // ProxyContainerName is the name of the injected proxy container.
 const ProxyContainerName = "istio-proxy"
 
+// fieldEnv is a downward-API variable written as Istio's templates write
+// it: no apiVersion (the API server defaults it to v1).
 func fieldEnv(name, path string) corev1.EnvVar {
-	return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: path}}}
+	return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: path}}}
 }
 
-func resourceEnv(name, resource string) corev1.EnvVar {
-	return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{ResourceFieldRef: &corev1.ResourceFieldSelector{Resource: resource}}}
+// divisorOne is the divisor Istio's templates write on resource variables.
+var divisorOne = resource.MustParse("1")
+
+func resourceEnv(name, res string) corev1.EnvVar {
+	return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{ResourceFieldRef: &corev1.ResourceFieldSelector{Resource: res, Divisor: divisorOne}}}
 }
 
 // proxyEnv builds istio-proxy's environment in Istio's order.
@@ -58,6 +64,7 @@ func (e *Engine) proxyEnv(pod *corev1.Pod, s *Settings, extra map[string]string)
 		corev1.EnvVar{Name: "ISTIO_META_POD_PORTS", Value: podPorts(pod)},
 		corev1.EnvVar{Name: "ISTIO_META_APP_CONTAINERS", Value: appContainers(pod)},
 		resourceEnv("GOMEMLIMIT", "limits.memory"),
+		resourceEnv("GOMAXPROCS", "limits.cpu"),
 		corev1.EnvVar{Name: "ISTIO_META_CLUSTER_ID", Value: clusterID},
 		fieldEnv("ISTIO_META_NODE_NAME", "spec.nodeName"),
 		corev1.EnvVar{Name: "ISTIO_META_INTERCEPTION_MODE", Value: s.InterceptionMode},
@@ -96,24 +103,29 @@ func (e *Engine) proxyConfigJSON(s *Settings) string {
 	return templates.ProtoToJSON(s.proxyConfig, e.cfg.DefaultProxyConfig) + "\n"
 }
 
-// podPorts is ISTIO_META_POD_PORTS: every port of every app container, as a
-// JSON array of ContainerPort objects.
+// podPorts is ISTIO_META_POD_PORTS: every port of every container, as a
+// JSON array of ContainerPort objects laid out as Istio's template lays
+// them out (one per line, indented, a comma leading each but the first).
 func podPorts(pod *corev1.Pod) string {
-	var ports []corev1.ContainerPort
+	var b strings.Builder
+	b.WriteString("[")
+	first := true
 	for i := range pod.Spec.Containers {
-		c := &pod.Spec.Containers[i]
-		if c.Name != ProxyContainerName {
-			ports = append(ports, c.Ports...)
+		for _, p := range pod.Spec.Containers[i].Ports {
+			j, err := marshalJSON(p)
+			if err != nil {
+				continue
+			}
+			b.WriteString("\n    ")
+			if !first {
+				b.WriteString(",")
+			}
+			b.Write(j)
+			first = false
 		}
 	}
-	if len(ports) == 0 {
-		return "[]"
-	}
-	b, err := marshalJSON(ports)
-	if err != nil {
-		return "[]"
-	}
-	return string(b)
+	b.WriteString("\n]")
+	return b.String()
 }
 
 func appContainers(pod *corev1.Pod) string {

@@ -34,6 +34,7 @@ type TemplateData struct {
 	ProxyUID                 int64
 	ProxyGID                 int64
 	InboundTrafficPolicyMode string
+	CompliancePolicy         string
 	Settings                 *Settings
 }
 
@@ -90,6 +91,7 @@ func (e *Engine) templateData(pod *corev1.Pod, s *Settings) *TemplateData {
 		ProxyUID:                 ProxyUID,
 		ProxyGID:                 ProxyGID,
 		InboundTrafficPolicyMode: mode,
+		CompliancePolicy:         e.cfg.CompliancePolicy,
 		Settings:                 s,
 	}
 }

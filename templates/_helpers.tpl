@@ -80,9 +80,7 @@
   {{- $s := .Settings }}
   volumes:
   - name: workload-socket
-    emptyDir: {}
   - name: credential-socket
-    emptyDir: {}
   {{- if $s.BootstrapOverride }}
   - name: custom-bootstrap-volume
     configMap:
@@ -92,7 +90,6 @@
   - {{ toJSON . }}
   {{- end }}
   - name: workload-certs
-    emptyDir: {}
   - name: istio-envoy
     emptyDir:
       medium: Memory

@@ -1,0 +1,242 @@
+//go:build compat
+
+// Package compat holds the compatibility tier: Istio's own injection
+// templates, rendered from its istio-discovery chart at test time, are the
+// oracle for meshinject's built-in ones, and istioctl built from the same
+// Istio module checks round trips of manifests it injected.
+//
+// make test-compat renders the chart of every Istio version in
+// COMPAT_ISTIO_VERSIONS into a directory (config, values, mesh) and runs this
+// package with COMPAT_ISTIO="version=dir ..." (the pinned version first) and
+// COMPAT_ISTIOCTL pointing at istioctl of the pinned version.
+package compat
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/pmezard/go-difflib/difflib"
+	kjson "sigs.k8s.io/json"
+	"sigs.k8s.io/yaml"
+
+	"github.com/meshinject/meshinject/config"
+	"github.com/meshinject/meshinject/internal/cli"
+	"github.com/meshinject/meshinject/manifest"
+)
+
+// repoRoot is the repository root, relative to this package.
+const repoRoot = "../.."
+
+// caseDirs hold the inputs compared: the golden inputs and the examples.
+var caseDirs = []string{"internal/cli/testdata/inject", "examples"}
+
+// istio is one Istio version's rendered injector inputs.
+type istio struct {
+	version string
+	dir     string
+}
+
+func istios(t *testing.T) []istio {
+	t.Helper()
+	raw := os.Getenv("COMPAT_ISTIO")
+	if raw == "" {
+		t.Fatal("COMPAT_ISTIO is not set: run make test-compat")
+	}
+	var out []istio
+	for _, f := range strings.Fields(raw) {
+		v, dir, ok := strings.Cut(f, "=")
+		if !ok {
+			t.Fatalf("COMPAT_ISTIO item %q: want version=dir", f)
+		}
+		out = append(out, istio{version: v, dir: dir})
+	}
+	return out
+}
+
+// inputCase is one manifest of caseDirs with the flags of its first line.
+type inputCase struct {
+	name  string
+	path  string
+	flags []string
+}
+
+func inputCases(t *testing.T) []inputCase {
+	t.Helper()
+	var out []inputCase
+	for _, d := range caseDirs {
+		paths, err := filepath.Glob(filepath.Join(repoRoot, d, "*.yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range paths {
+			b, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			first, _, _ := strings.Cut(string(b), "\n")
+			var flags []string
+			if args, ok := strings.CutPrefix(first, "# meshinject:"); ok {
+				flags = strings.Fields(args)
+			}
+			// Flag values naming files are relative to internal/cli.
+			for i, f := range flags {
+				if strings.HasPrefix(f, "testdata/") {
+					flags[i] = filepath.Join(repoRoot, "internal/cli", f)
+				}
+			}
+			out = append(out, inputCase{name: filepath.Base(d) + "/" + filepath.Base(p), path: p, flags: flags})
+		}
+	}
+	return out
+}
+
+// run executes meshinject's command line in-process.
+func run(args ...string) (stdout, stderr string, code int) {
+	var out, errb bytes.Buffer
+	code = cli.Execute(context.Background(), args, cli.Streams{In: strings.NewReader(""), Out: &out, Err: &errb})
+	return out.String(), errb.String(), code
+}
+
+// flagValue removes --name VALUE (or --name=VALUE) from flags and returns
+// the value.
+func flagValue(flags []string, name string) ([]string, string) {
+	var rest []string
+	value := ""
+	for i := 0; i < len(flags); i++ {
+		switch {
+		case flags[i] == "--"+name && i+1 < len(flags):
+			value = flags[i+1]
+			i++
+		case strings.HasPrefix(flags[i], "--"+name+"="):
+			value = strings.TrimPrefix(flags[i], "--"+name+"=")
+		default:
+			rest = append(rest, flags[i])
+		}
+	}
+	return rest, value
+}
+
+// istioFlags are the flags that inject c with Istio's templates, values
+// and mesh config in dir: the case's own values and mesh files are merged
+// over Istio's into temporary files.
+func istioFlags(t *testing.T, c inputCase, dir string) []string {
+	t.Helper()
+	flags, values := flagValue(c.flags, "valuesFile")
+	flags, mesh := flagValue(flags, "meshConfigFile")
+	return append([]string{
+		"--injectConfigFile", filepath.Join(dir, "config"),
+		"--valuesFile", mergedYAML(t, filepath.Join(dir, "values"), values),
+		"--meshConfigFile", mergedYAML(t, filepath.Join(dir, "mesh"), mesh),
+	}, flags...)
+}
+
+// mergedYAML writes base with over (if any) merged over it, as Helm merges
+// values files, and returns the file's path.
+func mergedYAML(t *testing.T, base, over string) string {
+	t.Helper()
+	if over == "" {
+		return base
+	}
+	var b, o map[string]any
+	for path, dst := range map[string]*map[string]any{base: &b, over: &o} {
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := yaml.Unmarshal(raw, dst); err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+	}
+	config.MergeValues(b, o)
+	out, err := yaml.Marshal(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), filepath.Base(base))
+	if err := os.WriteFile(path, out, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// docsOf parses a manifest stream into its documents' trees.
+func docsOf(t *testing.T, data string) []any {
+	t.Helper()
+	docs, err := manifest.Split([]byte(data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []any
+	for _, d := range docs {
+		j := d.Raw
+		if !d.JSON {
+			if j, err = yaml.YAMLToJSON(d.Raw); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var v any
+		if err := kjson.UnmarshalCaseSensitivePreserveInts(j, &v); err != nil {
+			t.Fatal(err)
+		}
+		if v != nil {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// unifiedDiff is a unified diff of the YAML of want and got.
+func unifiedDiff(t *testing.T, want, got any) string {
+	t.Helper()
+	lines := func(v any) []string {
+		b, err := yaml.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return difflib.SplitLines(string(b))
+	}
+	d, err := difflib.GetUnifiedDiffString(difflib.UnifiedDiff{A: lines(want), B: lines(got), Context: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// TestIstioTemplates injects every input with Istio's own templates, values
+// and mesh config and with meshinject's built-in ones, and wants the same
+// output (as parsed YAML). Inputs that bring their own injection config are
+// not compared.
+func TestIstioTemplates(t *testing.T) {
+	for _, is := range istios(t) {
+		t.Run(is.version, func(t *testing.T) {
+			compared := 0
+			for _, c := range inputCases(t) {
+				if _, own := flagValue(c.flags, "injectConfigFile"); own != "" {
+					continue
+				}
+				compared++
+				t.Run(c.name, func(t *testing.T) {
+					t.Parallel()
+					ours, oursErr, oursCode := run(append([]string{"kube-inject", "-f", c.path}, c.flags...)...)
+					theirs, theirsErr, theirsCode := run(append([]string{"kube-inject", "-f", c.path}, istioFlags(t, c, is.dir)...)...)
+					if theirsCode != oursCode {
+						t.Fatalf("exit %d with Istio's templates (%s), %d with the built-in ones (%s)", theirsCode, theirsErr, oursCode, oursErr)
+					}
+					if oursCode != 0 {
+						return
+					}
+					o, th := docsOf(t, ours), docsOf(t, theirs)
+					if !reflect.DeepEqual(o, th) {
+						t.Errorf("built-in templates (-) and Istio's (+) differ:\n%s", unifiedDiff(t, o, th))
+					}
+				})
+			}
+			t.Logf("compared %d inputs", compared)
+		})
+	}
+}

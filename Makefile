@@ -92,6 +92,25 @@ test-e2e: build e2e-tools ## Run the e2e suite against a real kube-apiserver, et
 	E2E_MESHINJECT=$(BIN)/meshinject \
 	go test -tags e2e -count=1 -timeout $(E2E_TIMEOUT) -v $(E2E_FLAGS) ./e2e/
 
+# The compatibility tier: Istio's istio-discovery chart of every version in
+# COMPAT_ISTIO_VERSIONS (the first is the one e2e/tools/istio pins, whose
+# istioctl is built) is rendered with Helm from the Go module cache, and the
+# built-in templates are checked against Istio's.
+COMPAT_ISTIO_VERSIONS ?= $(shell awk '$$1 == "istio.io/istio" { print $$2 }' e2e/tools/istio/go.mod) v0.0.0-20260423205519-b01690e6db7d
+COMPAT_TAG ?= $(shell awk '$$1 == "tag:" { print $$2; exit }' config/defaults/values.yaml)
+
+.PHONY: test-compat
+test-compat: ## Check the built-in templates against Istio's own (rendered from its chart) and round trips through istioctl.
+	@tools=$$(e2e/tools/build.sh istio $(TOOLS_CACHE)); set=""; \
+	for v in $(COMPAT_ISTIO_VERSIONS); do \
+		mod=$$(cd e2e/tools/istio && go mod download -json istio.io/istio@$$v | awk -F'"' '$$2 == "Dir" { print $$4 }'); \
+		[[ -n $$mod ]] || { echo "test-compat: istio.io/istio@$$v is not served" >&2; exit 1; }; \
+		$$tools/chartrender -chart $$mod/manifests/charts/istio-control/istio-discovery -out $(CURDIR)/.cache/compat/$$v \
+			-set global.hub=docker.io/istio,global.tag=$(COMPAT_TAG); \
+		set="$$set $$v=$(CURDIR)/.cache/compat/$$v"; \
+	done; \
+	COMPAT_ISTIO="$$set" COMPAT_ISTIOCTL=$$tools/istioctl go test -tags compat -count=1 -timeout 10m ./e2e/compat/
+
 IMAGE      ?= meshinject:dev
 KIND       := $(BIN)/kind-v0.33.0
 KIND_CLUSTER ?= meshinject

@@ -102,8 +102,10 @@ type GlobalValues struct {
 	MountMtlsCerts bool        `json:"mountMtlsCerts"`
 	Proxy          ProxyValues `json:"proxy"`
 	ProxyInit      struct {
-		Image string `json:"image"`
+		Image              string `json:"image"`
+		ForceApplyIptables bool   `json:"forceApplyIptables"`
 	} `json:"proxy_init"`
+	NativeNftables bool `json:"nativeNftables"`
 }
 
 // ProxyValues is values.global.proxy.

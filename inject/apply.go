@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
+
+	"k8s.io/utils/ptr"
 
 	"github.com/meshinject/meshinject/internal/preserve"
 	corev1 "k8s.io/api/core/v1"
@@ -48,12 +51,21 @@ func (e *Engine) apply(pod *corev1.Pod, s *Settings, names []string, warnings *[
 	}
 
 	// Remember the user's own definitions of containers the templates define.
+	// A user's istio-proxy in containers customises a native sidecar too: it
+	// is moved to the init containers the template puts the proxy in, so the
+	// pod never has two containers of one name.
+	userProxy := findProxy(pod).DeepCopy()
 	var ov overrides
 	for i, c := range pod.Spec.Containers {
-		if slices.Contains(status.Containers, c.Name) {
+		native := c.Name == ProxyContainerName && slices.Contains(status.InitContainers, c.Name) && !slices.Contains(status.Containers, c.Name)
+		if slices.Contains(status.Containers, c.Name) || native {
 			ov.Containers = append(ov.Containers, c)
 			rec.position("containers/"+c.Name, i)
 		}
+	}
+	if i := containerIndex(pod.Spec.Containers, ProxyContainerName); i >= 0 && slices.Contains(status.InitContainers, ProxyContainerName) && !slices.Contains(status.Containers, ProxyContainerName) {
+		pod.Spec.InitContainers = append(pod.Spec.InitContainers, pod.Spec.Containers[i])
+		pod.Spec.Containers = slices.Delete(pod.Spec.Containers, i, i+1)
 	}
 	for i, c := range pod.Spec.InitContainers {
 		if slices.Contains(status.InitContainers, c.Name) {
@@ -70,9 +82,11 @@ func (e *Engine) apply(pod *corev1.Pod, s *Settings, names []string, warnings *[
 			return fmt.Errorf("template %s: %w", names[i], err)
 		}
 	}
+	foldProxy(pod, &status)
 	if err := applyOverrides(pod, &ov); err != nil {
 		return err
 	}
+	adjustInitUser(pod, userProxy, s.InterceptionMode == "TPROXY")
 	e.prometheusMerge(pod, s)
 	if err := rewriteProbes(pod, s, rec, warnings); err != nil {
 		return err
@@ -127,6 +141,11 @@ func applyOverrides(pod *corev1.Pod, ov *overrides) error {
 	apply := func(list []corev1.Container, users []corev1.Container, field string) error {
 		for _, u := range users {
 			idx := containerIndex(list, u.Name)
+			if idx < 0 && u.Name == ProxyContainerName {
+				// moved to the init containers for a native sidecar
+				list, field = pod.Spec.InitContainers, "init container"
+				idx = containerIndex(list, u.Name)
+			}
 			if idx < 0 {
 				continue
 			}
@@ -223,4 +242,67 @@ func moveTo(list []corev1.Container, pick func(*corev1.Container) bool, front bo
 		return append(picked, rest...)
 	}
 	return append(rest, picked...)
+}
+
+// foldProxy merges an istio-proxy that one template adds to containers into
+// the native istio-proxy another template put in the init containers, so a
+// later template can customise the proxy whichever list holds it.
+func foldProxy(pod *corev1.Pod, status *Status) {
+	ci := containerIndex(pod.Spec.Containers, ProxyContainerName)
+	ii := containerIndex(pod.Spec.InitContainers, ProxyContainerName)
+	if ci < 0 || ii < 0 {
+		return
+	}
+	if t, err := preserve.Value(pod.Spec.Containers[ci]); err == nil {
+		if merged, err := mergeContainer(pod.Spec.InitContainers[ii], t.(map[string]any)); err == nil {
+			pod.Spec.InitContainers[ii] = merged
+		}
+	}
+	pod.Spec.Containers = slices.Delete(pod.Spec.Containers, ci, ci+1)
+	status.Containers = slices.DeleteFunc(status.Containers, func(n string) bool { return n == ProxyContainerName })
+}
+
+// adjustInitUser makes traffic setup follow the user id of a user's own
+// istio-proxy container, as Istio does: istio-init's "-u" becomes that
+// runAsUser (unless 0), istio-validation runs as that user and group, and
+// in TPROXY mode the proxy keeps running as root.
+func adjustInitUser(pod *corev1.Pod, user *corev1.Container, tproxy bool) {
+	if user == nil || user.SecurityContext == nil || (user.SecurityContext.RunAsUser == nil && user.SecurityContext.RunAsGroup == nil) {
+		return
+	}
+	usc := user.SecurityContext
+	var init *corev1.Container
+	for name := range initNames {
+		if i := containerIndex(pod.Spec.InitContainers, name); i >= 0 {
+			init = &pod.Spec.InitContainers[i]
+		}
+	}
+	if init == nil {
+		return
+	}
+	if !tproxy {
+		tproxy = pod.Annotations["sidecar.istio.io/interceptionMode"] == "TPROXY"
+	}
+	if tproxy && usc.RunAsUser != nil {
+		if p := findProxy(pod); p != nil && p.SecurityContext != nil {
+			p.SecurityContext.RunAsUser = ptr.To[int64](0)
+		}
+	}
+	if !tproxy && init.Name == "istio-validation" {
+		if init.SecurityContext == nil {
+			init.SecurityContext = &corev1.SecurityContext{}
+		}
+		if usc.RunAsUser != nil {
+			init.SecurityContext.RunAsUser = ptr.To(*usc.RunAsUser)
+		}
+		if usc.RunAsGroup != nil {
+			init.SecurityContext.RunAsGroup = ptr.To(*usc.RunAsGroup)
+		}
+	}
+	if usc.RunAsUser == nil || *usc.RunAsUser == 0 {
+		return
+	}
+	if i := slices.Index(init.Args, "-u"); i >= 0 && i+1 < len(init.Args) {
+		init.Args[i+1] = strconv.FormatInt(*usc.RunAsUser, 10)
+	}
 }

@@ -73,11 +73,19 @@ func (e *Engine) proxyEnv(pod *corev1.Pod, s *Settings, extra map[string]string)
 		env = append(env, corev1.EnvVar{Name: "ISTIO_META_NETWORK", Value: network})
 	}
 	env = append(env,
-		corev1.EnvVar{Name: "ISTIO_META_WORKLOAD_NAME", Value: s.workload.Name},
+		corev1.EnvVar{Name: "ISTIO_META_WORKLOAD_NAME", Value: cmp.Or(pod.Labels["service.istio.io/workload-name"], s.workload.Name)},
 		corev1.EnvVar{Name: "ISTIO_META_OWNER", Value: ownerURI(s.workload, s.namespace)},
+	)
+	if s.BootstrapOverride != "" {
+		env = append(env, corev1.EnvVar{Name: "ISTIO_BOOTSTRAP_OVERRIDE", Value: bootstrapOverrideDir + "/custom_bootstrap.json"})
+	}
+	env = append(env,
 		corev1.EnvVar{Name: "ISTIO_META_MESH_ID", Value: meshID},
 		corev1.EnvVar{Name: "TRUST_DOMAIN", Value: trustDomain},
 	)
+	if v := templates.OtelResourceAttributes(cfg.Mesh, pod.Annotations, pod.Labels, s.namespace, pod.Spec.Containers); v != "" {
+		env = append(env, corev1.EnvVar{Name: "OTEL_RESOURCE_ATTRIBUTES", Value: v})
+	}
 	md := s.proxyConfig.GetProxyMetadata()
 	for _, k := range slices.Sorted(maps.Keys(md)) {
 		env = append(env, corev1.EnvVar{Name: k, Value: md[k]})
@@ -87,9 +95,6 @@ func (e *Engine) proxyEnv(pod *corev1.Pod, s *Settings, extra map[string]string)
 			continue
 		}
 		env = append(env, corev1.EnvVar{Name: k, Value: extra[k]})
-	}
-	if s.BootstrapOverride != "" {
-		env = append(env, corev1.EnvVar{Name: "ISTIO_BOOTSTRAP_OVERRIDE", Value: bootstrapOverrideDir + "/custom_bootstrap.json"})
 	}
 	return env
 }

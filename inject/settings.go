@@ -420,9 +420,6 @@ func (s *Settings) resolveTraffic(cfg *config.Config, pod *corev1.Pod, a annotat
 	excludeIn = templates.ExcludeInboundPort(status, excludeIn)
 
 	uid := strconv.Itoa(ProxyUID)
-	if u := overrideRunAsUser(pod); u != "" {
-		uid = u
-	}
 	args := []string{
 		"istio-iptables",
 		"-p", strconv.Itoa(int(cmp.Or[int32](cfg.Mesh.GetProxyListenPort(), 15001))),
@@ -447,8 +444,19 @@ func (s *Settings) resolveTraffic(cfg *config.Config, pod *corev1.Pod, a annotat
 		args = append(args, "-c", exclIf)
 	}
 	args = append(args, "--log_output_level="+agentLevel)
-	if s.CNI {
+	if cfg.Typed.Global.LogAsJSON {
+		args = append(args, "--log_as_json")
+	}
+	switch {
+	case s.CNI:
 		args = append(args, "--run-validation", "--skip-rule-apply")
+	case cfg.Typed.Global.ProxyInit.ForceApplyIptables:
+		args = append(args, "--force-apply")
+	}
+	if cfg.Typed.Global.NativeNftables {
+		args = append(args, "--native-nftables")
+	}
+	if s.CNI {
 		s.CNIAnnotations = map[string]string{
 			"sidecar.istio.io/interceptionMode":            s.InterceptionMode,
 			"traffic.sidecar.istio.io/excludeInboundPorts": templates.ExcludeInboundPort(status, exclIn),
@@ -467,23 +475,11 @@ func (s *Settings) resolveTraffic(cfg *config.Config, pod *corev1.Pod, a annotat
 		set("traffic.sidecar.istio.io/kubevirtInterfaces", a.str("traffic.sidecar.istio.io/kubevirtInterfaces", ""))
 		set("istio.io/reroute-virtual-interfaces", a.str("istio.io/reroute-virtual-interfaces", ""))
 		if cfg.Typed.Pilot.CNI.Provider == "multus" {
-			s.CNIAnnotations["k8s.v1.cni.cncf.io/networks"] = templates.AppendMultusNetwork(a.str("k8s.v1.cni.cncf.io/networks", ""), "istio-cni")
+			s.CNIAnnotations["k8s.v1.cni.cncf.io/networks"] = templates.AppendMultusNetwork(a.str("k8s.v1.cni.cncf.io/networks", ""), "default/istio-cni")
 		}
 	}
 	s.InitArgs = args
 	return nil
-}
-
-// overrideRunAsUser returns the runAsUser a user's own istio-proxy container
-// sets, which then replaces istio-init's -u argument.
-func overrideRunAsUser(pod *corev1.Pod) string {
-	for i := range pod.Spec.Containers {
-		c := &pod.Spec.Containers[i]
-		if c.Name == ProxyContainerName && c.SecurityContext != nil && c.SecurityContext.RunAsUser != nil {
-			return strconv.FormatInt(*c.SecurityContext.RunAsUser, 10)
-		}
-	}
-	return ""
 }
 
 func (s *Settings) resolveUserVolumes(a annotations) error {

@@ -50,13 +50,6 @@
       mountPath: /var/run/secrets/workload-spiffe-uds
     - name: credential-socket
       mountPath: /var/run/secrets/credential-uds
-    {{- if $s.BootstrapOverride }}
-    - name: custom-bootstrap-volume
-      mountPath: /etc/istio/custom-bootstrap
-    {{- end }}
-    {{- range $s.UserVolumeMounts }}
-    - {{ toJSON . }}
-    {{- end }}
     - name: workload-certs
       mountPath: /var/run/secrets/workload-spiffe-credentials
     - name: istiod-ca-cert
@@ -67,12 +60,19 @@
     {{- end }}
     - name: istio-data
       mountPath: /var/lib/istio/data
+    {{- if $s.BootstrapOverride }}
+    - name: custom-bootstrap-volume
+      mountPath: /etc/istio/custom-bootstrap
+    {{- end }}
     - name: istio-envoy
       mountPath: /etc/istio/proxy
     - name: istio-token
       mountPath: /var/run/secrets/tokens
     - name: istio-podinfo
       mountPath: /etc/istio/pod
+    {{- range $s.UserVolumeMounts }}
+    - {{ toJSON . }}
+    {{- end }}
 {{- end }}
 
 {{- define "proxy-volumes" }}
@@ -81,15 +81,12 @@
   volumes:
   - name: workload-socket
   - name: credential-socket
+  - name: workload-certs
   {{- if $s.BootstrapOverride }}
   - name: custom-bootstrap-volume
     configMap:
       name: {{ quote $s.BootstrapOverride }}
   {{- end }}
-  {{- range $s.UserVolumes }}
-  - {{ toJSON . }}
-  {{- end }}
-  - name: workload-certs
   - name: istio-envoy
     emptyDir:
       medium: Memory
@@ -119,6 +116,9 @@
     configMap:
       name: istio-ca-crl
       optional: true
+  {{- end }}
+  {{- range $s.UserVolumes }}
+  - {{ toJSON . }}
   {{- end }}
   {{- with $s.ImagePullSecrets }}
   imagePullSecrets:

@@ -3,10 +3,10 @@
 # directory keyed by the module's version, its go.sum and this script, and
 # prints that directory. A second call with the same inputs builds nothing.
 #
-#   e2e/tools/build.sh k8s|cert-manager CACHE_ROOT
+#   e2e/tools/build.sh k8s|cert-manager|istio CACHE_ROOT
 set -euo pipefail
-name=${1:?usage: build.sh k8s|cert-manager CACHE_ROOT}
-root=${2:?usage: build.sh k8s|cert-manager CACHE_ROOT}
+name=${1:?usage: build.sh k8s|cert-manager|istio CACHE_ROOT}
+root=${2:?usage: build.sh k8s|cert-manager|istio CACHE_ROOT}
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(mkdir -p "$root" && cd "$root" && pwd)
 mod=$here/$name
@@ -38,6 +38,14 @@ cert-manager)
 	targets=(
 		"cert-manager-controller=./controller"
 		"cert-manager-cainjector=./cainjector"
+	)
+	;;
+istio)
+	version=$(modversion istio.io/istio)
+	ldflags="-s -w"
+	targets=(
+		"istioctl=istio.io/istio/istioctl/cmd/istioctl"
+		"chartrender=./chartrender"
 	)
 	;;
 *)

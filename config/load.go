@@ -61,6 +61,10 @@ func Load(src Sources) (*Config, error) {
 	cfg.Revision = src.Revision
 	if cfg.Revision == "" {
 		cfg.Revision = cfg.Typed.Revision
+	} else if src.Revision != "default" {
+		// Templates read the revision from values, as from Istio's chart.
+		cfg.Values["revision"] = src.Revision
+		cfg.Typed.Revision = src.Revision
 	}
 	if cfg.Revision == "default" {
 		cfg.Revision = ""

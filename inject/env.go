@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 
+	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 
@@ -28,8 +29,25 @@ func resourceEnv(name, res string) corev1.EnvVar {
 	return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{ResourceFieldRef: &corev1.ResourceFieldSelector{Resource: res, Divisor: divisorOne}}}
 }
 
-// proxyEnv builds istio-proxy's environment in Istio's order.
-func (e *Engine) proxyEnv(pod *corev1.Pod, s *Settings, extra map[string]string) []corev1.EnvVar {
+// proxyEnv builds istio-proxy's environment in the order of Istio's
+// sidecar template or, for gateway, of its gateway template (which has no
+// localhost-probe or OpenTelemetry variables, lists the app containers
+// later and takes the interception mode from the ProxyConfig alone).
+func (e *Engine) proxyEnv(pod *corev1.Pod, s *Settings, extra map[string]string, gateway bool) []corev1.EnvVar {
+	return e.buildEnv(pod, s, extra, gateway, false)
+}
+
+// grpcAgentEnv is the agent's environment in Istio's grpc-agent template:
+// the sidecar's without Envoy's resource limits, interception mode,
+// bootstrap override and OpenTelemetry attributes, with the agent's
+// generator and certificate output first and DNS capture and Envoy off.
+func (e *Engine) grpcAgentEnv(pod *corev1.Pod, s *Settings, extra map[string]string) []corev1.EnvVar {
+	env := []corev1.EnvVar{{Name: "ISTIO_META_GENERATOR", Value: "grpc"}, {Name: "OUTPUT_CERTS", Value: "/var/lib/istio/data"}}
+	env = append(env, e.buildEnv(pod, s, extra, false, true)...)
+	return append(env, corev1.EnvVar{Name: "ISTIO_META_DNS_CAPTURE", Value: "false"}, corev1.EnvVar{Name: "DISABLE_ENVOY", Value: "true"})
+}
+
+func (e *Engine) buildEnv(pod *corev1.Pod, s *Settings, extra map[string]string, gateway, agent bool) []corev1.EnvVar {
 	cfg, g := e.cfg, &e.cfg.Typed.Global
 	caAddr := g.CAAddress
 	if caAddr == "" {
@@ -47,54 +65,96 @@ func (e *Engine) proxyEnv(pod *corev1.Pod, s *Settings, extra map[string]string)
 	if v, ok := extra["ISTIO_META_NETWORK"]; ok {
 		network = v
 	}
-	trustDomain := cmp.Or(g.TrustDomain, cfg.Mesh.GetTrustDomain())
+	trustDomain := cmp.Or(cfg.Mesh.GetTrustDomain(), g.TrustDomain)
 	meshID := cmp.Or(g.MeshID, trustDomain)
+	str := func(name, value string) corev1.EnvVar { return corev1.EnvVar{Name: name, Value: value} }
+	appContainers := str("ISTIO_META_APP_CONTAINERS", appContainers(pod))
+	interception := s.InterceptionMode
+	if gateway {
+		interception = s.proxyConfig.GetInterceptionMode().String()
+	}
 
-	env := make([]corev1.EnvVar, 0, 24+len(s.proxyConfig.GetProxyMetadata())+len(extra))
+	env := make([]corev1.EnvVar, 0, 26+len(s.proxyConfig.GetProxyMetadata())+len(extra))
+	if !gateway && cfg.Mesh.GetInboundTrafficPolicy().GetMode() == meshv1alpha1.MeshConfig_InboundTrafficPolicy_LOCALHOST {
+		env = append(env, str("REWRITE_PROBE_LEGACY_LOCALHOST_DESTINATION", "true"))
+	}
 	env = append(env,
-		corev1.EnvVar{Name: "PILOT_CERT_PROVIDER", Value: cmp.Or(g.PilotCertProvider, "istiod")},
-		corev1.EnvVar{Name: "CA_ADDR", Value: caAddr},
+		str("PILOT_CERT_PROVIDER", cmp.Or(g.PilotCertProvider, "istiod")),
+		str("CA_ADDR", caAddr),
 		fieldEnv("POD_NAME", "metadata.name"),
 		fieldEnv("POD_NAMESPACE", "metadata.namespace"),
 		fieldEnv("INSTANCE_IP", "status.podIP"),
 		fieldEnv("SERVICE_ACCOUNT", "spec.serviceAccountName"),
 		fieldEnv("HOST_IP", "status.hostIP"),
-		resourceEnv("ISTIO_CPU_LIMIT", "limits.cpu"),
-		corev1.EnvVar{Name: "PROXY_CONFIG", Value: e.proxyConfigJSON(s)},
-		corev1.EnvVar{Name: "ISTIO_META_POD_PORTS", Value: podPorts(pod)},
-		corev1.EnvVar{Name: "ISTIO_META_APP_CONTAINERS", Value: appContainers(pod)},
-		resourceEnv("GOMEMLIMIT", "limits.memory"),
-		resourceEnv("GOMAXPROCS", "limits.cpu"),
-		corev1.EnvVar{Name: "ISTIO_META_CLUSTER_ID", Value: clusterID},
+	)
+	if !agent {
+		env = append(env, resourceEnv("ISTIO_CPU_LIMIT", "limits.cpu"))
+	}
+	env = append(env,
+		str("PROXY_CONFIG", e.proxyConfigJSON(s)),
+		str("ISTIO_META_POD_PORTS", podPorts(pod)),
+	)
+	if !gateway {
+		env = append(env, appContainers)
+	}
+	if !agent {
+		env = append(env,
+			resourceEnv("GOMEMLIMIT", "limits.memory"),
+			resourceEnv("GOMAXPROCS", "limits.cpu"),
+		)
+	}
+	if p := cfg.CompliancePolicy; p != "" && !agent {
+		env = append(env, str("COMPLIANCE_POLICY", p))
+		if p == "fips-140-3" {
+			env = append(env, str("GODEBUG", "fips140=only"))
+		}
+	}
+	if gateway {
+		env = append(env, appContainers)
+	}
+	env = append(env,
+		str("ISTIO_META_CLUSTER_ID", clusterID),
 		fieldEnv("ISTIO_META_NODE_NAME", "spec.nodeName"),
-		corev1.EnvVar{Name: "ISTIO_META_INTERCEPTION_MODE", Value: s.InterceptionMode},
 	)
+	if !agent {
+		env = append(env, str("ISTIO_META_INTERCEPTION_MODE", interception))
+	}
 	if network != "" {
-		env = append(env, corev1.EnvVar{Name: "ISTIO_META_NETWORK", Value: network})
+		env = append(env, str("ISTIO_META_NETWORK", network))
 	}
-	env = append(env,
-		corev1.EnvVar{Name: "ISTIO_META_WORKLOAD_NAME", Value: cmp.Or(pod.Labels["service.istio.io/workload-name"], s.workload.Name)},
-		corev1.EnvVar{Name: "ISTIO_META_OWNER", Value: ownerURI(s.workload, s.namespace)},
-	)
-	if s.BootstrapOverride != "" {
-		env = append(env, corev1.EnvVar{Name: "ISTIO_BOOTSTRAP_OVERRIDE", Value: bootstrapOverrideDir + "/custom_bootstrap.json"})
+	workload := s.workload.Name
+	if !gateway && !agent {
+		workload = cmp.Or(pod.Labels["service.istio.io/workload-name"], workload)
 	}
-	env = append(env,
-		corev1.EnvVar{Name: "ISTIO_META_MESH_ID", Value: meshID},
-		corev1.EnvVar{Name: "TRUST_DOMAIN", Value: trustDomain},
-	)
-	if v := templates.OtelResourceAttributes(cfg.Mesh, pod.Annotations, pod.Labels, s.namespace, pod.Spec.Containers); v != "" {
-		env = append(env, corev1.EnvVar{Name: "OTEL_RESOURCE_ATTRIBUTES", Value: v})
+	if workload != "" {
+		env = append(env, str("ISTIO_META_WORKLOAD_NAME", workload))
+	}
+	if s.workload.APIVersion != "" && s.workload.Name != "" {
+		env = append(env, str("ISTIO_META_OWNER", ownerURI(s.workload, s.namespace)))
+	}
+	if s.BootstrapOverride != "" && !agent {
+		env = append(env, str("ISTIO_BOOTSTRAP_OVERRIDE", bootstrapOverrideDir+"/custom_bootstrap.json"))
+	}
+	if meshID != "" {
+		env = append(env, str("ISTIO_META_MESH_ID", meshID))
+	}
+	if trustDomain != "" {
+		env = append(env, str("TRUST_DOMAIN", trustDomain))
+	}
+	if !gateway && !agent {
+		if v := templates.OtelResourceAttributes(cfg.Mesh, pod.Annotations, pod.Labels, s.namespace, pod.Spec.Containers); v != "" {
+			env = append(env, str("OTEL_RESOURCE_ATTRIBUTES", v))
+		}
 	}
 	md := s.proxyConfig.GetProxyMetadata()
 	for _, k := range slices.Sorted(maps.Keys(md)) {
-		env = append(env, corev1.EnvVar{Name: k, Value: md[k]})
+		env = append(env, str(k, md[k]))
 	}
 	for _, k := range slices.Sorted(maps.Keys(extra)) {
 		if k == "ISTIO_META_CLUSTER_ID" || k == "ISTIO_META_NETWORK" {
 			continue
 		}
-		env = append(env, corev1.EnvVar{Name: k, Value: extra[k]})
+		env = append(env, str(k, extra[k]))
 	}
 	return env
 }

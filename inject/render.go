@@ -72,9 +72,9 @@ func (e *Engine) selectTemplates(pod *corev1.Pod) ([]string, error) {
 }
 
 func (e *Engine) templateData(pod *corev1.Pod, s *Settings) *TemplateData {
-	mode := "PASSTHROUGH"
-	if m := e.cfg.Mesh.GetInboundTrafficPolicy().GetMode(); m != 0 {
-		mode = m.String()
+	mode := "passthrough"
+	if e.cfg.Mesh.GetInboundTrafficPolicy().GetMode() == meshv1alpha1.MeshConfig_InboundTrafficPolicy_LOCALHOST {
+		mode = "localhost"
 	}
 	return &TemplateData{
 		TypeMeta:                 s.workload.TypeMeta,

@@ -38,20 +38,26 @@ const (
 // values and mesh config before rendering. Templates see them as .Settings
 // (a meshinject extension beside Istio's template data).
 type Settings struct {
-	Revision                     string
-	CanonicalName                string
-	CanonicalRevision            string
-	DefaultContainer             string
-	DefaultLogsContainer         string
-	InterceptionMode             string
-	InitContainer                bool
-	CNI                          bool
-	CNIAnnotations               map[string]string
-	ImagePullPolicy              string
-	ImagePullSecrets             []string
-	InitArgs                     []string
-	AgentArgs                    []string
-	Env                          []corev1.EnvVar
+	Revision             string
+	CanonicalName        string
+	CanonicalRevision    string
+	DefaultContainer     string
+	DefaultLogsContainer string
+	InterceptionMode     string
+	InitContainer        bool
+	CNI                  bool
+	CNIAnnotations       map[string]string
+	ImagePullPolicy      string
+	ImagePullSecrets     []string
+	InitArgs             []string
+	AgentArgs            []string
+	Env                  []corev1.EnvVar
+	GatewayEnv           []corev1.EnvVar
+	GRPCAgentEnv         []corev1.EnvVar
+	// GatewayLifecycle and GatewayReadiness are the gateway proxy's, from
+	// values alone (Istio's gateway template reads no annotations for them).
+	GatewayLifecycle             map[string]any
+	GatewayReadiness             struct{ InitialDelaySeconds, PeriodSeconds, FailureThreshold int32 }
 	Resources                    config.Resources
 	Privileged                   bool
 	RunAsUser                    int64
@@ -258,6 +264,12 @@ func (e *Engine) resolve(pod *corev1.Pod, ns string, req Request) (*Settings, er
 	if !s.native && !s.Hold && len(pv.Lifecycle) > 0 {
 		s.Lifecycle = pv.Lifecycle
 	}
+	if len(pv.Lifecycle) > 0 {
+		s.GatewayLifecycle = pv.Lifecycle
+	}
+	s.GatewayReadiness.InitialDelaySeconds = pv.ReadinessInitialDelaySeconds
+	s.GatewayReadiness.PeriodSeconds = pv.ReadinessPeriodSeconds
+	s.GatewayReadiness.FailureThreshold = pv.ReadinessFailureThreshold
 
 	// Traffic capture.
 	if err := s.resolveTraffic(cfg, pod, a, agentLevel); err != nil {
@@ -289,7 +301,9 @@ func (e *Engine) resolve(pod *corev1.Pod, ns string, req Request) (*Settings, er
 		s.DefaultLogsContainer = firstAppContainer(pod)
 	}
 
-	s.Env = e.proxyEnv(pod, s, req.ProxyEnv)
+	s.Env = e.proxyEnv(pod, s, req.ProxyEnv, false)
+	s.GatewayEnv = e.proxyEnv(pod, s, req.ProxyEnv, true)
+	s.GRPCAgentEnv = e.grpcAgentEnv(pod, s, req.ProxyEnv)
 	return s, nil
 }
 

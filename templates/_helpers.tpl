@@ -87,6 +87,26 @@
     configMap:
       name: {{ quote $s.BootstrapOverride }}
   {{- end }}
+  {{- template "common-volumes" $s }}
+  {{- if .CRL }}
+  - name: istio-ca-crl
+    configMap:
+      name: istio-ca-crl
+      optional: true
+  {{- end }}
+  {{- range $s.UserVolumes }}
+  - {{ toJSON . }}
+  {{- end }}
+  {{- with $s.ImagePullSecrets }}
+  imagePullSecrets:
+  {{- range . }}
+  - name: {{ quote . }}
+  {{- end }}
+  {{- end }}
+{{- end }}
+
+{{- define "common-volumes" }}
+  {{- /* takes .Settings: the volumes every proxy template ends with */}}
   - name: istio-envoy
     emptyDir:
       medium: Memory
@@ -105,25 +125,10 @@
     projected:
       sources:
       - serviceAccountToken:
-          audience: {{ quote $s.TokenAudience }}
+          audience: {{ quote .TokenAudience }}
           expirationSeconds: 43200
           path: istio-token
   - name: istiod-ca-cert
     configMap:
       name: istio-ca-root-cert
-  {{- if .CRL }}
-  - name: istio-ca-crl
-    configMap:
-      name: istio-ca-crl
-      optional: true
-  {{- end }}
-  {{- range $s.UserVolumes }}
-  - {{ toJSON . }}
-  {{- end }}
-  {{- with $s.ImagePullSecrets }}
-  imagePullSecrets:
-  {{- range . }}
-  - name: {{ quote . }}
-  {{- end }}
-  {{- end }}
 {{- end }}

@@ -59,19 +59,19 @@ func (e *Engine) apply(pod *corev1.Pod, s *Settings, names []string, warnings *[
 	for i, c := range pod.Spec.Containers {
 		native := c.Name == ProxyContainerName && slices.Contains(status.InitContainers, c.Name) && !slices.Contains(status.Containers, c.Name)
 		if slices.Contains(status.Containers, c.Name) || native {
-			ov.Containers = append(ov.Containers, c)
+			ov.Containers = append(ov.Containers, recorded(c))
 			rec.position("containers/"+c.Name, i)
+		}
+	}
+	for i, c := range pod.Spec.InitContainers {
+		if slices.Contains(status.InitContainers, c.Name) {
+			ov.InitContainers = append(ov.InitContainers, recorded(c))
+			rec.position("initContainers/"+c.Name, i)
 		}
 	}
 	if i := containerIndex(pod.Spec.Containers, ProxyContainerName); i >= 0 && slices.Contains(status.InitContainers, ProxyContainerName) && !slices.Contains(status.Containers, ProxyContainerName) {
 		pod.Spec.InitContainers = append(pod.Spec.InitContainers, pod.Spec.Containers[i])
 		pod.Spec.Containers = slices.Delete(pod.Spec.Containers, i, i+1)
-	}
-	for i, c := range pod.Spec.InitContainers {
-		if slices.Contains(status.InitContainers, c.Name) {
-			ov.InitContainers = append(ov.InitContainers, c)
-			rec.position("initContainers/"+c.Name, i)
-		}
 	}
 
 	for i, p := range patches {
@@ -148,9 +148,6 @@ func applyOverrides(pod *corev1.Pod, ov *overrides) error {
 			}
 			if idx < 0 {
 				continue
-			}
-			if u.Image == "auto" {
-				u.Image = ""
 			}
 			t, err := preserve.Value(u)
 			if err != nil {
@@ -260,6 +257,9 @@ func foldProxy(pod *corev1.Pod, status *Status) {
 	}
 	pod.Spec.Containers = slices.Delete(pod.Spec.Containers, ci, ci+1)
 	status.Containers = slices.DeleteFunc(status.Containers, func(n string) bool { return n == ProxyContainerName })
+	if len(status.Containers) == 0 {
+		status.Containers = nil
+	}
 }
 
 // adjustInitUser makes traffic setup follow the user id of a user's own
@@ -306,3 +306,16 @@ func adjustInitUser(pod *corev1.Pod, user *corev1.Container, tproxy bool) {
 		init.Args[i+1] = strconv.FormatInt(*usc.RunAsUser, 10)
 	}
 }
+
+// recorded is a user's container as proxy.istio.io/overrides records it:
+// without image "auto", as Istio records it (uninject puts "auto" back).
+func recorded(c corev1.Container) corev1.Container {
+	if c.Image == AutoImage {
+		c.Image = ""
+	}
+	return c
+}
+
+// AutoImage is the image a user's container names to have injection fill
+// in the proxy image.
+const AutoImage = "auto"

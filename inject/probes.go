@@ -42,8 +42,16 @@ func rewriteProbes(pod *corev1.Pod, s *Settings, rec *record, warnings *[]string
 	}
 	statusPort := intstr.FromInt32(s.StatusPort)
 	probers := map[string]*prober{}
+	// As Istio does, the probes of init containers are rewritten too (only
+	// native sidecars, restartPolicy Always, can have any).
+	all := make([]*corev1.Container, 0, len(pod.Spec.InitContainers)+len(pod.Spec.Containers))
+	for i := range pod.Spec.InitContainers {
+		all = append(all, &pod.Spec.InitContainers[i])
+	}
 	for i := range pod.Spec.Containers {
-		c := &pod.Spec.Containers[i]
+		all = append(all, &pod.Spec.Containers[i])
+	}
+	for _, c := range all {
 		if c.Name == ProxyContainerName {
 			continue
 		}
@@ -60,7 +68,7 @@ func rewriteProbes(pod *corev1.Pod, s *Settings, rec *record, warnings *[]string
 			probers[path] = pr
 			rec.portName(path, h.HTTPGet, h.TCPSocket)
 			np := **p
-			np.ProbeHandler = corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: path, Port: statusPort}}
+			np.ProbeHandler = corev1.ProbeHandler{HTTPGet: agentGet(h.HTTPGet, path, statusPort)}
 			*p = &np
 		}
 		probe(&c.ReadinessProbe, "readyz")
@@ -80,7 +88,7 @@ func rewriteProbes(pod *corev1.Pod, s *Settings, rec *record, warnings *[]string
 				path := "/app-lifecycle/" + c.Name + "/" + kind
 				probers[path] = pr
 				rec.portName(path, (*h).HTTPGet, (*h).TCPSocket)
-				*h = &corev1.LifecycleHandler{HTTPGet: &corev1.HTTPGetAction{Path: path, Port: statusPort}}
+				*h = &corev1.LifecycleHandler{HTTPGet: agentGet((*h).HTTPGet, path, statusPort)}
 				changed = true
 			}
 			hook(&lc.PreStop, "prestopz")
@@ -192,11 +200,14 @@ func restoreProbes(pod *corev1.Pod, portNames map[string]string) error {
 		if !ok {
 			continue
 		}
-		i := containerIndex(pod.Spec.Containers, name)
-		if i < 0 {
+		var c *corev1.Container
+		if i := containerIndex(pod.Spec.Containers, name); i >= 0 {
+			c = &pod.Spec.Containers[i]
+		} else if i := containerIndex(pod.Spec.InitContainers, name); i >= 0 {
+			c = &pod.Spec.InitContainers[i]
+		} else {
 			continue
 		}
-		c := &pod.Spec.Containers[i]
 		if n, ok := portNames[path]; ok {
 			switch {
 			case pr.HTTPGet != nil:
@@ -236,4 +247,20 @@ func parseProbePath(path string) (kind, container, check string, ok bool) {
 		return "", "", "", false
 	}
 	return parts[0], parts[1], parts[2], true
+}
+
+// agentGet is the HTTP action that sends a probe or hook to the agent: an
+// HTTP action keeps its host and headers with the agent's path and port
+// (HTTPS becomes HTTP: the agent speaks HTTPS to the app), anything else
+// becomes a plain GET of the agent's path.
+func agentGet(orig *corev1.HTTPGetAction, path string, port intstr.IntOrString) *corev1.HTTPGetAction {
+	if orig == nil {
+		return &corev1.HTTPGetAction{Path: path, Port: port}
+	}
+	g := orig.DeepCopy()
+	g.Path, g.Port = path, port
+	if g.Scheme == corev1.URISchemeHTTPS {
+		g.Scheme = corev1.URISchemeHTTP
+	}
+	return g
 }

@@ -182,7 +182,7 @@ func (e *Engine) resolve(pod *corev1.Pod, ns string, req Request) (*Settings, er
 	}
 	s.native = native
 	s.CNI = v.Pilot.CNI.Enabled
-	s.InitContainer = s.InterceptionMode != "NONE" || native
+	s.InitContainer = s.InterceptionMode != "NONE"
 
 	// Status port and probes.
 	s.StatusPort = pv.StatusPort

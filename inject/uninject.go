@@ -42,6 +42,15 @@ func Uninject(pod *corev1.Pod) error {
 		return err
 	}
 
+	// Overrides are recorded without image "auto" (Istio's format): a user
+	// container with no image had "auto".
+	for _, list := range [][]corev1.Container{ov.Containers, ov.InitContainers} {
+		for i := range list {
+			if list[i].Image == "" {
+				list[i].Image = AutoImage
+			}
+		}
+	}
 	pod.Spec.InitContainers = restoreContainers(removeContainers(pod.Spec.InitContainers, st.InitContainers), ov.InitContainers, rec.Positions, "initContainers/")
 	pod.Spec.Containers = restoreContainers(removeContainers(pod.Spec.Containers, st.Containers), ov.Containers, rec.Positions, "containers/")
 	pod.Spec.Volumes = removeNamed(pod.Spec.Volumes, st.Volumes, func(v *corev1.Volume) string { return v.Name })

@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"slices"
 
 	kjson "sigs.k8s.io/json"
 )
@@ -32,6 +33,9 @@ func Restore(raw, known, out map[string]any) {
 			}
 			continue
 		}
+		if other, ok := siblingList[k]; ok && !inOut {
+			ov, inOut = []any{}, out[other] != nil
+		}
 		if !inOut {
 			continue
 		}
@@ -46,6 +50,13 @@ func Restore(raw, known, out map[string]any) {
 			kl, ok1 := kv.([]any)
 			ol, ok2 := ov.([]any)
 			if ok1 && ok2 {
+				if other, ok := siblingList[k]; ok {
+					// A container moved between the two lists (a user's
+					// istio-proxy made a native sidecar, and back) keeps its
+					// fields; names are unique across both lists.
+					more, _ := out[other].([]any)
+					ol = append(slices.Clone(ol), more...)
+				}
 				restoreList(r, kl, ol)
 			}
 		}
@@ -69,6 +80,9 @@ func Restore(raw, known, out map[string]any) {
 		pruneInvented(ov)
 	}
 }
+
+// siblingList maps each Pod container list to the other one.
+var siblingList = map[string]string{"containers": "initContainers", "initContainers": "containers"}
 
 // restoreList pairs the items of raw and known by index (a typed round-trip
 // keeps order and length) and finds each pair's item in out by identity.

@@ -42,7 +42,7 @@ const (
 	mwcDefault = "meshinject-sidecar-injector"
 	mwcCanary  = "meshinject-sidecar-injector-canary"
 	// proxyImage is the proxy image of deploy/base's values.
-	proxyImage = "docker.io/istio/proxyv2:1.28.0"
+	proxyImage = "docker.io/istio/proxyv2:1.31.4"
 	// wait bounds every poll of the suite.
 	wait = 60 * time.Second
 )

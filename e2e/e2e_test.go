@@ -270,14 +270,14 @@ func TestConfigReload(t *testing.T) {
 			return imageIs(context.Background(), ns, proxyImage)
 		})
 	})
-	newer := bytes.Replace(orig, []byte("tag: 1.28.0"), []byte("tag: 1.28.1"), 1)
+	newer := bytes.Replace(orig, []byte("tag: 1.31.4"), []byte("tag: 1.31.5"), 1)
 	if bytes.Equal(newer, orig) {
-		t.Fatal("deploy/base/injector/values has no `tag: 1.28.0` to change")
+		t.Fatal("deploy/base/injector/values has no `tag: 1.31.4` to change")
 	}
 	if err := writeAtomic(values, newer); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, wait, "new proxy tag", func() error { return imageIs(t.Context(), ns, "docker.io/istio/proxyv2:1.28.1") })
+	eventually(t, wait, "new proxy tag", func() error { return imageIs(t.Context(), ns, "docker.io/istio/proxyv2:1.31.5") })
 
 	failures := reloadFailures(t)
 	if err := writeAtomic(values, []byte("global: [\n")); err != nil {
@@ -289,7 +289,7 @@ func TestConfigReload(t *testing.T) {
 		}
 		return nil
 	})
-	if err := imageIs(t.Context(), ns, "docker.io/istio/proxyv2:1.28.1"); err != nil {
+	if err := imageIs(t.Context(), ns, "docker.io/istio/proxyv2:1.31.5"); err != nil {
 		t.Errorf("after an invalid change: %v", err)
 	}
 }

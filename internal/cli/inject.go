@@ -36,7 +36,7 @@ the manifests given with -f, offline: no cluster is contacted. Other objects
 pass through unchanged. Pods that opt out or use the host network are noted
 on stderr and left as they are.`,
 		Example: `  meshinject kube-inject -f app.yaml | kubectl apply -f -
-  meshinject inject -f k8s/ --set global.hub=registry.example --set global.tag=1.28.0 -o injected.yaml`,
+  meshinject inject -f k8s/ --set global.hub=registry.example --set global.tag=1.31.4 -o injected.yaml`,
 		Args: cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error { return o.Run(s) },
 	}

@@ -272,17 +272,34 @@ func validateValues(v *Values) error {
 const defaultDiscoveryAddress = "istiod.istio-system.svc:15012"
 
 func loadMesh(user []byte, revision, istioNamespace string) (*meshv1alpha1.MeshConfig, *meshv1alpha1.ProxyConfig, error) {
-	mesh, err := parseMesh(mustDefault("mesh.yaml"))
+	def, err := parseMesh(mustDefault("mesh.yaml"))
 	if err != nil {
 		return nil, nil, fmt.Errorf("default mesh config: %w", err)
 	}
-	builtin := proto.Clone(mesh.GetDefaultConfig()).(*meshv1alpha1.ProxyConfig)
+	builtin := proto.Clone(def.GetDefaultConfig()).(*meshv1alpha1.ProxyConfig)
+	mesh := def
 	if len(bytes.TrimSpace(user)) > 0 {
-		over, err := parseMesh(configMapData(user, "mesh"))
+		// Merged as trees, as Istio applies a mesh config over its
+		// defaults: every field the user writes wins, false and 0 included
+		// (a proto merge would keep a default true over a written false).
+		var base, over map[string]any
+		if err := yaml.Unmarshal(mustDefault("mesh.yaml"), &base); err != nil {
+			return nil, nil, fmt.Errorf("default mesh config: %w", err)
+		}
+		if err := yaml.Unmarshal(configMapData(user, "mesh"), &over); err != nil {
+			return nil, nil, fmt.Errorf("mesh config: %w", err)
+		}
+		if _, err := parseMesh(configMapData(user, "mesh")); err != nil {
+			return nil, nil, fmt.Errorf("mesh config: %w", err)
+		}
+		MergeValues(base, over)
+		merged, err := yaml.Marshal(base)
 		if err != nil {
 			return nil, nil, fmt.Errorf("mesh config: %w", err)
 		}
-		proto.Merge(mesh, over)
+		if mesh, err = parseMesh(merged); err != nil {
+			return nil, nil, fmt.Errorf("mesh config: %w", err)
+		}
 	}
 	if revision != "" && mesh.GetDefaultConfig().GetDiscoveryAddress() == defaultDiscoveryAddress {
 		mesh.DefaultConfig.DiscoveryAddress = fmt.Sprintf("istiod-%s.%s.svc:15012", revision, istioNamespace)

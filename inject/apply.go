@@ -58,8 +58,14 @@ func (e *Engine) apply(pod *corev1.Pod, s *Settings, names []string, warnings *[
 	var ov overrides
 	for i, c := range pod.Spec.Containers {
 		native := c.Name == ProxyContainerName && slices.Contains(status.InitContainers, c.Name) && !slices.Contains(status.Containers, c.Name)
-		if slices.Contains(status.Containers, c.Name) || native {
+		switch {
+		case slices.Contains(status.Containers, c.Name):
 			ov.Containers = append(ov.Containers, recorded(c))
+			rec.position("containers/"+c.Name, i)
+		case native:
+			// Recorded where the proxy ends up, as Istio records it; the
+			// position says it came from containers (for uninject).
+			ov.InitContainers = append(ov.InitContainers, recorded(c))
 			rec.position("containers/"+c.Name, i)
 		}
 	}
@@ -87,7 +93,10 @@ func (e *Engine) apply(pod *corev1.Pod, s *Settings, names []string, warnings *[
 		return err
 	}
 	adjustInitUser(pod, userProxy, s.InterceptionMode == "TPROXY")
-	e.prometheusMerge(pod, s)
+	overwriteClusterEnv(pod, s.clusterEnv)
+	if err := e.prometheusMerge(pod, s); err != nil {
+		return err
+	}
 	if err := rewriteProbes(pod, s, rec, warnings); err != nil {
 		return err
 	}

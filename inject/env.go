@@ -150,13 +150,60 @@ func (e *Engine) buildEnv(pod *corev1.Pod, s *Settings, extra map[string]string,
 	for _, k := range slices.Sorted(maps.Keys(md)) {
 		env = append(env, str(k, md[k]))
 	}
-	for _, k := range slices.Sorted(maps.Keys(extra)) {
-		if k == "ISTIO_META_CLUSTER_ID" || k == "ISTIO_META_NETWORK" {
-			continue
-		}
-		env = append(env, str(k, extra[k]))
-	}
 	return env
+}
+
+// clusterEnv is what Istio's injector overwrites in the proxy's environment
+// after rendering: the webhook path's variables, the cluster ID (values,
+// else the path) and the network (values, else the path, else the pod's
+// topology.istio.io/network label), whichever are set.
+func (e *Engine) clusterEnv(pod *corev1.Pod, extra map[string]string) map[string]string {
+	out := maps.Clone(extra)
+	if out == nil {
+		out = map[string]string{}
+	}
+	g := &e.cfg.Typed.Global
+	if _, ok := out["ISTIO_META_CLUSTER_ID"]; !ok && g.MultiCluster.ClusterName != "" {
+		out["ISTIO_META_CLUSTER_ID"] = g.MultiCluster.ClusterName
+	}
+	if _, ok := out["ISTIO_META_NETWORK"]; !ok && g.Network != "" {
+		out["ISTIO_META_NETWORK"] = g.Network
+	}
+	if n, ok := pod.Labels[networkLabel]; ok {
+		out["ISTIO_META_NETWORK"] = n
+	}
+	for k, v := range out {
+		if v == "" {
+			delete(out, k)
+		}
+	}
+	return out
+}
+
+// networkLabel is the pod label naming its network.
+const networkLabel = "topology.istio.io/network"
+
+// overwriteClusterEnv moves the variables of env to the end of the proxy's
+// environment, sorted by name, with their values, and labels the pod with
+// its network, as Istio's injector does after rendering any template.
+func overwriteClusterEnv(pod *corev1.Pod, env map[string]string) {
+	if len(env) == 0 {
+		return
+	}
+	if n, ok := env["ISTIO_META_NETWORK"]; ok {
+		if pod.Labels == nil {
+			pod.Labels = map[string]string{}
+		}
+		pod.Labels[networkLabel] = n
+	}
+	proxy := findProxy(pod)
+	if proxy == nil {
+		return
+	}
+	proxy.Env = slices.DeleteFunc(proxy.Env, func(v corev1.EnvVar) bool { _, ok := env[v.Name]; return ok })
+	for _, k := range slices.Sorted(maps.Keys(env)) {
+		proxy.Env = append(proxy.Env, corev1.EnvVar{Name: k, Value: env[k]})
+	}
 }
 
 // proxyConfigJSON is PROXY_CONFIG: the pod's ProxyConfig without the

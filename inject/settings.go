@@ -80,9 +80,11 @@ type Settings struct {
 	native          bool
 	rewriteProbes   bool
 	prometheusMerge bool
-	proxyImage      string
-	proxyInitImage  string
-	proxyConfig     *meshv1alpha1.ProxyConfig
+	// clusterEnv are the proxy variables set after rendering (clusterEnv).
+	clusterEnv     map[string]string
+	proxyImage     string
+	proxyInitImage string
+	proxyConfig    *meshv1alpha1.ProxyConfig
 	// proxyConfigAnnotated is set when proxy.istio.io/config changed it.
 	proxyConfigAnnotated bool
 	workload             Workload
@@ -301,6 +303,7 @@ func (e *Engine) resolve(pod *corev1.Pod, ns string, req Request) (*Settings, er
 		s.DefaultLogsContainer = firstAppContainer(pod)
 	}
 
+	s.clusterEnv = e.clusterEnv(pod, req.ProxyEnv)
 	s.Env = e.proxyEnv(pod, s, req.ProxyEnv, false)
 	s.GatewayEnv = e.proxyEnv(pod, s, req.ProxyEnv, true)
 	s.GRPCAgentEnv = e.grpcAgentEnv(pod, s, req.ProxyEnv)

@@ -51,6 +51,17 @@ func Uninject(pod *corev1.Pod) error {
 			}
 		}
 	}
+	// A user's istio-proxy made a native sidecar goes back to containers.
+	for i := 0; i < len(ov.InitContainers); i++ {
+		c := ov.InitContainers[i]
+		if _, fromContainers := rec.Positions["containers/"+c.Name]; fromContainers {
+			if _, wasInit := rec.Positions["initContainers/"+c.Name]; !wasInit {
+				ov.Containers = append(ov.Containers, c)
+				ov.InitContainers = slices.Delete(ov.InitContainers, i, i+1)
+				i--
+			}
+		}
+	}
 	pod.Spec.InitContainers = restoreContainers(removeContainers(pod.Spec.InitContainers, st.InitContainers), ov.InitContainers, rec.Positions, "initContainers/")
 	pod.Spec.Containers = restoreContainers(removeContainers(pod.Spec.Containers, st.Containers), ov.Containers, rec.Positions, "containers/")
 	pod.Spec.Volumes = removeNamed(pod.Spec.Volumes, st.Volumes, func(v *corev1.Volume) string { return v.Name })

@@ -1,0 +1,239 @@
+//go:build compat
+
+package compat
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/meshinject/meshinject/config"
+)
+
+// istioctl runs the pinned Istio's istioctl with a deadline.
+func istioctl(t *testing.T, env []string, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
+	bin := os.Getenv("COMPAT_ISTIOCTL")
+	if bin == "" {
+		t.Fatal("COMPAT_ISTIOCTL is not set: run make test-compat")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err = cmd.Run()
+	return out.String(), errb.String(), err
+}
+
+// istioctlArgs turns a case's meshinject flags into istioctl kube-inject's
+// for Istio's rendered inputs in dir: values and mesh files and --set are
+// merged into temporary files, --native-sidecars becomes
+// ENABLE_NATIVE_SIDECARS. ok is false for flags istioctl has no
+// equivalent of (an injection config of meshinject's own format).
+func istioctlArgs(t *testing.T, c inputCase, dir string) (args, env []string, ok bool) {
+	t.Helper()
+	flags, own := flagValue(c.flags, "injectConfigFile")
+	if own != "" {
+		return nil, nil, false
+	}
+	flags, values := flagValue(flags, "valuesFile")
+	flags, mesh := flagValue(flags, "meshConfigFile")
+	flags, native := flagValue(flags, "native-sidecars")
+	if _, skip := istioctlSkips[c.name]; skip {
+		return nil, nil, false
+	}
+	flags, rev := flagValue(flags, "revision")
+	if rev == "" {
+		flags, rev = flagValue(flags, "r")
+		for i, f := range flags {
+			if f == "-r" && i+1 < len(flags) {
+				rev = flags[i+1]
+				flags = append(flags[:i:i], flags[i+2:]...)
+				break
+			}
+		}
+	}
+	var sets []string
+	for i := 0; i < len(flags); i++ {
+		switch {
+		case flags[i] == "--set" && i+1 < len(flags):
+			sets = append(sets, flags[i+1])
+			i++
+		default:
+			return nil, nil, false
+		}
+	}
+	valuesPath := mergedYAML(t, filepath.Join(dir, "values"), values)
+	if len(sets) > 0 {
+		valuesPath = withSets(t, valuesPath, sets)
+	}
+	if rev != "" {
+		// Istio's rendered inputs are the default revision's; a revision's
+		// own install renders other values (values.revision, the mesh's
+		// discovery address), which meshinject derives from -r instead.
+		return nil, nil, false
+	}
+	rev = "default"
+	args = []string{"kube-inject", "-f", c.path, "--revision", rev,
+		"--injectConfigFile", filepath.Join(dir, "config"),
+		"--valuesFile", valuesPath,
+		"--meshConfigFile", mergedYAML(t, filepath.Join(dir, "mesh"), mesh)}
+	env = []string{"ENABLE_NATIVE_SIDECARS=false"}
+	if native == "true" {
+		env = []string{"ENABLE_NATIVE_SIDECARS=true"}
+	}
+	return args, env, true
+}
+
+// withSets writes the values file at path with --set values applied.
+func withSets(t *testing.T, path string, sets []string) string {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v map[string]any
+	if err := yaml.Unmarshal(raw, &v); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range sets {
+		if err := config.SetValue(v, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, err := yaml.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "values")
+	if err := os.WriteFile(p, out, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// istioctlSkips are the inputs not compared with istioctl, with the reason.
+var istioctlSkips = map[string]string{
+	"inject/unknown-fields.yaml": "istioctl decodes into its own types and drops the fields they lack; meshinject keeps them",
+	"inject/owner-cronjob.yaml":  "a Pod with owner references: meshinject names the owning workload (CronJob report) offline as istiod's webhook does; istioctl names the pod itself",
+}
+
+// istioctlDeliberate are the known, deliberate differences between
+// meshinject's and istioctl's output, each with its reason (the README's
+// table lists the same); each normalises one document of both outputs.
+var istioctlDeliberate = []struct {
+	what, reason string
+	normalize    func(doc map[string]any)
+}{
+	{
+		what:   "status of workloads",
+		reason: "istioctl writes the zero status of its typed objects (replicas: 0, ...); meshinject writes the input's; the API server ignores status on create",
+		normalize: func(doc map[string]any) {
+			if _, ok := doc["kind"]; ok {
+				delete(doc, "status")
+			}
+		},
+	},
+	{
+		what:   "CronJob: where the injected labels and annotations go",
+		reason: "istioctl writes them on spec.jobTemplate.metadata, so the Job's pods never carry the status annotation or the tlsMode label; meshinject writes them on the pod template",
+		normalize: func(doc map[string]any) {
+			if doc["kind"] != "CronJob" {
+				return
+			}
+			jt, _ := doc["spec"].(map[string]any)["jobTemplate"].(map[string]any)
+			tmpl, _ := jt["spec"].(map[string]any)["template"].(map[string]any)
+			delete(jt, "metadata")
+			if md, ok := tmpl["metadata"].(map[string]any); ok {
+				labels, _ := md["labels"].(map[string]any)
+				for k := range labels {
+					if strings.Contains(k, "istio.io/") {
+						delete(labels, k)
+					}
+				}
+				delete(md, "annotations")
+			}
+		},
+	},
+}
+
+// normalizeIstioctl removes what differs between the two tools' output
+// without a difference in the objects the API server stores: the fields
+// istioctl's typed round trip invents (creationTimestamp: null,
+// resources: {}, strategy: {}, status: {}), and meshinject's own uninject
+// record.
+func normalizeIstioctl(obj map[string]any) {
+	for k, v := range obj {
+		switch t := v.(type) {
+		case nil:
+			delete(obj, k)
+		case map[string]any:
+			if len(t) == 0 && k != "emptyDir" {
+				delete(obj, k)
+			}
+		}
+	}
+	if k, ok := obj["annotations"].(map[string]any); ok {
+		delete(k, "meshinject.io/uninject")
+		if len(k) == 0 {
+			delete(obj, "annotations")
+		}
+	}
+}
+
+// TestIstioctlKubeInject injects every input with meshinject and with
+// istioctl kube-inject of the pinned Istio, both on Istio's rendered
+// injector inputs, and wants the same objects. Inputs meshinject refuses
+// (invalid annotations) are not compared here.
+func TestIstioctlKubeInject(t *testing.T) {
+	is := istios(t)[0]
+	compared := 0
+	for _, c := range inputCases(t) {
+		args, env, ok := istioctlArgs(t, c, is.dir)
+		if !ok {
+			continue
+		}
+		ours, oursErr, code := run(append([]string{"kube-inject", "-f", c.path}, istioFlags(t, c, is.dir)...)...)
+		if code != 0 {
+			t.Logf("%s: meshinject refuses it: %s", c.name, strings.TrimSpace(oursErr))
+			continue
+		}
+		compared++
+		t.Run(c.name, func(t *testing.T) {
+			theirs, theirsErr, err := istioctl(t, env, args...)
+			if err != nil {
+				t.Fatalf("istioctl kube-inject: %v: %s", err, theirsErr)
+			}
+			o, th := docsOf(t, ours), docsOf(t, theirs)
+			for _, docs := range [][]any{o, th} {
+				for _, d := range docs {
+					for _, n := range istioctlDeliberate {
+						n.normalize(d.(map[string]any))
+					}
+				}
+				for _, n := range deliberate {
+					walk(docs, n.normalize)
+				}
+			}
+			walk(o, normalizeIstioctl)
+			walk(th, normalizeIstioctl)
+			if !reflect.DeepEqual(o, th) {
+				t.Errorf("meshinject (-) and istioctl (+) differ:\n%s", unifiedDiff(t, o, th))
+			}
+		})
+	}
+	t.Logf("compared %d inputs with istioctl %s", compared, is.version)
+	if compared < 60 {
+		t.Errorf("compared %d inputs, want at least 60", compared)
+	}
+}

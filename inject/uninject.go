@@ -1,11 +1,13 @@
 package inject
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"reflect"
 	"slices"
 	"sort"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 )
@@ -26,10 +28,14 @@ func Uninject(pod *corev1.Pod) error {
 		return fieldError(AnnotationStatus, raw, err)
 	}
 	var rec record
-	if r, ok := pod.Annotations[AnnotationUninject]; ok {
+	r, recorded := pod.Annotations[AnnotationUninject]
+	if recorded {
 		if err := json.Unmarshal([]byte(r), &rec); err != nil {
 			return fieldError(AnnotationUninject, r, err)
 		}
+	} else {
+		// Injected by Istio: no record, so what Istio adds is recognised.
+		uninjectIstioMetadata(pod, st)
 	}
 	var ov overrides
 	if o, ok := pod.Annotations[AnnotationOverrides]; ok {
@@ -51,10 +57,16 @@ func Uninject(pod *corev1.Pod) error {
 			}
 		}
 	}
-	// A user's istio-proxy made a native sidecar goes back to containers.
+	// A user's istio-proxy made a native sidecar goes back to containers
+	// (Istio records it under initContainers and nothing else says where it
+	// was; a user's proxy customisation is declared in containers).
 	for i := 0; i < len(ov.InitContainers); i++ {
 		c := ov.InitContainers[i]
-		if _, fromContainers := rec.Positions["containers/"+c.Name]; fromContainers {
+		_, fromContainers := rec.Positions["containers/"+c.Name]
+		if !recorded && c.Name == ProxyContainerName {
+			fromContainers = true
+		}
+		if fromContainers {
 			if _, wasInit := rec.Positions["initContainers/"+c.Name]; !wasInit {
 				ov.Containers = append(ov.Containers, c)
 				ov.InitContainers = slices.Delete(ov.InitContainers, i, i+1)
@@ -149,4 +161,125 @@ func restoreFields(target reflect.Value, index map[string]int, fields map[string
 		f.Set(nv.Elem())
 	}
 	return nil
+}
+
+// uninjectIstioMetadata removes the labels and annotations Istio's
+// injector adds from a pod it injected (one without meshinject's record),
+// while the injected proxy is still there to read: each only where its
+// value is the one Istio would have written, so a user's own setting stays.
+// The app's Prometheus annotations come back from the proxy's
+// ISTIO_PROMETHEUS_ANNOTATIONS.
+func uninjectIstioMetadata(pod *corev1.Pod, st Status) {
+	env := map[string]string{}
+	if p := findProxy(pod); p != nil {
+		for _, e := range p.Env {
+			env[e.Name] = e.Value
+		}
+	}
+	a, l := pod.Annotations, pod.Labels
+	deleteIf := func(m map[string]string, key, value string) {
+		if v, ok := m[key]; ok && v == value {
+			delete(m, key)
+		}
+	}
+	deleteIf(l, "security.istio.io/tlsMode", "istio")
+	deleteIf(l, "networking.istio.io/tunnel", "http")
+	if n, ok := env["ISTIO_META_NETWORK"]; ok {
+		deleteIf(l, networkLabel, n)
+	}
+	workload := env["ISTIO_META_WORKLOAD_NAME"]
+	name := cmp.Or(l["app.kubernetes.io/name"], l["app"], workload)
+	if len(name) > 63 {
+		name = name[:63]
+	}
+	deleteIf(l, "service.istio.io/canonical-name", strings.Trim(name, "-_."))
+	deleteIf(l, "service.istio.io/canonical-name", name)
+	deleteIf(l, "service.istio.io/canonical-revision", cmp.Or(l["app.kubernetes.io/version"], l["version"], "latest"))
+
+	deleteIf(a, "istio.io/rev", cmp.Or(st.Revision, "default"))
+	if first := firstUserContainer(pod); first != "" {
+		deleteIf(a, "kubectl.kubernetes.io/default-container", first)
+		deleteIf(a, "kubectl.kubernetes.io/default-logs-container", first)
+	}
+	if slices.Contains(st.Volumes, "istio-xds") || slices.Contains(st.Volumes, "grpc-io-proxyless-bootstrap") {
+		deleteIf(a, "sidecar.istio.io/rewriteAppHTTPProbers", "false")
+	}
+	restorePrometheus(a, env["ISTIO_PROMETHEUS_ANNOTATIONS"])
+	if slices.Contains(st.InitContainers, "istio-validation") {
+		// With CNI, Istio's template writes the traffic settings as
+		// annotations for the CNI plugin; the defaults go.
+		deleteIf(a, "sidecar.istio.io/interceptionMode", "REDIRECT")
+		deleteIf(a, "traffic.sidecar.istio.io/includeInboundPorts", "*")
+		deleteIf(a, "traffic.sidecar.istio.io/includeOutboundIPRanges", "*")
+		deleteIf(a, "traffic.sidecar.istio.io/excludeInboundPorts", cmp.Or(a["status.sidecar.istio.io/port"], "15020"))
+		if n, ok := a["k8s.v1.cni.cncf.io/networks"]; ok {
+			a["k8s.v1.cni.cncf.io/networks"] = removeMultusNetwork(n, "default/istio-cni")
+			deleteIf(a, "k8s.v1.cni.cncf.io/networks", "")
+		}
+	}
+}
+
+// removeMultusNetwork undoes templates.AppendMultusNetwork for network.
+func removeMultusNetwork(value, network string) string {
+	ns, name, _ := strings.Cut(network, "/")
+	if i := strings.LastIndex(value, "]"); i >= 0 {
+		for _, item := range []string{fmt.Sprintf(`, {"name": %q, "namespace": %q}`, name, ns), fmt.Sprintf(`{"name": %q, "namespace": %q}`, name, ns)} {
+			if j := strings.LastIndex(value, item); j >= 0 {
+				return value[:j] + value[j+len(item):]
+			}
+		}
+		return value
+	}
+	var keep []string
+	for _, n := range strings.Split(value, ",") {
+		if t := strings.TrimSpace(n); t != network && t != "" {
+			keep = append(keep, t)
+		}
+	}
+	return strings.Join(keep, ", ")
+}
+
+// firstUserContainer is the first container but the proxy, which Istio's
+// templates name as the default container.
+func firstUserContainer(pod *corev1.Pod) string {
+	for _, c := range pod.Spec.Containers {
+		if c.Name != ProxyContainerName {
+			return c.Name
+		}
+	}
+	return ""
+}
+
+// restorePrometheus puts back the app's Prometheus annotations that the
+// merge moved into ISTIO_PROMETHEUS_ANNOTATIONS; without it, the agent's
+// own annotations are removed.
+func restorePrometheus(a map[string]string, raw string) {
+	agent := a["prometheus.io/path"] == "/stats/prometheus" && a["prometheus.io/scrape"] == "true"
+	if !agent {
+		return
+	}
+	var sc scrapeConfig
+	if raw != "" {
+		if err := json.Unmarshal([]byte(raw), &sc); err != nil {
+			return
+		}
+	}
+	if len(sc.Targets) > 0 {
+		// port and path were copied from the first target
+		sc.Port, sc.Path = "", ""
+	}
+	for key, v := range map[string]string{"prometheus.io/scrape": sc.Scrape, "prometheus.io/path": sc.Path, "prometheus.io/port": sc.Port} {
+		if v == "" {
+			delete(a, key)
+		} else {
+			a[key] = v
+		}
+	}
+	if len(sc.Targets) > 0 {
+		parts := make([]string, len(sc.Targets))
+		for i, t := range sc.Targets {
+			parts[i] = t.Port + ":" + t.Path
+		}
+		a["prometheus.istio.io/scrape-targets"] = strings.Join(parts, ",")
+	}
 }

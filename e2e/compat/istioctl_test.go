@@ -237,3 +237,153 @@ func TestIstioctlKubeInject(t *testing.T) {
 		t.Errorf("compared %d inputs, want at least 60", compared)
 	}
 }
+
+// istioctlInjected returns istioctl kube-inject's output for c, written to
+// a file, or ok false when c is not compared with istioctl.
+func istioctlInjected(t *testing.T, c inputCase, dir string) (path string, ok bool) {
+	t.Helper()
+	args, env, ok := istioctlArgs(t, c, dir)
+	if !ok {
+		return "", false
+	}
+	if _, _, code := run(append([]string{"kube-inject", "-f", c.path}, istioFlags(t, c, dir)...)...); code != 0 {
+		return "", false // an input meshinject refuses
+	}
+	out, stderr, err := istioctl(t, env, args...)
+	if err != nil {
+		t.Fatalf("istioctl kube-inject: %v: %s", err, stderr)
+	}
+	path = filepath.Join(t.TempDir(), "istioctl-"+filepath.Base(c.path))
+	if err := os.WriteFile(path, []byte(out), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path, true
+}
+
+// compareDocs normalises both outputs as TestIstioctlKubeInject does and
+// reports a difference.
+func compareDocs(t *testing.T, want, got string, what string) {
+	t.Helper()
+	w, g := docsOf(t, want), docsOf(t, got)
+	for _, docs := range [][]any{w, g} {
+		for _, d := range docs {
+			for _, n := range istioctlDeliberate {
+				n.normalize(d.(map[string]any))
+			}
+		}
+		for _, n := range deliberate {
+			walk(docs, n.normalize)
+		}
+		walk(docs, normalizeIstioctl)
+	}
+	if !reflect.DeepEqual(w, g) {
+		t.Errorf("%s: want (-), got (+):\n%s", what, unifiedDiff(t, w, g))
+	}
+}
+
+// TestReinjectIstioctlOutput re-injects istioctl kube-inject's output with
+// meshinject and wants istioctl's injection of the original: a manifest
+// Istio injected before is the usual migration input.
+func TestReinjectIstioctlOutput(t *testing.T) {
+	is := istios(t)[0]
+	compared := 0
+	for _, c := range inputCases(t) {
+		injected, ok := istioctlInjected(t, c, is.dir)
+		if !ok {
+			continue
+		}
+		compared++
+		t.Run(c.name, func(t *testing.T) {
+			want, err := os.ReadFile(injected)
+			if err != nil {
+				t.Fatal(err)
+			}
+			re := c
+			re.path = injected
+			got, stderr, code := run(append([]string{"kube-inject", "-f", injected}, istioFlags(t, re, is.dir)...)...)
+			if code != 0 {
+				t.Fatalf("meshinject kube-inject of istioctl's output: %s", stderr)
+			}
+			compareDocs(t, string(want), got, "re-injected istioctl output")
+		})
+	}
+	t.Logf("re-injected %d istioctl outputs", compared)
+}
+
+// uninjectSkips are the inputs whose istioctl output cannot be uninjected
+// back to the input exactly, with the reason (the README lists them).
+var uninjectSkips = map[string]string{
+	"inject/cronjob.yaml":                         "istioctl writes the status annotation on spec.jobTemplate.metadata, so nothing marks the pod template as injected",
+	"inject/default-container-set.yaml":           "the user's default-container names the first container, which is what Istio writes: the two cannot be told apart",
+	"inject/gateway-values-security-context.yaml": "the pod securityContext came from the values' gateways.securityContext, which uninject (configuration-free) does not know",
+	"inject/prometheus-sanitized.yaml":            "Istio records the app's Prometheus settings without their spelling (prometheus-io/port): they come back as prometheus.io/*",
+}
+
+// numberedPorts resolves the named ports of the probes and lifecycle hooks
+// in a manifest to numbers, as Istio records them in ISTIO_KUBE_APP_PROBERS
+// (so an uninjected probe comes back with the number).
+func numberedPorts(t *testing.T, data string) string {
+	t.Helper()
+	docs := docsOf(t, data)
+	walk(docs, func(c map[string]any) {
+		ports, ok := c["ports"].([]any)
+		if !ok || c["image"] == nil {
+			return
+		}
+		named := map[string]any{}
+		for _, p := range ports {
+			if m, ok := p.(map[string]any); ok && m["name"] != nil {
+				named[m["name"].(string)] = m["containerPort"]
+			}
+		}
+		walk(c, func(h map[string]any) {
+			for _, k := range []string{"httpGet", "tcpSocket"} {
+				if a, ok := h[k].(map[string]any); ok {
+					if n, ok := a["port"].(string); ok && named[n] != nil {
+						a["port"] = named[n]
+					}
+				}
+			}
+		})
+	})
+	var b strings.Builder
+	for _, d := range docs {
+		y, err := yaml.Marshal(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.WriteString("---\n")
+		b.Write(y)
+	}
+	return b.String()
+}
+
+// TestUninjectIstioctlOutput uninjects istioctl kube-inject's output with
+// meshinject and wants the original input back: every container, volume,
+// label and annotation Istio added removed, the app's probes restored.
+func TestUninjectIstioctlOutput(t *testing.T) {
+	is := istios(t)[0]
+	compared := 0
+	for _, c := range inputCases(t) {
+		injected, ok := istioctlInjected(t, c, is.dir)
+		if !ok {
+			continue
+		}
+		compared++
+		t.Run(c.name, func(t *testing.T) {
+			original, err := os.ReadFile(c.path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if reason, skip := uninjectSkips[c.name]; skip {
+				t.Skip(reason)
+			}
+			got, stderr, code := run("uninject", "-f", injected)
+			if code != 0 {
+				t.Fatalf("meshinject uninject of istioctl's output: %s", stderr)
+			}
+			compareDocs(t, numberedPorts(t, string(original)), numberedPorts(t, got), "uninjected istioctl output")
+		})
+	}
+	t.Logf("uninjected %d istioctl outputs", compared)
+}

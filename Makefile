@@ -101,15 +101,15 @@ COMPAT_TAG ?= $(shell awk '$$1 == "tag:" { print $$2; exit }' config/defaults/va
 
 .PHONY: test-compat
 test-compat: ## Check the built-in templates against Istio's own (rendered from its chart) and round trips through istioctl.
-	@tools=$$(e2e/tools/build.sh istio $(TOOLS_CACHE)); set=""; \
+	@tools=$$(e2e/tools/build.sh istio $(TOOLS_CACHE)); set=""; modules=""; \
 	for v in $(COMPAT_ISTIO_VERSIONS); do \
 		mod=$$(cd e2e/tools/istio && go mod download -json istio.io/istio@$$v | awk -F'"' '$$2 == "Dir" { print $$4 }'); \
 		[[ -n $$mod ]] || { echo "test-compat: istio.io/istio@$$v is not served" >&2; exit 1; }; \
 		$$tools/chartrender -chart $$mod/manifests/charts/istio-control/istio-discovery -out $(CURDIR)/.cache/compat/$$v \
 			-set global.hub=docker.io/istio,global.tag=$(COMPAT_TAG); \
-		set="$$set $$v=$(CURDIR)/.cache/compat/$$v"; \
+		set="$$set $$v=$(CURDIR)/.cache/compat/$$v"; modules="$$modules $$v=$$mod"; \
 	done; \
-	COMPAT_ISTIO="$$set" COMPAT_ISTIOCTL=$$tools/istioctl go test -tags compat -count=1 -timeout 10m ./e2e/compat/
+	COMPAT_ISTIO="$$set" COMPAT_ISTIO_MODULES="$$modules" COMPAT_ISTIOCTL=$$tools/istioctl go test -tags compat -count=1 -timeout 10m ./e2e/compat/
 
 IMAGE      ?= meshinject:dev
 KIND       := $(BIN)/kind-v0.33.0

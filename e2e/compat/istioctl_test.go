@@ -387,3 +387,46 @@ func TestUninjectIstioctlOutput(t *testing.T) {
 	}
 	t.Logf("uninjected %d istioctl outputs", compared)
 }
+
+// istioSamples are Istio's own sample manifests injected by both tools.
+var istioSamples = []string{
+	"samples/httpbin/httpbin.yaml",
+	"samples/bookinfo/platform/kube/bookinfo.yaml",
+	"samples/bookinfo/platform/kube/bookinfo-versions.yaml",
+	"samples/bookinfo/platform/kube/bookinfo-db.yaml",
+	"samples/bookinfo/platform/kube/bookinfo-ratings-v2.yaml",
+}
+
+// TestIstioSamples injects Istio's sample manifests with meshinject's
+// built-in configuration (what a user gets without pointing it at an
+// injector ConfigMap) and with istioctl kube-inject on the pinned Istio's
+// chart, and wants the same objects.
+func TestIstioSamples(t *testing.T) {
+	is := istios(t)[0]
+	module := ""
+	for _, f := range strings.Fields(os.Getenv("COMPAT_ISTIO_MODULES")) {
+		if v, dir, ok := strings.Cut(f, "="); ok && v == is.version {
+			module = dir
+		}
+	}
+	if module == "" {
+		t.Fatal("COMPAT_ISTIO_MODULES names no module directory for " + is.version)
+	}
+	for _, sample := range istioSamples {
+		t.Run(sample, func(t *testing.T) {
+			path := filepath.Join(module, sample)
+			ours, stderr, code := run("kube-inject", "-f", path)
+			if code != 0 {
+				t.Fatalf("meshinject kube-inject: %s", stderr)
+			}
+			theirs, stderr, err := istioctl(t, []string{"ENABLE_NATIVE_SIDECARS=false"}, "kube-inject", "-f", path, "--revision", "default",
+				"--injectConfigFile", filepath.Join(is.dir, "config"),
+				"--valuesFile", filepath.Join(is.dir, "values"),
+				"--meshConfigFile", filepath.Join(is.dir, "mesh"))
+			if err != nil {
+				t.Fatalf("istioctl kube-inject: %v: %s", err, stderr)
+			}
+			compareDocs(t, theirs, ours, "istioctl (-) and meshinject with its built-in configuration (+)")
+		})
+	}
+}

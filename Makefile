@@ -109,7 +109,7 @@ test-compat: ## Check the built-in templates against Istio's own (rendered from 
 			-set global.hub=docker.io/istio,global.tag=$(COMPAT_TAG); \
 		set="$$set $$v=$(CURDIR)/.cache/compat/$$v"; modules="$$modules $$v=$$mod"; \
 	done; \
-	COMPAT_ISTIO="$$set" COMPAT_ISTIO_MODULES="$$modules" COMPAT_ISTIOCTL=$$tools/istioctl go test -tags compat -count=1 -timeout 10m ./e2e/compat/
+	COMPAT_ISTIO="$$set" COMPAT_ISTIO_MODULES="$$modules" COMPAT_TAG=$(COMPAT_TAG) COMPAT_ISTIOCTL=$$tools/istioctl go test -tags compat -count=1 -timeout 10m ./e2e/compat/
 
 IMAGE      ?= meshinject:dev
 KIND       := $(BIN)/kind-v0.33.0

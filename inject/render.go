@@ -63,6 +63,10 @@ func (e *Engine) selectTemplates(pod *corev1.Pod) ([]string, error) {
 		out = append(out, n)
 	}
 	for _, n := range out {
+		if GatewayControllerTemplates[n] {
+			return nil, fieldError(AnnotationTemplates, pod.Annotations[AnnotationTemplates],
+				fmt.Errorf("template %q renders Deployments for istiod's gateway controller, not pods", n))
+		}
 		if _, ok := e.cfg.Templates[n]; !ok {
 			return nil, fieldError(AnnotationTemplates, pod.Annotations[AnnotationTemplates],
 				fmt.Errorf("requested template %q not found; have %v", n, templates.Names(e.cfg.Templates)))

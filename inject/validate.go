@@ -31,11 +31,23 @@ func samplePod(template string) *corev1.Pod {
 	}
 }
 
+// GatewayControllerTemplates are the templates of Istio's injector
+// ConfigMap that istiod's gateway controller renders into Deployments for
+// Gateway API gateways and waypoints, from data other than a pod's. They
+// load with the rest (so Istio's ConfigMap loads as it is), but a pod that
+// asks for one is refused.
+var GatewayControllerTemplates = map[string]bool{
+	"waypoint": true, "kube-gateway": true, "agentgateway": true, "agentgateway-waypoint": true,
+}
+
 // Validate injects a sample pod with every configured template, classic
 // and native, so that a config whose templates parse but fail to render or
 // produce an invalid Pod is refused before it serves.
 func (e *Engine) Validate() error {
 	for _, name := range templates.Names(e.cfg.Templates) {
+		if GatewayControllerTemplates[name] {
+			continue // parsed at load; never rendered for a pod
+		}
 		for _, native := range []bool{false, true} {
 			if _, err := e.Inject(Request{Pod: samplePod(name), ForcePolicy: true, NativeSidecars: native}); err != nil {
 				return fmt.Errorf("template %s does not render for a sample pod: %w", name, err)

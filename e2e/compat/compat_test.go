@@ -57,6 +57,16 @@ func istios(t *testing.T) []istio {
 	return out
 }
 
+// compatTag is the proxy tag the charts were rendered with.
+func compatTag(t *testing.T) string {
+	t.Helper()
+	tag := os.Getenv("COMPAT_TAG")
+	if tag == "" {
+		t.Fatal("COMPAT_TAG is not set: run make test-compat")
+	}
+	return tag
+}
+
 // inputCase is one manifest of caseDirs with the flags of its first line.
 type inputCase struct {
 	name  string

@@ -307,6 +307,9 @@ func TestIstioTemplates(t *testing.T) {
 				})
 			}
 			t.Logf("compared %d inputs", compared)
+			if compared < 80 {
+				t.Errorf("compared %d inputs, want at least 80", compared)
+			}
 		})
 	}
 }

@@ -137,3 +137,49 @@ func TestRevision(t *testing.T) {
 		t.Errorf("an explicit discovery address must be kept, got %q", got)
 	}
 }
+
+// TestUnknownFunctionFailsAtLoad: a template calling a function meshinject
+// lacks is refused when the config loads, naming template, line and
+// function, never at admission.
+func TestUnknownFunctionFailsAtLoad(t *testing.T) {
+	t.Parallel()
+	cfg := "templates:\n  custom: |\n    metadata:\n      labels:\n        a: {{ noSuchFunction .Values }}\n"
+	_, err := Load(Sources{InjectionConfig: []byte(cfg)})
+	if err == nil {
+		t.Fatal("a template calling an unknown function loaded")
+	}
+	for _, want := range []string{`"custom"`, "custom:3", `"noSuchFunction" not defined`} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not contain %q", err, want)
+		}
+	}
+}
+
+// TestMeshFieldsWin: every mesh field a user writes wins over the default,
+// false included (a proto merge would keep the default true).
+func TestMeshFieldsWin(t *testing.T) {
+	t.Parallel()
+	cfg, err := Load(Sources{Mesh: []byte("enablePrometheusMerge: false\ndefaultConfig:\n  statusPort: 15999\n")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Mesh.GetEnablePrometheusMerge().GetValue() {
+		t.Error("enablePrometheusMerge: false did not win over the default")
+	}
+	dc := cfg.Mesh.GetDefaultConfig()
+	if dc.GetStatusPort() != 15999 || dc.GetDiscoveryAddress() != defaultDiscoveryAddress {
+		t.Errorf("defaultConfig not merged field by field: %v", dc)
+	}
+}
+
+// TestIstioValuesJSON: the values key of Istio's ConfigMap is JSON.
+func TestIstioValuesJSON(t *testing.T) {
+	t.Parallel()
+	cfg, err := Load(Sources{Values: []byte(`{"global": {"hub": "registry.example/istio", "tag": "1.30.3", "proxy": {"statusPort": 15020}}, "pilot": {"env": {"COMPLIANCE_POLICY": "fips-140-3"}}}`)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Typed.Global.Hub != "registry.example/istio" || cfg.CompliancePolicy != "fips-140-3" {
+		t.Errorf("hub %q, compliance policy %q", cfg.Typed.Global.Hub, cfg.CompliancePolicy)
+	}
+}

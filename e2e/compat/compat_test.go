@@ -200,6 +200,16 @@ var deliberate = []struct {
 	},
 }
 
+// versionDrift are the inputs whose output Istio's templates of an older
+// version give differently from the pinned version's (which the built-in
+// templates follow), with the change; the README's version table lists
+// them.
+var versionDrift = map[string]map[string]string{
+	"v0.0.0-20260423205519-b01690e6db7d": {
+		"inject/compliance-policy.yaml": "Istio 1.31's templates add GODEBUG=fips140=only for COMPLIANCE_POLICY fips-140-3; 1.30's do not",
+	},
+}
+
 // walk calls f on every object in v.
 func walk(v any, f func(map[string]any)) {
 	switch t := v.(type) {
@@ -288,6 +298,9 @@ func TestIstioTemplates(t *testing.T) {
 				compared++
 				t.Run(c.name, func(t *testing.T) {
 					t.Parallel()
+					if reason, ok := versionDrift[is.version][c.name]; ok {
+						t.Skip(reason)
+					}
 					ours, oursErr, oursCode := run(append([]string{"kube-inject", "-f", c.path}, c.flags...)...)
 					theirs, theirsErr, theirsCode := run(append([]string{"kube-inject", "-f", c.path}, istioFlags(t, c, is.dir)...)...)
 					if theirsCode != oursCode {

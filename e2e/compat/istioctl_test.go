@@ -64,10 +64,19 @@ func istioctlArgs(t *testing.T, c inputCase, dir string) (args, env []string, ok
 		}
 	}
 	var sets []string
+	env = []string{"ENABLE_NATIVE_SIDECARS=false"}
+	if native == "true" {
+		env = []string{"ENABLE_NATIVE_SIDECARS=true"}
+	}
 	for i := 0; i < len(flags); i++ {
 		switch {
 		case flags[i] == "--set" && i+1 < len(flags):
 			sets = append(sets, flags[i+1])
+			// istioctl, like istiod, reads the compliance policy from its
+			// own environment; meshinject from values pilot.env.
+			if v, ok := strings.CutPrefix(flags[i+1], "pilot.env.COMPLIANCE_POLICY="); ok {
+				env = append(env, "COMPLIANCE_POLICY="+v)
+			}
 			i++
 		default:
 			return nil, nil, false
@@ -88,10 +97,6 @@ func istioctlArgs(t *testing.T, c inputCase, dir string) (args, env []string, ok
 		"--injectConfigFile", filepath.Join(dir, "config"),
 		"--valuesFile", valuesPath,
 		"--meshConfigFile", mergedYAML(t, filepath.Join(dir, "mesh"), mesh)}
-	env = []string{"ENABLE_NATIVE_SIDECARS=false"}
-	if native == "true" {
-		env = []string{"ENABLE_NATIVE_SIDECARS=true"}
-	}
 	return args, env, true
 }
 
@@ -316,6 +321,7 @@ var uninjectSkips = map[string]string{
 	"inject/cronjob.yaml":                         "istioctl writes the status annotation on spec.jobTemplate.metadata, so nothing marks the pod template as injected",
 	"inject/default-container-set.yaml":           "the user's default-container names the first container, which is what Istio writes: the two cannot be told apart",
 	"inject/gateway-values-security-context.yaml": "the pod securityContext came from the values' gateways.securityContext, which uninject (configuration-free) does not know",
+	"inject/gateway-run-as-root.yaml":             "the gateway template's default pod securityContext (the unprivileged-port sysctl) cannot be told from a user's own (examples/gateway.yaml writes the same)",
 	"inject/prometheus-sanitized.yaml":            "Istio records the app's Prometheus settings without their spelling (prometheus-io/port): they come back as prometheus.io/*",
 }
 

@@ -50,35 +50,8 @@ func (e *Engine) apply(pod *corev1.Pod, s *Settings, names []string, warnings *[
 		status.ImagePullSecrets = appendNames(status.ImagePullSecrets, spec["imagePullSecrets"])
 	}
 
-	// Remember the user's own definitions of containers the templates define.
-	// A user's istio-proxy in containers customises a native sidecar too: it
-	// is moved to the init containers the template puts the proxy in, so the
-	// pod never has two containers of one name.
 	userProxy := findProxy(pod).DeepCopy()
-	var ov overrides
-	for i, c := range pod.Spec.Containers {
-		native := c.Name == ProxyContainerName && slices.Contains(status.InitContainers, c.Name) && !slices.Contains(status.Containers, c.Name)
-		switch {
-		case slices.Contains(status.Containers, c.Name):
-			ov.Containers = append(ov.Containers, recorded(c))
-			rec.position("containers/"+c.Name, i)
-		case native:
-			// Recorded where the proxy ends up, as Istio records it; the
-			// position says it came from containers (for uninject).
-			ov.InitContainers = append(ov.InitContainers, recorded(c))
-			rec.position("containers/"+c.Name, i)
-		}
-	}
-	for i, c := range pod.Spec.InitContainers {
-		if slices.Contains(status.InitContainers, c.Name) {
-			ov.InitContainers = append(ov.InitContainers, recorded(c))
-			rec.position("initContainers/"+c.Name, i)
-		}
-	}
-	if i := containerIndex(pod.Spec.Containers, ProxyContainerName); i >= 0 && slices.Contains(status.InitContainers, ProxyContainerName) && !slices.Contains(status.Containers, ProxyContainerName) {
-		pod.Spec.InitContainers = append(pod.Spec.InitContainers, pod.Spec.Containers[i])
-		pod.Spec.Containers = slices.Delete(pod.Spec.Containers, i, i+1)
-	}
+	ov := takeOverrides(pod, &status, rec)
 
 	for i, p := range patches {
 		if p.additive && addOverlay(pod, p.pod) {
@@ -125,6 +98,39 @@ func (r *record) position(key string, i int) {
 		r.Positions = map[string]int{}
 	}
 	r.Positions[key] = i
+}
+
+// takeOverrides remembers the user's own definitions of containers the
+// templates define, as proxy.istio.io/overrides records them. A user's
+// istio-proxy in containers customises a native sidecar too: it is moved to
+// the init containers the template puts the proxy in, so the pod never has
+// two containers of one name.
+func takeOverrides(pod *corev1.Pod, status *Status, rec *record) overrides {
+	var ov overrides
+	native := slices.Contains(status.InitContainers, ProxyContainerName) && !slices.Contains(status.Containers, ProxyContainerName)
+	for i, c := range pod.Spec.Containers {
+		switch {
+		case slices.Contains(status.Containers, c.Name):
+			ov.Containers = append(ov.Containers, recorded(c))
+			rec.position("containers/"+c.Name, i)
+		case native && c.Name == ProxyContainerName:
+			// Recorded where the proxy ends up, as Istio records it; the
+			// position says it came from containers (for uninject).
+			ov.InitContainers = append(ov.InitContainers, recorded(c))
+			rec.position("containers/"+c.Name, i)
+		}
+	}
+	for i, c := range pod.Spec.InitContainers {
+		if slices.Contains(status.InitContainers, c.Name) {
+			ov.InitContainers = append(ov.InitContainers, recorded(c))
+			rec.position("initContainers/"+c.Name, i)
+		}
+	}
+	if i := containerIndex(pod.Spec.Containers, ProxyContainerName); i >= 0 && native {
+		pod.Spec.InitContainers = append(pod.Spec.InitContainers, pod.Spec.Containers[i])
+		pod.Spec.Containers = slices.Delete(pod.Spec.Containers, i, i+1)
+	}
+	return ov
 }
 
 // appendNames adds the names of a patch list's items, skipping deletions.

@@ -29,12 +29,24 @@ func resourceEnv(name, res string) corev1.EnvVar {
 	return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{ResourceFieldRef: &corev1.ResourceFieldSelector{Resource: res, Divisor: divisorOne}}}
 }
 
+// envShape is which of Istio's templates an environment follows.
+type envShape int
+
+const (
+	sidecarShape envShape = iota
+	gatewayShape
+	agentShape
+)
+
 // proxyEnv builds istio-proxy's environment in the order of Istio's
 // sidecar template or, for gateway, of its gateway template (which has no
 // localhost-probe or OpenTelemetry variables, lists the app containers
 // later and takes the interception mode from the ProxyConfig alone).
 func (e *Engine) proxyEnv(pod *corev1.Pod, s *Settings, extra map[string]string, gateway bool) []corev1.EnvVar {
-	return e.buildEnv(pod, s, extra, gateway, false)
+	if gateway {
+		return e.buildEnv(pod, s, extra, gatewayShape)
+	}
+	return e.buildEnv(pod, s, extra, sidecarShape)
 }
 
 // grpcAgentEnv is the agent's environment in Istio's grpc-agent template:
@@ -42,12 +54,28 @@ func (e *Engine) proxyEnv(pod *corev1.Pod, s *Settings, extra map[string]string,
 // bootstrap override and OpenTelemetry attributes, with the agent's
 // generator and certificate output first and DNS capture and Envoy off.
 func (e *Engine) grpcAgentEnv(pod *corev1.Pod, s *Settings, extra map[string]string) []corev1.EnvVar {
-	env := []corev1.EnvVar{{Name: "ISTIO_META_GENERATOR", Value: "grpc"}, {Name: "OUTPUT_CERTS", Value: "/var/lib/istio/data"}}
-	env = append(env, e.buildEnv(pod, s, extra, false, true)...)
-	return append(env, corev1.EnvVar{Name: "ISTIO_META_DNS_CAPTURE", Value: "false"}, corev1.EnvVar{Name: "DISABLE_ENVOY", Value: "true"})
+	env := []corev1.EnvVar{strEnv("ISTIO_META_GENERATOR", "grpc"), strEnv("OUTPUT_CERTS", "/var/lib/istio/data")}
+	env = append(env, e.buildEnv(pod, s, extra, agentShape)...)
+	return append(env, strEnv("ISTIO_META_DNS_CAPTURE", "false"), strEnv("DISABLE_ENVOY", "true"))
 }
 
-func (e *Engine) buildEnv(pod *corev1.Pod, s *Settings, extra map[string]string, gateway, agent bool) []corev1.EnvVar {
+func strEnv(name, value string) corev1.EnvVar { return corev1.EnvVar{Name: name, Value: value} }
+
+func (e *Engine) buildEnv(pod *corev1.Pod, s *Settings, extra map[string]string, shape envShape) []corev1.EnvVar {
+	env := make([]corev1.EnvVar, 0, 26+len(s.proxyConfig.GetProxyMetadata()))
+	env = e.podEnv(env, pod, s, shape)
+	env = e.clusterPart(env, s, extra, shape)
+	env = e.identityEnv(env, pod, s, shape)
+	md := s.proxyConfig.GetProxyMetadata()
+	for _, k := range slices.Sorted(maps.Keys(md)) {
+		env = append(env, strEnv(k, md[k]))
+	}
+	return env
+}
+
+// podEnv appends the variables from the CA address to the Go runtime's
+// limits and the compliance policy.
+func (e *Engine) podEnv(env []corev1.EnvVar, pod *corev1.Pod, s *Settings, shape envShape) []corev1.EnvVar {
 	cfg, g := e.cfg, &e.cfg.Typed.Global
 	caAddr := g.CAAddress
 	if caAddr == "" {
@@ -57,98 +85,88 @@ func (e *Engine) buildEnv(pod *corev1.Pod, s *Settings, extra map[string]string,
 		}
 		caAddr = host + "." + cmp.Or(g.IstioNamespace, "istio-system") + ".svc:15012"
 	}
-	clusterID := cmp.Or(g.MultiCluster.ClusterName, "Kubernetes")
-	network := g.Network
-	if v, ok := extra["ISTIO_META_CLUSTER_ID"]; ok {
-		clusterID = v
-	}
-	if v, ok := extra["ISTIO_META_NETWORK"]; ok {
-		network = v
-	}
-	trustDomain := cmp.Or(cfg.Mesh.GetTrustDomain(), g.TrustDomain)
-	meshID := cmp.Or(g.MeshID, trustDomain)
-	str := func(name, value string) corev1.EnvVar { return corev1.EnvVar{Name: name, Value: value} }
-	appContainers := str("ISTIO_META_APP_CONTAINERS", appContainers(pod))
-	interception := s.InterceptionMode
-	if gateway {
-		interception = s.proxyConfig.GetInterceptionMode().String()
-	}
-
-	env := make([]corev1.EnvVar, 0, 26+len(s.proxyConfig.GetProxyMetadata())+len(extra))
-	if !gateway && cfg.Mesh.GetInboundTrafficPolicy().GetMode() == meshv1alpha1.MeshConfig_InboundTrafficPolicy_LOCALHOST {
-		env = append(env, str("REWRITE_PROBE_LEGACY_LOCALHOST_DESTINATION", "true"))
+	if shape != gatewayShape && cfg.Mesh.GetInboundTrafficPolicy().GetMode() == meshv1alpha1.MeshConfig_InboundTrafficPolicy_LOCALHOST {
+		env = append(env, strEnv("REWRITE_PROBE_LEGACY_LOCALHOST_DESTINATION", "true"))
 	}
 	env = append(env,
-		str("PILOT_CERT_PROVIDER", cmp.Or(g.PilotCertProvider, "istiod")),
-		str("CA_ADDR", caAddr),
+		strEnv("PILOT_CERT_PROVIDER", cmp.Or(g.PilotCertProvider, "istiod")),
+		strEnv("CA_ADDR", caAddr),
 		fieldEnv("POD_NAME", "metadata.name"),
 		fieldEnv("POD_NAMESPACE", "metadata.namespace"),
 		fieldEnv("INSTANCE_IP", "status.podIP"),
 		fieldEnv("SERVICE_ACCOUNT", "spec.serviceAccountName"),
 		fieldEnv("HOST_IP", "status.hostIP"),
 	)
-	if !agent {
+	if shape != agentShape {
 		env = append(env, resourceEnv("ISTIO_CPU_LIMIT", "limits.cpu"))
 	}
-	env = append(env,
-		str("PROXY_CONFIG", e.proxyConfigJSON(s)),
-		str("ISTIO_META_POD_PORTS", podPorts(pod)),
-	)
-	if !gateway {
-		env = append(env, appContainers)
+	env = append(env, strEnv("PROXY_CONFIG", e.proxyConfigJSON(s)), strEnv("ISTIO_META_POD_PORTS", podPorts(pod)))
+	apps := strEnv("ISTIO_META_APP_CONTAINERS", appContainers(pod))
+	if shape != gatewayShape {
+		env = append(env, apps)
 	}
-	if !agent {
-		env = append(env,
-			resourceEnv("GOMEMLIMIT", "limits.memory"),
-			resourceEnv("GOMAXPROCS", "limits.cpu"),
-		)
-	}
-	if p := cfg.CompliancePolicy; p != "" && !agent {
-		env = append(env, str("COMPLIANCE_POLICY", p))
-		if p == "fips-140-3" {
-			env = append(env, str("GODEBUG", "fips140=only"))
+	if shape != agentShape {
+		env = append(env, resourceEnv("GOMEMLIMIT", "limits.memory"), resourceEnv("GOMAXPROCS", "limits.cpu"))
+		if p := cfg.CompliancePolicy; p != "" {
+			env = append(env, strEnv("COMPLIANCE_POLICY", p))
+			if p == "fips-140-3" {
+				env = append(env, strEnv("GODEBUG", "fips140=only"))
+			}
 		}
 	}
-	if gateway {
-		env = append(env, appContainers)
+	if shape == gatewayShape {
+		env = append(env, apps)
 	}
-	env = append(env,
-		str("ISTIO_META_CLUSTER_ID", clusterID),
-		fieldEnv("ISTIO_META_NODE_NAME", "spec.nodeName"),
-	)
-	if !agent {
-		env = append(env, str("ISTIO_META_INTERCEPTION_MODE", interception))
+	return env
+}
+
+// clusterPart appends the cluster, node, interception mode and network.
+func (e *Engine) clusterPart(env []corev1.EnvVar, s *Settings, extra map[string]string, shape envShape) []corev1.EnvVar {
+	g := &e.cfg.Typed.Global
+	clusterID := cmp.Or(extra["ISTIO_META_CLUSTER_ID"], g.MultiCluster.ClusterName, "Kubernetes")
+	network := cmp.Or(extra["ISTIO_META_NETWORK"], g.Network)
+	env = append(env, strEnv("ISTIO_META_CLUSTER_ID", clusterID), fieldEnv("ISTIO_META_NODE_NAME", "spec.nodeName"))
+	switch shape {
+	case sidecarShape:
+		env = append(env, strEnv("ISTIO_META_INTERCEPTION_MODE", s.InterceptionMode))
+	case gatewayShape:
+		env = append(env, strEnv("ISTIO_META_INTERCEPTION_MODE", s.proxyConfig.GetInterceptionMode().String()))
 	}
 	if network != "" {
-		env = append(env, str("ISTIO_META_NETWORK", network))
+		env = append(env, strEnv("ISTIO_META_NETWORK", network))
 	}
+	return env
+}
+
+// identityEnv appends the workload, owner, bootstrap override, mesh and
+// trust domain, and the OpenTelemetry attributes.
+func (e *Engine) identityEnv(env []corev1.EnvVar, pod *corev1.Pod, s *Settings, shape envShape) []corev1.EnvVar {
+	cfg, g := e.cfg, &e.cfg.Typed.Global
+	trustDomain := cmp.Or(cfg.Mesh.GetTrustDomain(), g.TrustDomain)
+	meshID := cmp.Or(g.MeshID, trustDomain)
 	workload := s.workload.Name
-	if !gateway && !agent {
+	if shape == sidecarShape {
 		workload = cmp.Or(pod.Labels["service.istio.io/workload-name"], workload)
 	}
 	if workload != "" {
-		env = append(env, str("ISTIO_META_WORKLOAD_NAME", workload))
+		env = append(env, strEnv("ISTIO_META_WORKLOAD_NAME", workload))
 	}
 	if s.workload.APIVersion != "" && s.workload.Name != "" {
-		env = append(env, str("ISTIO_META_OWNER", ownerURI(s.workload, s.namespace)))
+		env = append(env, strEnv("ISTIO_META_OWNER", ownerURI(s.workload, s.namespace)))
 	}
-	if s.BootstrapOverride != "" && !agent {
-		env = append(env, str("ISTIO_BOOTSTRAP_OVERRIDE", bootstrapOverrideDir+"/custom_bootstrap.json"))
+	if s.BootstrapOverride != "" && shape != agentShape {
+		env = append(env, strEnv("ISTIO_BOOTSTRAP_OVERRIDE", bootstrapOverrideDir+"/custom_bootstrap.json"))
 	}
 	if meshID != "" {
-		env = append(env, str("ISTIO_META_MESH_ID", meshID))
+		env = append(env, strEnv("ISTIO_META_MESH_ID", meshID))
 	}
 	if trustDomain != "" {
-		env = append(env, str("TRUST_DOMAIN", trustDomain))
+		env = append(env, strEnv("TRUST_DOMAIN", trustDomain))
 	}
-	if !gateway && !agent {
+	if shape == sidecarShape {
 		if v := templates.OtelResourceAttributes(cfg.Mesh, pod.Annotations, pod.Labels, s.namespace, pod.Spec.Containers); v != "" {
-			env = append(env, str("OTEL_RESOURCE_ATTRIBUTES", v))
+			env = append(env, strEnv("OTEL_RESOURCE_ATTRIBUTES", v))
 		}
-	}
-	md := s.proxyConfig.GetProxyMetadata()
-	for _, k := range slices.Sorted(maps.Keys(md)) {
-		env = append(env, str(k, md[k]))
 	}
 	return env
 }

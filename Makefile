@@ -96,7 +96,7 @@ test-e2e: build e2e-tools ## Run the e2e suite against a real kube-apiserver, et
 # COMPAT_ISTIO_VERSIONS (the first is the one e2e/tools/istio pins, whose
 # istioctl is built) is rendered with Helm from the Go module cache, and the
 # built-in templates are checked against Istio's.
-COMPAT_ISTIO_VERSIONS ?= $(shell awk '$$1 == "istio.io/istio" { print $$2 }' e2e/tools/istio/go.mod) v0.0.0-20260423205519-b01690e6db7d
+COMPAT_ISTIO_VERSIONS ?= $(shell awk '$$1 == "istio.io/istio" { print $$2 }' e2e/tools/istio/go.mod) v0.0.0-20260826214018-9739e10eb9d7 v0.0.0-20260423205519-b01690e6db7d
 COMPAT_TAG ?= $(shell awk '$$1 == "tag:" { print $$2; exit }' config/defaults/values.yaml)
 
 .PHONY: test-compat

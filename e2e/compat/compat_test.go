@@ -206,7 +206,10 @@ var deliberate = []struct {
 // them.
 var versionDrift = map[string]map[string]string{
 	"v0.0.0-20260423205519-b01690e6db7d": {
-		"inject/compliance-policy.yaml": "Istio 1.31's templates add GODEBUG=fips140=only for COMPLIANCE_POLICY fips-140-3; 1.30's do not",
+		"inject/compliance-policy.yaml": "the templates add GODEBUG=fips140=only for COMPLIANCE_POLICY fips-140-3 since 2026-08-27; 1.30's do not",
+	},
+	"v0.0.0-20260826214018-9739e10eb9d7": {
+		"inject/compliance-policy.yaml": "the templates add GODEBUG=fips140=only for COMPLIANCE_POLICY fips-140-3 since 2026-08-27, a day later",
 	},
 }
 

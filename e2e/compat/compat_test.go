@@ -21,11 +21,10 @@ import (
 	"testing"
 
 	"github.com/pmezard/go-difflib/difflib"
-	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 
 	"github.com/meshinject/meshinject/internal/cli"
-	"github.com/meshinject/meshinject/manifest"
+	"github.com/meshinject/meshinject/internal/testutil"
 )
 
 // repoRoot is the repository root, relative to this package.
@@ -78,27 +77,14 @@ func inputCases(t *testing.T) []inputCase {
 	t.Helper()
 	var out []inputCase
 	for _, d := range caseDirs {
-		paths, err := filepath.Glob(filepath.Join(repoRoot, d, "*.yaml"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, p := range paths {
-			b, err := os.ReadFile(p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			first, _, _ := strings.Cut(string(b), "\n")
-			var flags []string
-			if args, ok := strings.CutPrefix(first, "# meshinject:"); ok {
-				flags = strings.Fields(args)
-			}
+		for _, c := range testutil.ManifestCases(t, filepath.Join(repoRoot, d)) {
 			// Flag values naming files are relative to internal/cli.
-			for i, f := range flags {
+			for i, f := range c.Flags {
 				if strings.HasPrefix(f, "testdata/") {
-					flags[i] = filepath.Join(repoRoot, "internal/cli", f)
+					c.Flags[i] = filepath.Join(repoRoot, "internal/cli", f)
 				}
 			}
-			out = append(out, inputCase{name: filepath.Base(d) + "/" + filepath.Base(p), path: p, flags: flags})
+			out = append(out, inputCase{name: c.Name, path: c.Path, flags: c.Flags})
 		}
 	}
 	return out
@@ -246,27 +232,7 @@ func mergeKeepNull(base, over map[string]any) {
 // docsOf parses a manifest stream into its documents' trees.
 func docsOf(t *testing.T, data string) []any {
 	t.Helper()
-	docs, err := manifest.Split([]byte(data))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []any
-	for _, d := range docs {
-		j := d.Raw
-		if !d.JSON {
-			if j, err = yaml.YAMLToJSON(d.Raw); err != nil {
-				t.Fatal(err)
-			}
-		}
-		var v any
-		if err := kjson.UnmarshalCaseSensitivePreserveInts(j, &v); err != nil {
-			t.Fatal(err)
-		}
-		if v != nil {
-			out = append(out, v)
-		}
-	}
-	return out
+	return testutil.ManifestDocs(t, []byte(data))
 }
 
 // unifiedDiff is a unified diff of the YAML of want and got.

@@ -219,22 +219,7 @@ func TestIstioctlKubeInject(t *testing.T) {
 			if err != nil {
 				t.Fatalf("istioctl kube-inject: %v: %s", err, theirsErr)
 			}
-			o, th := docsOf(t, ours), docsOf(t, theirs)
-			for _, docs := range [][]any{o, th} {
-				for _, d := range docs {
-					for _, n := range istioctlDeliberate {
-						n.normalize(d.(map[string]any))
-					}
-				}
-				for _, n := range deliberate {
-					walk(docs, n.normalize)
-				}
-			}
-			walk(o, normalizeIstioctl)
-			walk(th, normalizeIstioctl)
-			if !reflect.DeepEqual(o, th) {
-				t.Errorf("meshinject (-) and istioctl (+) differ:\n%s", unifiedDiff(t, o, th))
-			}
+			compareDocs(t, theirs, ours, "istioctl (-) and meshinject (+)")
 		})
 	}
 	t.Logf("compared %d inputs with istioctl %s", compared, is.version)
@@ -265,8 +250,8 @@ func istioctlInjected(t *testing.T, c inputCase, dir string) (path string, ok bo
 	return path, true
 }
 
-// compareDocs normalises both outputs as TestIstioctlKubeInject does and
-// reports a difference.
+// compareDocs normalises both outputs (the deliberate differences, then
+// istioctl's typed round trip) and reports a difference.
 func compareDocs(t *testing.T, want, got string, what string) {
 	t.Helper()
 	w, g := docsOf(t, want), docsOf(t, got)
@@ -286,10 +271,10 @@ func compareDocs(t *testing.T, want, got string, what string) {
 	}
 }
 
-// TestReinjectIstioctlOutput re-injects istioctl kube-inject's output with
-// meshinject and wants istioctl's injection of the original: a manifest
-// Istio injected before is the usual migration input.
-func TestReinjectIstioctlOutput(t *testing.T) {
+// eachIstioctlOutput runs check as a subtest for every input compared
+// with istioctl, with the path of istioctl kube-inject's output of it.
+func eachIstioctlOutput(t *testing.T, what string, check func(t *testing.T, c inputCase, injected string)) {
+	t.Helper()
 	is := istios(t)[0]
 	compared := 0
 	for _, c := range inputCases(t) {
@@ -298,21 +283,32 @@ func TestReinjectIstioctlOutput(t *testing.T) {
 			continue
 		}
 		compared++
-		t.Run(c.name, func(t *testing.T) {
-			want, err := os.ReadFile(injected)
-			if err != nil {
-				t.Fatal(err)
-			}
-			re := c
-			re.path = injected
-			got, stderr, code := run(append([]string{"kube-inject", "-f", injected}, istioFlags(t, re, is.dir)...)...)
-			if code != 0 {
-				t.Fatalf("meshinject kube-inject of istioctl's output: %s", stderr)
-			}
-			compareDocs(t, string(want), got, "re-injected istioctl output")
-		})
+		t.Run(c.name, func(t *testing.T) { check(t, c, injected) })
 	}
-	t.Logf("re-injected %d istioctl outputs", compared)
+	t.Logf("%s %d istioctl outputs", what, compared)
+	if compared < 60 {
+		t.Errorf("%s %d istioctl outputs, want at least 60", what, compared)
+	}
+}
+
+// TestReinjectIstioctlOutput re-injects istioctl kube-inject's output with
+// meshinject and wants istioctl's injection of the original: a manifest
+// Istio injected before is the usual migration input.
+func TestReinjectIstioctlOutput(t *testing.T) {
+	dir := istios(t)[0].dir
+	eachIstioctlOutput(t, "re-injected", func(t *testing.T, c inputCase, injected string) {
+		want, err := os.ReadFile(injected)
+		if err != nil {
+			t.Fatal(err)
+		}
+		re := c
+		re.path = injected
+		got, stderr, code := run(append([]string{"kube-inject", "-f", injected}, istioFlags(t, re, dir)...)...)
+		if code != 0 {
+			t.Fatalf("meshinject kube-inject of istioctl's output: %s", stderr)
+		}
+		compareDocs(t, string(want), got, "re-injected istioctl output")
+	})
 }
 
 // uninjectSkips are the inputs whose istioctl output cannot be uninjected
@@ -368,30 +364,20 @@ func numberedPorts(t *testing.T, data string) string {
 // meshinject and wants the original input back: every container, volume,
 // label and annotation Istio added removed, the app's probes restored.
 func TestUninjectIstioctlOutput(t *testing.T) {
-	is := istios(t)[0]
-	compared := 0
-	for _, c := range inputCases(t) {
-		injected, ok := istioctlInjected(t, c, is.dir)
-		if !ok {
-			continue
+	eachIstioctlOutput(t, "uninjected", func(t *testing.T, c inputCase, injected string) {
+		if reason, skip := uninjectSkips[c.name]; skip {
+			t.Skip(reason)
 		}
-		compared++
-		t.Run(c.name, func(t *testing.T) {
-			original, err := os.ReadFile(c.path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if reason, skip := uninjectSkips[c.name]; skip {
-				t.Skip(reason)
-			}
-			got, stderr, code := run("uninject", "-f", injected)
-			if code != 0 {
-				t.Fatalf("meshinject uninject of istioctl's output: %s", stderr)
-			}
-			compareDocs(t, numberedPorts(t, string(original)), numberedPorts(t, got), "uninjected istioctl output")
-		})
-	}
-	t.Logf("uninjected %d istioctl outputs", compared)
+		original, err := os.ReadFile(c.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, stderr, code := run("uninject", "-f", injected)
+		if code != 0 {
+			t.Fatalf("meshinject uninject of istioctl's output: %s", stderr)
+		}
+		compareDocs(t, numberedPorts(t, string(original)), numberedPorts(t, got), "uninjected istioctl output")
+	})
 }
 
 // istioSamples are Istio's own sample manifests injected by both tools.

@@ -12,10 +12,9 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 
-	"github.com/meshinject/meshinject/manifest"
+	"github.com/meshinject/meshinject/internal/testutil"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -24,46 +23,15 @@ var update = flag.Bool("update", false, "rewrite golden files")
 var goldenDirs = []string{"testdata/inject", "../../examples"}
 
 // goldenCase is one input of testdata/inject with its flags.
-type goldenCase struct {
-	name  string
-	input string
-	flags []string
-}
+type goldenCase = testutil.ManifestCase
 
-// goldenCases discovers the cases: every *.yaml and *.json in goldenDir.
+// goldenCases discovers the cases: every *.yaml and *.json in goldenDirs.
 // A first line "# meshinject: ARGS" adds flags to the inject command.
 func goldenCases(t *testing.T) []goldenCase {
 	t.Helper()
 	var cases []goldenCase
 	for _, dir := range goldenDirs {
-		cases = append(cases, dirCases(t, dir)...)
-	}
-	return cases
-}
-
-func dirCases(t *testing.T, dir string) []goldenCase {
-	t.Helper()
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cases []goldenCase
-	for _, e := range entries {
-		n := e.Name()
-		if e.IsDir() || !(strings.HasSuffix(n, ".yaml") || strings.HasSuffix(n, ".json")) || strings.HasPrefix(n, "admissionreview") {
-			continue // admissionreview*.json are webhook request bodies, not manifests
-		}
-		path := filepath.Join(dir, n)
-		b, err := os.ReadFile(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		first, _, _ := strings.Cut(string(b), "\n")
-		var flags []string
-		if args, ok := strings.CutPrefix(first, "# meshinject:"); ok {
-			flags = strings.Fields(args)
-		}
-		cases = append(cases, goldenCase{name: filepath.Base(dir) + "/" + n, input: path, flags: flags})
+		cases = append(cases, testutil.ManifestCases(t, dir)...)
 	}
 	return cases
 }
@@ -99,12 +67,12 @@ func TestGolden(t *testing.T) {
 		t.Errorf("have %d golden cases, want at least 40", len(cases))
 	}
 	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
+		t.Run(c.Name, func(t *testing.T) {
 			t.Parallel()
-			args := append([]string{"kube-inject", "-f", c.input}, c.flags...)
+			args := append([]string{"kube-inject", "-f", c.Path}, c.Flags...)
 			stdout, stderr, code := run(t, nil, args...)
 			got := goldenText(stdout, stderr, code)
-			golden := c.input + ".injected"
+			golden := c.Path + ".injected"
 			if *update {
 				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
 					t.Fatal(err)
@@ -148,17 +116,17 @@ func checkStale(t *testing.T, goldens []string) {
 func TestGoldenProperties(t *testing.T) {
 	t.Parallel()
 	for _, c := range goldenCases(t) {
-		t.Run(c.name, func(t *testing.T) {
+		t.Run(c.Name, func(t *testing.T) {
 			t.Parallel()
-			input, err := os.ReadFile(c.input)
+			input, err := os.ReadFile(c.Path)
 			if err != nil {
 				t.Fatal(err)
 			}
-			once, _, code := run(t, input, append([]string{"inject", "-f", "-"}, c.flags...)...)
+			once, _, code := run(t, input, append([]string{"inject", "-f", "-"}, c.Flags...)...)
 			if code != 0 {
 				t.Skip("input is an error case")
 			}
-			twice, _, code := run(t, []byte(once), append([]string{"inject", "-f", "-"}, c.flags...)...)
+			twice, _, code := run(t, []byte(once), append([]string{"inject", "-f", "-"}, c.Flags...)...)
 			if code != 0 {
 				t.Fatalf("re-injecting the output failed")
 			}
@@ -179,27 +147,7 @@ func TestGoldenProperties(t *testing.T) {
 // docsOf parses a manifest stream into its documents' trees.
 func docsOf(t *testing.T, data []byte) []any {
 	t.Helper()
-	docs, err := manifest.Split(data)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []any
-	for _, d := range docs {
-		j := d.Raw
-		if !d.JSON {
-			if j, err = yaml.YAMLToJSON(d.Raw); err != nil {
-				t.Fatal(err)
-			}
-		}
-		var v any
-		if err := kjson.UnmarshalCaseSensitivePreserveInts(j, &v); err != nil {
-			t.Fatal(err)
-		}
-		if v != nil {
-			out = append(out, v)
-		}
-	}
-	return out
+	return testutil.ManifestDocs(t, data)
 }
 
 func yamlOf(t *testing.T, v any) string {

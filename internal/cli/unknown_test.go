@@ -63,13 +63,13 @@ func plant(obj map[string]any) int {
 func TestUnknownFieldsSurvive(t *testing.T) {
 	t.Parallel()
 	for _, c := range goldenCases(t) {
-		t.Run(c.name, func(t *testing.T) {
+		t.Run(c.Name, func(t *testing.T) {
 			t.Parallel()
-			raw, err := os.ReadFile(c.input)
+			raw, err := os.ReadFile(c.Path)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, _, code := run(t, raw, append([]string{"inject", "-f", "-"}, c.flags...)...); code != 0 {
+			if _, _, code := run(t, raw, append([]string{"inject", "-f", "-"}, c.Flags...)...); code != 0 {
 				t.Skip("input is an error case")
 			}
 			var docs []any
@@ -90,7 +90,7 @@ func TestUnknownFieldsSurvive(t *testing.T) {
 				}
 				in.WriteString(yamlOf(t, d))
 			}
-			out, stderr, code := run(t, []byte(in.String()), append([]string{"inject", "-f", "-"}, c.flags...)...)
+			out, stderr, code := run(t, []byte(in.String()), append([]string{"inject", "-f", "-"}, c.Flags...)...)
 			if code != 0 {
 				t.Fatalf("inject failed: %s", stderr)
 			}

@@ -42,19 +42,7 @@ func rewriteProbes(pod *corev1.Pod, s *Settings, rec *record, warnings *[]string
 	}
 	statusPort := intstr.FromInt32(s.StatusPort)
 	probers := map[string]*prober{}
-	// As Istio does, the probes of init containers are rewritten too (only
-	// native sidecars, restartPolicy Always, can have any).
-	all := make([]*corev1.Container, 0, len(pod.Spec.InitContainers)+len(pod.Spec.Containers))
-	for i := range pod.Spec.InitContainers {
-		all = append(all, &pod.Spec.InitContainers[i])
-	}
-	for i := range pod.Spec.Containers {
-		all = append(all, &pod.Spec.Containers[i])
-	}
-	for _, c := range all {
-		if c.Name == ProxyContainerName {
-			continue
-		}
+	for _, c := range probedContainers(pod) {
 		probe := func(p **corev1.Probe, kind string) {
 			if *p == nil {
 				return
@@ -263,4 +251,19 @@ func agentGet(orig *corev1.HTTPGetAction, path string, port intstr.IntOrString) 
 		g.Scheme = corev1.URISchemeHTTP
 	}
 	return g
+}
+
+// probedContainers are the containers whose probes and hooks go through
+// the agent: every one but the proxy. As Istio does, init containers are
+// included (only native sidecars, restartPolicy Always, can have probes).
+func probedContainers(pod *corev1.Pod) []*corev1.Container {
+	all := make([]*corev1.Container, 0, len(pod.Spec.InitContainers)+len(pod.Spec.Containers))
+	for _, list := range [][]corev1.Container{pod.Spec.InitContainers, pod.Spec.Containers} {
+		for i := range list {
+			if list[i].Name != ProxyContainerName {
+				all = append(all, &list[i])
+			}
+		}
+	}
+	return all
 }

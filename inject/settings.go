@@ -461,18 +461,7 @@ func (s *Settings) resolveTraffic(cfg *config.Config, pod *corev1.Pod, a annotat
 		args = append(args, "-c", exclIf)
 	}
 	args = append(args, "--log_output_level="+agentLevel)
-	if cfg.Typed.Global.LogAsJSON {
-		args = append(args, "--log_as_json")
-	}
-	switch {
-	case s.CNI:
-		args = append(args, "--run-validation", "--skip-rule-apply")
-	case cfg.Typed.Global.ProxyInit.ForceApplyIptables:
-		args = append(args, "--force-apply")
-	}
-	if cfg.Typed.Global.NativeNftables {
-		args = append(args, "--native-nftables")
-	}
+	args = append(args, initModeArgs(&cfg.Typed.Global, s.CNI)...)
 	if s.CNI {
 		s.CNIAnnotations = map[string]string{
 			"sidecar.istio.io/interceptionMode":            s.InterceptionMode,
@@ -497,6 +486,26 @@ func (s *Settings) resolveTraffic(cfg *config.Config, pod *corev1.Pod, a annotat
 	}
 	s.InitArgs = args
 	return nil
+}
+
+// initModeArgs are istio-iptables' trailing flags, in Istio's order: JSON
+// logs, then validation only (CNI) or forced rule application, then
+// nftables.
+func initModeArgs(g *config.GlobalValues, cni bool) []string {
+	var args []string
+	if g.LogAsJSON {
+		args = append(args, "--log_as_json")
+	}
+	switch {
+	case cni:
+		args = append(args, "--run-validation", "--skip-rule-apply")
+	case g.ProxyInit.ForceApplyIptables:
+		args = append(args, "--force-apply")
+	}
+	if g.NativeNftables {
+		args = append(args, "--native-nftables")
+	}
+	return args
 }
 
 func (s *Settings) resolveUserVolumes(a annotations) error {

@@ -65,6 +65,10 @@ func putBuffer(b *bytes.Buffer) {
 }
 
 func (s *reviewServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		s.write(w, "", admission.Errored(http.StatusBadRequest, fmt.Errorf("method %s: an AdmissionReview is sent with POST", r.Method)))
+		return
+	}
 	if r.Body == nil || r.Body == http.NoBody || r.Header.Get("Content-Type") != "application/json" {
 		s.wh.ServeHTTP(w, r)
 		return
@@ -88,6 +92,10 @@ func (s *reviewServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_ = r.Body.Close()
 	req, apiVersion, ok := decodeReview(body.Bytes())
 	if !ok {
+		if err := checkReviewType(body.Bytes()); err != nil {
+			s.write(w, "", admission.Errored(http.StatusBadRequest, err))
+			return
+		}
 		r.Body = io.NopCloser(bytes.NewReader(body.Bytes()))
 		s.wh.ServeHTTP(w, r)
 		return
@@ -144,6 +152,32 @@ func decodeReview(body []byte) (req admission.Request, apiVersion string, ok boo
 		return admission.Request{}, "", false
 	}
 	return admission.Request{AdmissionRequest: *rv.Request}, rv.APIVersion, true
+}
+
+// checkReviewType refuses a JSON body that names another type than an
+// AdmissionReview of admission.k8s.io/v1 or v1beta1 (or none), which
+// controller-runtime's decoder would otherwise take as one. Names match
+// case-insensitively here, as that decoder matches them; a body that is
+// not JSON is left to it.
+func checkReviewType(body []byte) error {
+	var tm struct {
+		APIVersion *string `json:"apiVersion"`
+		Kind       *string `json:"kind"`
+	}
+	if json.Unmarshal(body, &tm) != nil {
+		return nil
+	}
+	apiVersion, kind := "", ""
+	if tm.APIVersion != nil {
+		apiVersion = *tm.APIVersion
+	}
+	if tm.Kind != nil {
+		kind = *tm.Kind
+	}
+	if (apiVersion == reviewV1 || apiVersion == reviewV1beta1) && kind == reviewKind {
+		return nil
+	}
+	return fmt.Errorf("apiVersion %q, kind %q: want kind %s of %s or %s", apiVersion, kind, reviewKind, reviewV1, reviewV1beta1)
 }
 
 // encodeReview writes the AdmissionReview controller-runtime writes for

@@ -125,9 +125,6 @@ func TestReviewRefusedBodies(t *testing.T) {
 		"mis-cased name":     strings.Replace(good, `"request"`, `"Request"`, 1),
 		"duplicate name":     strings.Replace(good, `"uid":"u-1"`, `"uid":"u-1","uid":"u-2"`, 1),
 		"invalid UTF-8":      strings.Replace(good, `"shop"`, "\"sh\xffop\"", 1),
-		"unknown apiVersion": strings.Replace(good, "admission.k8s.io/v1", "admission.k8s.io/v2", 1),
-		"other kind":         strings.Replace(good, `"kind":"AdmissionReview"`, `"kind":"AdmissionReviewList"`, 1),
-		"no apiVersion":      strings.Replace(good, `"apiVersion":"admission.k8s.io/v1",`, ``, 1),
 		"no request":         `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}`,
 		"null request":       `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":null}`,
 		"trailing data":      good + `{}`,
@@ -144,6 +141,37 @@ func TestReviewRefusedBodies(t *testing.T) {
 			gotCode, got := serve(fast, "/inject", "application/json", strings.NewReader(body))
 			if gotCode != wantCode || !bytes.Equal(got, want) {
 				t.Errorf("got %d %s\nwant %d %s", gotCode, got, wantCode, want)
+			}
+		})
+	}
+}
+
+// TestReviewWrongTypeOrMethod: a review of another apiVersion or kind, or
+// without them, or sent with another method than POST, is refused with 400
+// and a message naming what it was (controller-runtime's decoder would
+// take the body as a review and inject it).
+func TestReviewWrongTypeOrMethod(t *testing.T) {
+	t.Parallel()
+	h, _ := newTestHandler(t, true)
+	fast := NewHTTPHandler(NewWebhook(h))
+	good := review("v1", "Pod", reviewPod)
+	for name, tc := range map[string]struct{ method, body, want string }{
+		"unknown apiVersion": {http.MethodPost, strings.Replace(good, "admission.k8s.io/v1", "admission.k8s.io/v2", 1), `apiVersion \"admission.k8s.io/v2\"`},
+		"other kind":         {http.MethodPost, strings.Replace(good, `"kind":"AdmissionReview"`, `"kind":"AdmissionReviewList"`, 1), `kind \"AdmissionReviewList\"`},
+		"no apiVersion":      {http.MethodPost, strings.Replace(good, `"apiVersion":"admission.k8s.io/v1",`, ``, 1), `apiVersion \"\"`},
+		"no kind":            {http.MethodPost, strings.Replace(good, `"kind":"AdmissionReview",`, ``, 1), `kind \"\"`},
+		"PUT":                {http.MethodPut, good, "method PUT"},
+		"GET":                {http.MethodGet, "", "method GET"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			r := httptest.NewRequest(tc.method, "/inject", strings.NewReader(tc.body))
+			r.Header.Set("Content-Type", "application/json")
+			w := httptest.NewRecorder()
+			fast.ServeHTTP(w, r)
+			body := w.Body.String()
+			if strings.Contains(body, `"patch"`) || !strings.Contains(body, `"code":400`) || !strings.Contains(body, tc.want) {
+				t.Errorf("got %d %s, want a 400 review naming %s and no patch", w.Code, body, tc.want)
 			}
 		})
 	}

@@ -12,6 +12,8 @@ import (
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/durationpb"
 	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
@@ -336,7 +338,32 @@ func ParseProxyConfig(s string) (*meshv1alpha1.ProxyConfig, error) {
 	if err := protojson.Unmarshal(j, pc); err != nil {
 		return nil, protoError(err)
 	}
+	if err := nonNegativeDurations(pc.ProtoReflect(), ""); err != nil {
+		return nil, err
+	}
 	return pc, nil
+}
+
+// nonNegativeDurations refuses a negative google.protobuf.Duration
+// anywhere in m, naming its field path (JSON names).
+func nonNegativeDurations(m protoreflect.Message, prefix string) error {
+	var err error
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		path := prefix + fd.JSONName()
+		switch {
+		case fd.Message() == nil || fd.IsList() || fd.IsMap():
+			return true
+		case fd.Message().FullName() == "google.protobuf.Duration":
+			if d, ok := v.Message().Interface().(*durationpb.Duration); ok && (d.GetSeconds() < 0 || d.GetNanos() < 0) {
+				err = fmt.Errorf("field %s: %s is negative", path, d.AsDuration())
+				return false
+			}
+		default:
+			err = nonNegativeDurations(v.Message(), path+".")
+		}
+		return err == nil
+	})
+	return err
 }
 
 // protoError makes a protojson error stable: protojson deliberately varies
@@ -351,6 +378,9 @@ func validateMesh(m *meshv1alpha1.MeshConfig) error {
 	dc := m.GetDefaultConfig()
 	if dc == nil {
 		return errors.New("mesh config: field defaultConfig: must be set")
+	}
+	if err := nonNegativeDurations(dc.ProtoReflect(), "defaultConfig."); err != nil {
+		return fmt.Errorf("mesh config: %w", err)
 	}
 	if dc.GetStatusPort() < 0 || dc.GetStatusPort() > 65535 {
 		return fmt.Errorf("mesh config: field defaultConfig.statusPort: %d is not in 0-65535", dc.GetStatusPort())

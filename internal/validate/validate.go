@@ -7,6 +7,7 @@ package validate
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -113,8 +114,18 @@ func Quantity(s string) (resource.Quantity, error) {
 	if err != nil {
 		return resource.Quantity{}, errors.New("not a quantity (e.g. 100m, 1Gi)")
 	}
+	if q.Sign() < 0 {
+		return resource.Quantity{}, errors.New("must not be negative")
+	}
+	if q.Cmp(maxQuantity) > 0 {
+		return resource.Quantity{}, fmt.Errorf("too large (at most %s)", maxQuantity.String())
+	}
 	return q, nil
 }
+
+// maxQuantity is the largest quantity Kubernetes stores for a resource:
+// its value in thousandths must fit an int64.
+var maxQuantity = *resource.NewMilliQuantity(math.MaxInt64, resource.DecimalSI)
 
 // logLevels are the levels Envoy and pilot-agent accept.
 var logLevels = map[string]bool{

@@ -122,15 +122,15 @@ func TestReviewRefusedBodies(t *testing.T) {
 	fast := NewHTTPHandler(wh)
 	good := review("v1", "Pod", reviewPod)
 	for name, body := range map[string]string{
-		"mis-cased name":     strings.Replace(good, `"request"`, `"Request"`, 1),
-		"duplicate name":     strings.Replace(good, `"uid":"u-1"`, `"uid":"u-1","uid":"u-2"`, 1),
-		"invalid UTF-8":      strings.Replace(good, `"shop"`, "\"sh\xffop\"", 1),
-		"no request":         `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}`,
-		"null request":       `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":null}`,
-		"trailing data":      good + `{}`,
-		"YAML":               "apiVersion: admission.k8s.io/v1\nkind: AdmissionReview\nrequest:\n  uid: u-1\n",
-		"truncated":          good[:len(good)/2],
-		"empty":              "",
+		"mis-cased name": strings.Replace(good, `"request"`, `"Request"`, 1),
+		"duplicate name": strings.Replace(good, `"uid":"u-1"`, `"uid":"u-1","uid":"u-2"`, 1),
+		"invalid UTF-8":  strings.Replace(good, `"shop"`, "\"sh\xffop\"", 1),
+		"no request":     `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}`,
+		"null request":   `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":null}`,
+		"trailing data":  good + `{}`,
+		"YAML":           "apiVersion: admission.k8s.io/v1\nkind: AdmissionReview\nrequest:\n  uid: u-1\n",
+		"truncated":      good[:len(good)/2],
+		"empty":          "",
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()

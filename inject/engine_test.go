@@ -258,3 +258,19 @@ func TestAdditiveOverlayMatchesOverlay(t *testing.T) {
 		}
 	}
 }
+
+// TestTemplateNamesOnce: a template named many times (a hostile annotation
+// of 10,000 names) is applied once, so the review's work does not grow
+// with the annotation.
+func TestTemplateNamesOnce(t *testing.T) {
+	t.Parallel()
+	e := mustEngine(t, config.Sources{})
+	pod := testPod("p", withAnnotation(AnnotationTemplates, strings.Repeat("sidecar,", 10000)+"sidecar"))
+	res, err := e.Inject(Request{Pod: pod})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Templates) != 1 || res.Templates[0] != "sidecar" {
+		t.Errorf("templates applied: %d (%v...), want sidecar once", len(res.Templates), res.Templates[:min(3, len(res.Templates))])
+	}
+}

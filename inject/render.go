@@ -54,13 +54,25 @@ func (e *Engine) selectTemplates(pod *corev1.Pod) ([]string, error) {
 	} else {
 		requested = e.cfg.Injection.DefaultTemplates
 	}
-	out := make([]string, 0, len(requested))
+	// Each template is applied once, in the order first named, however
+	// often the annotation (or its aliases) repeats it: the work is bounded
+	// by the configured templates, not by the annotation's length.
+	out := make([]string, 0, len(e.cfg.Templates))
+	seen := make(map[string]bool, len(e.cfg.Templates))
+	add := func(n string) {
+		if !seen[n] {
+			seen[n] = true
+			out = append(out, n)
+		}
+	}
 	for _, n := range requested {
 		if alias, ok := e.cfg.Injection.Aliases[n]; ok {
-			out = append(out, alias...)
+			for _, a := range alias {
+				add(a)
+			}
 			continue
 		}
-		out = append(out, n)
+		add(n)
 	}
 	for _, n := range out {
 		if GatewayControllerTemplates[n] {

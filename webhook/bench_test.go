@@ -41,7 +41,7 @@ func BenchmarkServeHTTP(b *testing.B) {
 	for _, s := range []struct {
 		name    string
 		handler http.Handler
-	}{{"reviews", NewHTTPHandler(wh)}, {"controller-runtime", wh}} {
+	}{{"reviews", NewHTTPHandler(wh, HTTPOptions{})}, {"controller-runtime", wh}} {
 		for _, p := range benchpods.All() {
 			body := []byte(review("v1", "Pod", string(p.JSON)))
 			b.Run(s.name+"/"+p.Name, func(b *testing.B) {

@@ -121,6 +121,9 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 		h.opts.Metrics.failure("decode")
 		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decode pod: %w", err))
 	}
+	if resp, gone := h.expired(ctx); gone {
+		return resp
+	}
 	name := pod.Name
 	if name == "" {
 		name = pod.GenerateName
@@ -167,6 +170,9 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 		}
 		return admission.Allowed("").WithWarnings(append(warnings, WarningPrefix+"not injected: "+res.Reason)...)
 	}
+	if resp, gone := h.expired(ctx); gone {
+		return resp
+	}
 	var current []byte
 	if known != nil {
 		current, err = graft(req.Object.Raw, known, res.Pod)
@@ -191,6 +197,16 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 	h.opts.Metrics.success(time.Since(start))
 	log.V(1).Info("injected", "templates", res.Templates, "patchOperations", n)
 	return resp.WithWarnings(warnings...)
+}
+
+// expired answers a review whose deadline has passed: the API server has
+// given up on it, so the work stops there.
+func (h *Handler) expired(ctx context.Context) (admission.Response, bool) {
+	if err := ctx.Err(); err != nil {
+		h.opts.Metrics.failure("deadline")
+		return admission.Errored(http.StatusServiceUnavailable, fmt.Errorf("the review's deadline passed: %w", err)), true
+	}
+	return admission.Response{}, false
 }
 
 // graft encodes the mutated pod with the request's fields that our types

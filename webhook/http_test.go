@@ -16,7 +16,7 @@ func newTestServer(t *testing.T) *httptest.Server {
 	t.Helper()
 	h, _ := newTestHandler(t, false)
 	mux := http.NewServeMux()
-	reviews := NewHTTPHandler(NewWebhook(h))
+	reviews := NewHTTPHandler(NewWebhook(h), HTTPOptions{})
 	mux.Handle("/inject", reviews)
 	mux.Handle("/inject/", reviews)
 	srv := httptest.NewServer(mux)

@@ -2,12 +2,14 @@ package webhook
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"strconv"
 	"sync"
+	"time"
 
 	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/go-logr/logr"
@@ -40,13 +42,50 @@ const maxReviewBytes = 7 << 20
 // oversized or unreadable body is answered here as controller-runtime
 // answers it, leaving the request's body to net/http, which then closes the
 // connection rather than read the rest.
-func NewHTTPHandler(wh *admission.Webhook) http.Handler {
-	return &reviewServer{wh: wh, log: logf.Log.WithName("admission")}
+//
+// Each review runs under a deadline: the API server's timeout query
+// parameter (it sends the webhook's timeoutSeconds), else
+// opts.DefaultReviewTimeout; and its body must arrive within
+// opts.BodyReadTimeout.
+func NewHTTPHandler(wh *admission.Webhook, opts HTTPOptions) http.Handler {
+	opts.setDefaults()
+	return &reviewServer{wh: wh, log: logf.Log.WithName("admission"), opts: opts}
+}
+
+// HTTPOptions configures NewHTTPHandler.
+type HTTPOptions struct {
+	// BodyReadTimeout bounds reading a review's body: a client that has not
+	// sent all of it by then is answered 400 and its connection closed.
+	// Default 5s.
+	BodyReadTimeout time.Duration
+	// DefaultReviewTimeout is a review's deadline when the request has no
+	// timeout query parameter. Default 10s, the API server's default
+	// timeoutSeconds.
+	DefaultReviewTimeout time.Duration
+}
+
+func (o *HTTPOptions) setDefaults() {
+	if o.BodyReadTimeout <= 0 {
+		o.BodyReadTimeout = 5 * time.Second
+	}
+	if o.DefaultReviewTimeout <= 0 {
+		o.DefaultReviewTimeout = 10 * time.Second
+	}
 }
 
 type reviewServer struct {
-	wh  *admission.Webhook
-	log logr.Logger
+	wh   *admission.Webhook
+	log  logr.Logger
+	opts HTTPOptions
+}
+
+// reviewDeadline is the review's timeout from the API server's timeout
+// query parameter (e.g. "10s"), else def.
+func reviewDeadline(r *http.Request, def time.Duration) time.Duration {
+	if d, err := time.ParseDuration(r.URL.Query().Get("timeout")); err == nil && d > 0 {
+		return d
+	}
+	return def
 }
 
 // bodyPool keeps request and response buffers between reviews; buffers
@@ -69,6 +108,12 @@ func (s *reviewServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.write(w, "", admission.Errored(http.StatusBadRequest, fmt.Errorf("method %s: an AdmissionReview is sent with POST", r.Method)))
 		return
 	}
+	// A body that trickles in is cut off; net/http then closes the
+	// connection rather than read the rest.
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(s.opts.BodyReadTimeout))
+	ctx, cancel := context.WithTimeout(r.Context(), reviewDeadline(r, s.opts.DefaultReviewTimeout))
+	defer cancel()
+	r = r.WithContext(ctx)
 	if r.Body == nil || r.Body == http.NoBody || r.Header.Get("Content-Type") != "application/json" {
 		s.wh.ServeHTTP(w, r)
 		return
@@ -100,7 +145,6 @@ func (s *reviewServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.wh.ServeHTTP(w, r)
 		return
 	}
-	ctx := r.Context()
 	if s.wh.WithContextFunc != nil {
 		ctx = s.wh.WithContextFunc(ctx, r)
 	}

@@ -119,7 +119,7 @@ func TestReviewRefusedBodies(t *testing.T) {
 	t.Parallel()
 	h, _ := newTestHandler(t, true)
 	wh := NewWebhook(h)
-	fast := NewHTTPHandler(wh)
+	fast := NewHTTPHandler(wh, HTTPOptions{})
 	good := review("v1", "Pod", reviewPod)
 	for name, body := range map[string]string{
 		"mis-cased name": strings.Replace(good, `"request"`, `"Request"`, 1),
@@ -153,7 +153,7 @@ func TestReviewRefusedBodies(t *testing.T) {
 func TestReviewWrongTypeOrMethod(t *testing.T) {
 	t.Parallel()
 	h, _ := newTestHandler(t, true)
-	fast := NewHTTPHandler(NewWebhook(h))
+	fast := NewHTTPHandler(NewWebhook(h), HTTPOptions{})
 	good := review("v1", "Pod", reviewPod)
 	for name, tc := range map[string]struct{ method, body, want string }{
 		"unknown apiVersion": {http.MethodPost, strings.Replace(good, "admission.k8s.io/v1", "admission.k8s.io/v2", 1), `apiVersion \"admission.k8s.io/v2\"`},
@@ -184,7 +184,7 @@ func TestReviewResponsesMatchController(t *testing.T) {
 	t.Parallel()
 	h, _ := newTestHandler(t, true)
 	wh := NewWebhook(h)
-	fast := NewHTTPHandler(wh)
+	fast := NewHTTPHandler(wh, HTTPOptions{})
 	for name, tc := range map[string]struct{ path, body string }{
 		"inject v1":       {"/inject", review("v1", "Pod", reviewPod)},
 		"inject v1beta1":  {"/inject", review("v1beta1", "Pod", reviewPod)},
@@ -231,7 +231,7 @@ func TestReviewBodyLimits(t *testing.T) {
 	t.Parallel()
 	h, _ := newTestHandler(t, true)
 	wh := NewWebhook(h)
-	fast := NewHTTPHandler(wh)
+	fast := NewHTTPHandler(wh, HTTPOptions{})
 	big := review("v1", "Pod", `{"metadata":{"annotations":{"big":"`+strings.Repeat("x", maxReviewBytes)+`"}}}`)
 	readErr := errors.New("connection reset")
 	for name, tc := range map[string]struct {

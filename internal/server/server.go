@@ -177,7 +177,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 
 	srv := ctrlwebhook.NewServer(ctrlwebhook.Options{Host: o.Host, Port: o.Port, TLSOpts: tlsOpts})
-	reviews := webhook.NewHTTPHandler(webhook.NewWebhook(handler))
+	reviews := webhook.NewHTTPHandler(webhook.NewWebhook(handler), webhook.HTTPOptions{})
 	srv.Register("/inject", reviews)
 	srv.Register("/inject/", reviews)
 

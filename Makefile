@@ -36,8 +36,9 @@ inject-examples: build ## Inject the examples/ manifests offline with the built-
 	$(BIN)/meshinject inject -f examples/
 
 .PHONY: test
-test: ## Run the unit, golden and property tests.
+test: ## Run the unit, golden and property tests, and the hostile-pod tier without the race detector.
 	go test -race -count=1 ./...
+	go test -count=1 -run 'TestHostilePodsLinear' ./webhook/
 
 .PHONY: update-golden
 update-golden: ## Refresh golden files (review the diff!).

@@ -360,17 +360,21 @@ func (d *differ) value(path string, x, y span) error {
 	return d.array(path, d.ca[na:len(d.ca):len(d.ca)], d.cb[nb:len(d.cb):len(d.cb)])
 }
 
+// smallObject is the member count up to which members are looked up by a
+// scan (no allocation); larger objects (a hostile pod's 100,000 labels) get
+// an index, so the lookup stays linear in the object.
+const smallObject = 32
+
 func (d *differ) object(path string, ma, mb []span) error {
-	// Objects are small; a linear search keeps the order of both
-	// documents and allocates nothing. Members usually come in the same
-	// order on both sides (one encoder wrote both), so the search starts
-	// where the last match left off.
+	// Members usually come in the same order on both sides (one encoder
+	// wrote both), so the lookup tries where the last match left off.
+	inB, inA := d.lookup(d.b.raw, mb), d.lookup(d.a.raw, ma)
 	next := 0
 	for _, c := range ma {
 		name := d.a.raw[c.nameStart:c.nameEnd]
 		m := next
 		if m >= len(mb) || !bytes.Equal(d.b.raw[mb[m].nameStart:mb[m].nameEnd], name) {
-			m = d.findIn(d.b.raw, mb, name)
+			m = inB(name)
 		}
 		if m < 0 {
 			d.add("remove", path+"/"+member(name), nil)
@@ -391,7 +395,7 @@ func (d *differ) object(path string, ma, mb []span) error {
 	}
 	for _, m := range mb {
 		name := d.b.raw[m.nameStart:m.nameEnd]
-		if d.findIn(d.a.raw, ma, name) < 0 {
+		if inA(name) < 0 {
 			d.add("add", path+"/"+member(name), d.bytesB(m))
 		}
 	}
@@ -409,13 +413,31 @@ func (d *differ) sameNames(ma, mb []span) bool {
 	return true
 }
 
-func (d *differ) findIn(raw []byte, members []span, name []byte) int {
-	for i, m := range members {
-		if bytes.Equal(raw[m.nameStart:m.nameEnd], name) {
-			return i
+// lookup returns a function that finds a member by its quoted name: a
+// scan for small objects, an index built once for large ones.
+func (d *differ) lookup(raw []byte, members []span) func(name []byte) int {
+	if len(members) <= smallObject {
+		return func(name []byte) int {
+			for i, m := range members {
+				if bytes.Equal(raw[m.nameStart:m.nameEnd], name) {
+					return i
+				}
+			}
+			return -1
 		}
 	}
-	return -1
+	index := make(map[string]int, len(members))
+	for i, m := range members {
+		if _, dup := index[string(raw[m.nameStart:m.nameEnd])]; !dup {
+			index[string(raw[m.nameStart:m.nameEnd])] = i
+		}
+	}
+	return func(name []byte) int {
+		if i, ok := index[string(name)]; ok {
+			return i
+		}
+		return -1
+	}
 }
 
 // member is the JSON pointer reference token of a quoted member name.
@@ -468,8 +490,12 @@ func (d *differ) gap(path string, a, b []span, idx int) (int, error) {
 	return idx, nil
 }
 
+// lcsBudget caps the cells of lcs's table (an int each): 2 MiB.
+const lcsBudget = 1 << 18
+
 // lcs returns the index pairs of a longest common subsequence of byte-equal
-// elements, in order.
+// elements, in order; within lcsBudget, else of the common prefix and
+// suffix only.
 func (d *differ) lcs(a, b []span) [][2]int {
 	eq := func(x, y span) bool { return bytes.Equal(d.bytesA(x), d.bytesB(y)) }
 	// Common prefix and suffix first: the usual case is items inserted at
@@ -485,9 +511,11 @@ func (d *differ) lcs(a, b []span) [][2]int {
 		s++
 	}
 	ma, mb := a[p:len(a)-s], b[p:len(b)-s]
-	if len(ma) > 0 && len(mb) > 0 {
+	if len(ma) > 0 && len(mb) > 0 && len(ma)*len(mb) <= lcsBudget {
 		// Classic dynamic programme over the middle; admission arrays have
-		// tens of items at most.
+		// tens of items. Past the budget (a hostile pod's thousands of
+		// changed containers) the middle stays unmatched: array pairs its
+		// items in place, which is linear and still a correct patch.
 		w := len(mb) + 1
 		t := make([]int, (len(ma)+1)*w)
 		for x := len(ma) - 1; x >= 0; x-- {

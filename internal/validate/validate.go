@@ -118,7 +118,7 @@ func Quantity(s string) (resource.Quantity, error) {
 		return resource.Quantity{}, errors.New("must not be negative")
 	}
 	if q.Cmp(maxQuantity) > 0 {
-		return resource.Quantity{}, fmt.Errorf("too large (at most %s)", maxQuantity.String())
+		return resource.Quantity{}, fmt.Errorf("too large (at most %s)", maxQuantityText)
 	}
 	return q, nil
 }
@@ -126,6 +126,11 @@ func Quantity(s string) (resource.Quantity, error) {
 // maxQuantity is the largest quantity Kubernetes stores for a resource:
 // its value in thousandths must fit an int64.
 var maxQuantity = *resource.NewMilliQuantity(math.MaxInt64, resource.DecimalSI)
+
+// maxQuantityText is maxQuantity written out once: Quantity.String caches
+// its text in the value, so calling it on the shared one from concurrent
+// reviews would race.
+var maxQuantityText = maxQuantity.String()
 
 // logLevels are the levels Envoy and pilot-agent accept.
 var logLevels = map[string]bool{

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	jsonpatch "github.com/evanphx/json-patch/v5"
@@ -195,6 +196,46 @@ func TestScanString(t *testing.T) {
 		got, err := scanString(b, 0)
 		if ok != (err == nil) || (ok && got != want) {
 			t.Fatalf("scanString(%q) = %d, %v; want %d, %v", b, got, err, want, ok)
+		}
+	}
+}
+
+// TestDiffLarge: past smallObject members and past lcsBudget cells the
+// patch is still correct (the oracle applies it), and an array whose
+// middle is too large to align is patched item by item, not replaced.
+func TestDiffLarge(t *testing.T) {
+	t.Parallel()
+	obj := func(n, changed int, extra string) string {
+		var b strings.Builder
+		b.WriteString("{")
+		for i := range n {
+			v := "v"
+			if i%changed == 0 {
+				v = "w"
+			}
+			fmt.Fprintf(&b, `"k%d":%q,`, (i*7919)%n, v)
+		}
+		b.WriteString(extra + `"last":0}`)
+		return b.String()
+	}
+	if ops := check(t, obj(1000, 1000, ""), obj(1000, 250, `"new":1,`)); len(ops) != 4 {
+		t.Errorf("1000-member objects, 3 changed and 1 added: %d operations, want 4", len(ops))
+	}
+	arr := func(n int, tag string) string {
+		items := make([]string, n)
+		for i := range items {
+			items[i] = fmt.Sprintf(`{"name":"c%d","v":%q}`, i, tag)
+		}
+		return `{"a":[{"keep":1},` + strings.Join(items, ",") + `,{"keep":2}]}`
+	}
+	n := 1000 // 1000×1000 cells, past the budget
+	ops := check(t, arr(n, "x"), arr(n, "y"))
+	if len(ops) != n {
+		t.Errorf("%d items changed in place: %d operations, want one each", n, len(ops))
+	}
+	for _, op := range ops {
+		if op.Op != "replace" || !strings.HasSuffix(op.Path, "/v") {
+			t.Fatalf("operation %s %s, want replaces of each item's v", op.Op, op.Path)
 		}
 	}
 }

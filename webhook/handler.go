@@ -11,9 +11,11 @@ import (
 	"time"
 
 	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-logr/logr"
 	gojson "github.com/goccy/go-json"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/klog/v2"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -162,13 +164,7 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 		return admission.Errored(http.StatusInternalServerError, err).WithWarnings(warnings...)
 	}
 	if res.Skipped {
-		h.opts.Metrics.skip(res.SkipKind)
-		if res.SkipKind == inject.SkipPolicyUnknown {
-			log.Error(errors.New(res.Reason), "injection config has an unknown policy; pods are not injected")
-		} else {
-			log.V(1).Info("not injected", "reason", res.Reason)
-		}
-		return admission.Allowed("").WithWarnings(append(warnings, WarningPrefix+"not injected: "+res.Reason)...)
+		return h.skipped(log, res, warnings)
 	}
 	if resp, gone := h.expired(ctx); gone {
 		return resp
@@ -177,11 +173,7 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 	if known != nil {
 		current, err = graft(req.Object.Raw, known, res.Pod)
 	} else {
-		res.Pod.ManagedFields = managed
-		if !hadNamespace {
-			res.Pod.Namespace = ""
-		}
-		current, err = encodePod(res.Pod)
+		current, err = encodeAsSent(res.Pod, managed, hadNamespace)
 	}
 	if err != nil {
 		h.opts.Metrics.failure("internal")
@@ -197,6 +189,29 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 	h.opts.Metrics.success(time.Since(start))
 	log.V(1).Info("injected", "templates", res.Templates, "patchOperations", n)
 	return resp.WithWarnings(warnings...)
+}
+
+// skipped answers a review whose pod is not injected: allowed, with a
+// warning saying why.
+func (h *Handler) skipped(log logr.Logger, res inject.Result, warnings []string) admission.Response {
+	h.opts.Metrics.skip(res.SkipKind)
+	if res.SkipKind == inject.SkipPolicyUnknown {
+		log.Error(errors.New(res.Reason), "injection config has an unknown policy; pods are not injected")
+	} else {
+		log.V(1).Info("not injected", "reason", res.Reason)
+	}
+	return admission.Allowed("").WithWarnings(append(warnings, WarningPrefix+"not injected: "+res.Reason)...)
+}
+
+// encodeAsSent encodes the injected pod with what the engine was not
+// shown put back as the request had it: managedFields and an absent
+// namespace.
+func encodeAsSent(pod *corev1.Pod, managed []metav1.ManagedFieldsEntry, hadNamespace bool) ([]byte, error) {
+	pod.ManagedFields = managed
+	if !hadNamespace {
+		pod.Namespace = ""
+	}
+	return encodePod(pod)
 }
 
 // expired answers a review whose deadline has passed: the API server has

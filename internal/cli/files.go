@@ -1,9 +1,11 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sort"
@@ -76,11 +78,18 @@ func writeOutput(path string, data []byte, stdout io.Writer) error {
 		_, err := stdout.Write(data)
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	tmp, err := createBeside(path)
 	if err != nil {
 		return err
 	}
 	defer func() { _ = os.Remove(tmp.Name()) }() // gone after a successful rename
+	if st, err := os.Stat(path); err == nil {
+		// Replacing a file keeps its permissions.
+		if err := tmp.Chmod(st.Mode().Perm()); err != nil {
+			_ = tmp.Close()
+			return err
+		}
+	}
 	if _, err := tmp.Write(data); err != nil {
 		_ = tmp.Close()
 		return err
@@ -89,4 +98,19 @@ func writeOutput(path string, data []byte, stdout io.Writer) error {
 		return err
 	}
 	return os.Rename(tmp.Name(), path)
+}
+
+// createBeside creates a new temporary file next to path with mode 0666
+// less the umask, as a newly created output file gets (os.CreateTemp
+// would make it 0600 whatever the umask).
+func createBeside(path string) (*os.File, error) {
+	dir, base := filepath.Dir(path), filepath.Base(path)
+	for range 100 {
+		name := filepath.Join(dir, fmt.Sprintf(".%s.tmp-%d", base, rand.Uint32()))
+		f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o666)
+		if !errors.Is(err, fs.ErrExist) {
+			return f, err
+		}
+	}
+	return nil, fmt.Errorf("create a temporary file beside %s: names taken", path)
 }

@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	corev1 "k8s.io/api/core/v1"
 	kjson "sigs.k8s.io/json"
@@ -58,6 +59,9 @@ func TemplatePath(kind string) (path []string, ok bool) {
 // resulting stream: one document per input document, separated by "---"
 // (YAML) or newlines (JSON). Unchanged documents are copied byte for byte.
 func Transform(data []byte, fn PodFunc) ([]byte, error) {
+	if err := checkUTF8(data); err != nil {
+		return nil, err
+	}
 	docs, err := Split(data)
 	if err != nil {
 		return nil, err
@@ -82,6 +86,23 @@ func Transform(data []byte, fn PodFunc) ([]byte, error) {
 		written++
 	}
 	return out.Bytes(), nil
+}
+
+// checkUTF8 refuses input that is not UTF-8 (YAML and JSON are), naming
+// the line and byte of the first bad sequence, so output always reads back.
+func checkUTF8(data []byte) error {
+	if utf8.Valid(data) {
+		return nil
+	}
+	for i := 0; i < len(data); {
+		r, size := utf8.DecodeRune(data[i:])
+		if r == utf8.RuneError && size <= 1 {
+			line := bytes.Count(data[:i], []byte("\n")) + 1
+			return fmt.Errorf("line %d, byte %d: not valid UTF-8 (0x%02x)", line, i+1, data[i])
+		}
+		i += size
+	}
+	return nil
 }
 
 var yamlLine = regexp.MustCompile(`line (\d+): `)

@@ -158,6 +158,10 @@ func TestServeAndProbes(t *testing.T) {
 	if _, err := tls.Dial("tcp", url[len("https://"):], &tls.Config{RootCAs: c.Transport.(*http.Transport).TLSClientConfig.RootCAs, MaxVersion: tls.VersionTLS11}); err == nil {
 		t.Error("TLS 1.1 accepted")
 	}
+	cbc := []uint16{tls.TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA, tls.TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA, tls.TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA, tls.TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA}
+	if _, err := tls.Dial("tcp", url[len("https://"):], &tls.Config{RootCAs: c.Transport.(*http.Transport).TLSClientConfig.RootCAs, MaxVersion: tls.VersionTLS12, CipherSuites: cbc}); err == nil {
+		t.Error("a TLS 1.2 CBC-SHA1 suite accepted")
+	}
 }
 
 // TestCertSwapUnderLoad replaces the certificate files while clients keep

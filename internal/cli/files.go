@@ -1,11 +1,11 @@
 package cli
 
 import (
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sort"
@@ -106,8 +106,8 @@ func writeOutput(path string, data []byte, stdout io.Writer) error {
 func createBeside(path string) (*os.File, error) {
 	dir, base := filepath.Dir(path), filepath.Base(path)
 	for range 100 {
-		name := filepath.Join(dir, fmt.Sprintf(".%s.tmp-%d", base, rand.Uint32()))
-		f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o666)
+		name := filepath.Join(dir, "."+base+".tmp-"+rand.Text()[:8])
+		f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o666) //nolint:gosec // G302: 0666 less the umask, as os.Create makes files
 		if !errors.Is(err, fs.ErrExist) {
 			return f, err
 		}

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+	"k8s.io/apimachinery/pkg/api/resource"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/meshinject/meshinject/internal/server"
@@ -27,8 +28,29 @@ type ServeOptions struct {
 	// the GOGC environment variable is set. Default 400: the live heap is a
 	// few MiB, so a higher target costs little memory and saves the CPU of
 	// collecting every few dozen reviews.
-	GCPercent  int
-	extraNames string
+	GCPercent int
+	// MemoryLimit is the container's memory limit (bytes or a quantity);
+	// the garbage collector's soft limit is set to 90% of it, so it works
+	// harder before the kernel kills the process, unless GOMEMLIMIT is set.
+	// Default "": none.
+	MemoryLimit string
+	extraNames  string
+}
+
+// applyMemoryLimit sets the garbage collector's soft limit to 90% of
+// limit (bytes or a quantity) unless GOMEMLIMIT is set, and returns it
+// (0 when none is set).
+func applyMemoryLimit(limit string) (int64, error) {
+	if limit == "" || limit == "0" || os.Getenv("GOMEMLIMIT") != "" {
+		return 0, nil
+	}
+	q, err := resource.ParseQuantity(limit)
+	if err != nil || q.Sign() <= 0 {
+		return 0, fmt.Errorf("--memory-limit %q: want a positive number of bytes or a quantity such as 256Mi", limit)
+	}
+	soft := q.Value() / 10 * 9
+	debug.SetMemoryLimit(soft)
+	return soft, nil
 }
 
 func newServeCommand(s Streams) *cobra.Command {
@@ -55,6 +77,11 @@ saying why. A plain-HTTP side port serves /metrics, /healthz and /readyz.`,
 				debug.SetGCPercent(o.GCPercent)
 			} else {
 				log.Info("GOGC is set; --gc-percent ignored", "GOGC", env)
+			}
+			if soft, err := applyMemoryLimit(o.MemoryLimit); err != nil {
+				return err
+			} else if soft > 0 {
+				log.Info("garbage collector soft memory limit set", "bytes", soft)
 			}
 			for _, n := range strings.Split(o.extraNames, ",") {
 				if n = strings.TrimSpace(n); n != "" {
@@ -87,6 +114,7 @@ saying why. A plain-HTTP side port serves /metrics, /healthz and /readyz.`,
 	f.StringVar(&o.LogLevel, "log-level", "info", "log level: debug, info or error")
 	f.StringVar(&o.LogFormat, "log-format", "json", "log format: json or console")
 	f.IntVar(&o.GCPercent, "gc-percent", 400, "garbage-collector target percentage, as GOGC (ignored when GOGC is set)")
+	f.StringVar(&o.MemoryLimit, "memory-limit", "", "the container's memory limit (bytes or a quantity): the garbage collector's soft limit is set to 90% of it (ignored when GOMEMLIMIT is set)")
 	return cmd
 }
 

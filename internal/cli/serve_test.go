@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"runtime/debug"
 	"strings"
 	"testing"
 )
@@ -11,5 +12,24 @@ func TestServeRejectsBadGCPercent(t *testing.T) {
 		if code == 0 || !strings.Contains(stderr, "--gc-percent "+v) {
 			t.Errorf("serve --gc-percent %s: exit %d, stderr %q; want an error naming the flag and value", v, code, stderr)
 		}
+	}
+}
+
+func TestMemoryLimit(t *testing.T) {
+	t.Setenv("GOMEMLIMIT", "")
+	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
+	soft, err := applyMemoryLimit("268435456")
+	if err != nil || soft != 241591905 || debug.SetMemoryLimit(-1) != soft {
+		t.Errorf("--memory-limit 256Mi in bytes: soft limit %d (%v), runtime %d; want 90%%", soft, err, debug.SetMemoryLimit(-1))
+	}
+	if soft, err := applyMemoryLimit("1Gi"); err != nil || soft != 966367638 {
+		t.Errorf("--memory-limit 1Gi: %d, %v", soft, err)
+	}
+	if _, err := applyMemoryLimit("lots"); err == nil || !strings.Contains(err.Error(), `--memory-limit "lots"`) {
+		t.Errorf("--memory-limit lots: %v, want an error naming the flag and value", err)
+	}
+	t.Setenv("GOMEMLIMIT", "1GiB")
+	if soft, _ := applyMemoryLimit("1Gi"); soft != 0 {
+		t.Error("--memory-limit applied although GOMEMLIMIT is set")
 	}
 }

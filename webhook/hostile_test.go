@@ -91,7 +91,7 @@ const maxAllocPerByte = 120
 // (10 s with the race detector).
 func TestHostilePodsLinear(t *testing.T) {
 	h, _ := newTestHandler(t, false)
-	sizes := map[string]int{"labels": 50000, "annotations": 25000, "probed containers": 2000, "template names": 5000, "env entries": 5000}
+	sizes := map[string]int{"labels": 50000, "annotations": 25000, "probed containers": 2000, "template names": 5000, "env entries": 40000}
 	for name, build := range hostilePods {
 		t.Run(name, func(t *testing.T) {
 			n := sizes[name]
@@ -102,15 +102,16 @@ func TestHostilePodsLinear(t *testing.T) {
 			perByte := float64(a2) / float64(len(big))
 			t.Logf("%s: %d → %d: %.1f MiB → %.1f MiB (×%.2f), %.0f B allocated per byte, %v for %d KiB", name, n, 2*n,
 				float64(a1)/(1<<20), float64(a2)/(1<<20), ratio, perByte, took, len(big)>>10)
-			// 2 MiB of slack for the steps of buffer growth and pooling
-			// (buffers over 1 MiB are not pooled); a quadratic step is
-			// far outside it at these sizes.
+			// 4 MiB of slack for the steps of buffer growth and the
+			// refill of the buffer pools (a collection empties them;
+			// buffers over 1 MiB are not pooled); a quadratic step is far
+			// outside it at these sizes.
 			if raceEnabled {
 				// The race detector's own allocations blur the figures;
 				// make test runs this test without it too.
 				a1, a2 = 0, 0
 			}
-			if float64(a2) > 2.3*float64(a1)+(2<<20) {
+			if float64(a2) > 2.3*float64(a1)+(4<<20) {
 				t.Errorf("allocation grows ×%.2f for ×2 the size, want at most ×2.3", ratio)
 			}
 			if !raceEnabled && perByte > maxAllocPerByte {

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/yaml"
 
 	"github.com/meshinject/meshinject/internal/validate"
@@ -461,21 +462,28 @@ func loadInjection(user []byte, cfg *Config) error {
 			}
 		}
 	}
-	for i, s := range ic.NeverInjectSelector {
-		sel, err := metav1.LabelSelectorAsSelector(&s)
-		if err != nil {
-			return fmt.Errorf("injection config: field neverInjectSelector[%d]: %w", i, err)
-		}
-		cfg.NeverInject = append(cfg.NeverInject, sel)
+	var err error
+	if cfg.NeverInject, err = compileSelectors("neverInjectSelector", ic.NeverInjectSelector); err != nil {
+		return err
 	}
-	for i, s := range ic.AlwaysInjectSelector {
-		sel, err := metav1.LabelSelectorAsSelector(&s)
-		if err != nil {
-			return fmt.Errorf("injection config: field alwaysInjectSelector[%d]: %w", i, err)
-		}
-		cfg.AlwaysInject = append(cfg.AlwaysInject, sel)
+	if cfg.AlwaysInject, err = compileSelectors("alwaysInjectSelector", ic.AlwaysInjectSelector); err != nil {
+		return err
 	}
 	return nil
+}
+
+// compileSelectors compiles the label selectors of the injection config's
+// field, naming the field and index of a bad one.
+func compileSelectors(field string, sels []metav1.LabelSelector) ([]labels.Selector, error) {
+	var out []labels.Selector
+	for i := range sels {
+		sel, err := metav1.LabelSelectorAsSelector(&sels[i])
+		if err != nil {
+			return nil, fmt.Errorf("injection config: field %s[%d]: %w", field, i, err)
+		}
+		out = append(out, sel)
+	}
+	return out, nil
 }
 
 func isBareTemplate(b []byte) bool {

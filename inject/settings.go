@@ -403,16 +403,16 @@ func (s *Settings) resolveTraffic(cfg *config.Config, pod *corev1.Pod, a annotat
 		check func(string) error
 		out   *string
 	}
-	var inclIP, exclIP, inclIn, exclIn, inclOut, exclOut, exclIf, reroute string
+	var t traffic
 	fields := []field{
-		{"traffic.sidecar.istio.io/includeOutboundIPRanges", pv.IncludeIPRanges, func(v string) error { return validate.CIDRs(v, true) }, &inclIP},
-		{"traffic.sidecar.istio.io/excludeOutboundIPRanges", pv.ExcludeIPRanges, func(v string) error { return validate.CIDRs(v, false) }, &exclIP},
-		{"traffic.sidecar.istio.io/includeInboundPorts", pv.IncludeInboundPorts, func(v string) error { return validate.Ports(v, true) }, &inclIn},
-		{"traffic.sidecar.istio.io/excludeInboundPorts", pv.ExcludeInboundPorts, func(v string) error { return validate.Ports(v, false) }, &exclIn},
-		{"traffic.sidecar.istio.io/includeOutboundPorts", pv.IncludeOutboundPorts, func(v string) error { return validate.Ports(v, true) }, &inclOut},
-		{"traffic.sidecar.istio.io/excludeOutboundPorts", pv.ExcludeOutboundPorts, func(v string) error { return validate.Ports(v, false) }, &exclOut},
-		{"traffic.sidecar.istio.io/excludeInterfaces", "", validate.Interfaces, &exclIf},
-		{"traffic.sidecar.istio.io/kubevirtInterfaces", "", validate.Interfaces, &reroute},
+		{"traffic.sidecar.istio.io/includeOutboundIPRanges", pv.IncludeIPRanges, func(v string) error { return validate.CIDRs(v, true) }, &t.inclIP},
+		{"traffic.sidecar.istio.io/excludeOutboundIPRanges", pv.ExcludeIPRanges, func(v string) error { return validate.CIDRs(v, false) }, &t.exclIP},
+		{"traffic.sidecar.istio.io/includeInboundPorts", pv.IncludeInboundPorts, func(v string) error { return validate.Ports(v, true) }, &t.inclIn},
+		{"traffic.sidecar.istio.io/excludeInboundPorts", pv.ExcludeInboundPorts, func(v string) error { return validate.Ports(v, false) }, &t.exclIn},
+		{"traffic.sidecar.istio.io/includeOutboundPorts", pv.IncludeOutboundPorts, func(v string) error { return validate.Ports(v, true) }, &t.inclOut},
+		{"traffic.sidecar.istio.io/excludeOutboundPorts", pv.ExcludeOutboundPorts, func(v string) error { return validate.Ports(v, false) }, &t.exclOut},
+		{"traffic.sidecar.istio.io/excludeInterfaces", "", validate.Interfaces, &t.exclIf},
+		{"traffic.sidecar.istio.io/kubevirtInterfaces", "", validate.Interfaces, &t.reroute},
 		{"istio.io/reroute-virtual-interfaces", "", validate.Interfaces, nil},
 	}
 	for _, f := range fields {
@@ -424,15 +424,15 @@ func (s *Settings) resolveTraffic(cfg *config.Config, pod *corev1.Pod, a annotat
 		}
 	}
 	if v, ok := a.get("istio.io/reroute-virtual-interfaces"); ok {
-		reroute = strings.TrimSpace(v)
+		t.reroute = strings.TrimSpace(v)
 	}
 	status := ""
 	if s.StatusPort != 0 {
 		status = strconv.Itoa(int(s.StatusPort))
 	}
 	excludeIn := envoyPromPort + "," + agentHealthPort
-	if exclIn != "" {
-		excludeIn += "," + exclIn
+	if t.exclIn != "" {
+		excludeIn += "," + t.exclIn
 	}
 	excludeIn = templates.ExcludeInboundPort(status, excludeIn)
 
@@ -443,49 +443,60 @@ func (s *Settings) resolveTraffic(cfg *config.Config, pod *corev1.Pod, a annotat
 		"-z", strconv.Itoa(int(cmp.Or[int32](cfg.Mesh.GetProxyInboundListenPort(), 15006))),
 		"-u", uid,
 		"-m", s.InterceptionMode,
-		"-i", cmp.Or(inclIP, "*"),
-		"-x", exclIP,
-		"-b", cmp.Or(inclIn, "*"),
+		"-i", cmp.Or(t.inclIP, "*"),
+		"-x", t.exclIP,
+		"-b", cmp.Or(t.inclIn, "*"),
 		"-d", excludeIn,
 	}
-	if inclOut != "" {
-		args = append(args, "-q", inclOut)
+	if t.inclOut != "" {
+		args = append(args, "-q", t.inclOut)
 	}
-	if exclOut != "" {
-		args = append(args, "-o", exclOut)
+	if t.exclOut != "" {
+		args = append(args, "-o", t.exclOut)
 	}
-	if reroute != "" {
-		args = append(args, "-k", reroute)
+	if t.reroute != "" {
+		args = append(args, "-k", t.reroute)
 	}
-	if exclIf != "" {
-		args = append(args, "-c", exclIf)
+	if t.exclIf != "" {
+		args = append(args, "-c", t.exclIf)
 	}
 	args = append(args, "--log_output_level="+agentLevel)
 	args = append(args, initModeArgs(&cfg.Typed.Global, s.CNI)...)
 	if s.CNI {
-		s.CNIAnnotations = map[string]string{
-			"sidecar.istio.io/interceptionMode":            s.InterceptionMode,
-			"traffic.sidecar.istio.io/excludeInboundPorts": templates.ExcludeInboundPort(status, exclIn),
-		}
-		set := func(k, v string) {
-			if v != "" {
-				s.CNIAnnotations[k] = v
-			}
-		}
-		set("traffic.sidecar.istio.io/includeOutboundIPRanges", inclIP)
-		set("traffic.sidecar.istio.io/excludeOutboundIPRanges", exclIP)
-		set("traffic.sidecar.istio.io/includeInboundPorts", inclIn)
-		set("traffic.sidecar.istio.io/includeOutboundPorts", inclOut)
-		set("traffic.sidecar.istio.io/excludeOutboundPorts", exclOut)
-		set("traffic.sidecar.istio.io/excludeInterfaces", exclIf)
-		set("traffic.sidecar.istio.io/kubevirtInterfaces", a.str("traffic.sidecar.istio.io/kubevirtInterfaces", ""))
-		set("istio.io/reroute-virtual-interfaces", a.str("istio.io/reroute-virtual-interfaces", ""))
-		if cfg.Typed.Pilot.CNI.Provider == "multus" {
-			s.CNIAnnotations["k8s.v1.cni.cncf.io/networks"] = templates.AppendMultusNetwork(a.str("k8s.v1.cni.cncf.io/networks", ""), "default/istio-cni")
-		}
+		s.setCNIAnnotations(cfg, a, status, t)
 	}
 	s.InitArgs = args
 	return nil
+}
+
+// traffic are the resolved traffic-capture settings.
+type traffic struct {
+	inclIP, exclIP, inclIn, exclIn, inclOut, exclOut, exclIf, reroute string
+}
+
+// setCNIAnnotations writes the traffic settings as the annotations the
+// Istio CNI plugin reads in place of istio-init's arguments.
+func (s *Settings) setCNIAnnotations(cfg *config.Config, a annotations, status string, t traffic) {
+	s.CNIAnnotations = map[string]string{
+		"sidecar.istio.io/interceptionMode":            s.InterceptionMode,
+		"traffic.sidecar.istio.io/excludeInboundPorts": templates.ExcludeInboundPort(status, t.exclIn),
+	}
+	set := func(k, v string) {
+		if v != "" {
+			s.CNIAnnotations[k] = v
+		}
+	}
+	set("traffic.sidecar.istio.io/includeOutboundIPRanges", t.inclIP)
+	set("traffic.sidecar.istio.io/excludeOutboundIPRanges", t.exclIP)
+	set("traffic.sidecar.istio.io/includeInboundPorts", t.inclIn)
+	set("traffic.sidecar.istio.io/includeOutboundPorts", t.inclOut)
+	set("traffic.sidecar.istio.io/excludeOutboundPorts", t.exclOut)
+	set("traffic.sidecar.istio.io/excludeInterfaces", t.exclIf)
+	set("traffic.sidecar.istio.io/kubevirtInterfaces", a.str("traffic.sidecar.istio.io/kubevirtInterfaces", ""))
+	set("istio.io/reroute-virtual-interfaces", a.str("istio.io/reroute-virtual-interfaces", ""))
+	if cfg.Typed.Pilot.CNI.Provider == "multus" {
+		s.CNIAnnotations["k8s.v1.cni.cncf.io/networks"] = templates.AppendMultusNetwork(a.str("k8s.v1.cni.cncf.io/networks", ""), "default/istio-cni")
+	}
 }
 
 // initModeArgs are istio-iptables' trailing flags, in Istio's order: JSON

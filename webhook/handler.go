@@ -131,21 +131,10 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 		name = pod.GenerateName
 	}
 	log = log.WithValues("pod", klog.KRef(req.Namespace, name))
-	// The engine sees the pod without managedFields and with the request's
-	// namespace; the patch is computed against the request as it came.
-	managed, hadNamespace := pod.ManagedFields, pod.Namespace != ""
-	pod.ManagedFields = nil
-	if !hadNamespace {
-		pod.Namespace = req.Namespace
-	}
-	var known map[string]any
-	if len(unknown) > 0 {
-		// Fields our types do not know: keep the typed round-trip to put
-		// them back after injection (see graft).
-		if known, err = preserve.Tree(&pod); err != nil {
-			h.opts.Metrics.failure("decode")
-			return admission.Errored(http.StatusBadRequest, fmt.Errorf("decode pod: %w", err))
-		}
+	managed, hadNamespace, known, err := forEngine(&pod, req.Namespace, len(unknown) > 0)
+	if err != nil {
+		h.opts.Metrics.failure("decode")
+		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decode pod: %w", err))
 	}
 	res, err := h.opts.Engines.Engine().Inject(inject.Request{
 		Pod: &pod, Namespace: req.Namespace, ProxyEnv: env,
@@ -189,6 +178,23 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 	h.opts.Metrics.success(time.Since(start))
 	log.V(1).Info("injected", "templates", res.Templates, "patchOperations", n)
 	return resp.WithWarnings(warnings...)
+}
+
+// forEngine readies the decoded pod for the engine, which sees it without
+// managedFields and with the request's namespace (the patch is computed
+// against the request as it came), and returns what to put back. With
+// fields our types do not know (unknown), it also keeps the typed
+// round-trip to put them back after injection (see graft).
+func forEngine(pod *corev1.Pod, namespace string, unknown bool) (managed []metav1.ManagedFieldsEntry, hadNamespace bool, known map[string]any, err error) {
+	managed, hadNamespace = pod.ManagedFields, pod.Namespace != ""
+	pod.ManagedFields = nil
+	if !hadNamespace {
+		pod.Namespace = namespace
+	}
+	if unknown {
+		known, err = preserve.Tree(pod)
+	}
+	return managed, hadNamespace, known, err
 }
 
 // skipped answers a review whose pod is not injected: allowed, with a

@@ -29,7 +29,7 @@ DEV_CERTS := $(CURDIR)/.cache/dev-certs
 .PHONY: run
 run: build ## Serve the webhook on https://127.0.0.1:9443/inject (dev certificate in .cache/dev-certs; side port 127.0.0.1:8080).
 	go run ./hack/devcert -dir $(DEV_CERTS)
-	$(BIN)/meshinject serve --host 127.0.0.1 --port 9443 --health-addr 127.0.0.1:8080 --cert-dir $(DEV_CERTS) --log-format console
+	$(BIN)/meshinject serve --host 127.0.0.1 --port 9443 --health-addr 127.0.0.1:8080 --cert-dir $(DEV_CERTS) --log-format console --drain-delay 0
 
 .PHONY: inject-examples
 inject-examples: build ## Inject the examples/ manifests offline with the built-in defaults and print them.

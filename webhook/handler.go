@@ -108,6 +108,10 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 		h.opts.Metrics.failure("decode")
 		return admission.Errored(http.StatusBadRequest, errors.New("the AdmissionReview has no request"))
 	}
+	if req.UID == "" {
+		h.opts.Metrics.failure("decode")
+		return admission.Errored(http.StatusBadRequest, errors.New("request.uid: missing (the API server matches the response to it)"))
+	}
 	if req.Kind.Kind != "Pod" || req.Kind.Group != "" {
 		log.V(1).Info("ignoring a request that is not for a Pod", "kind", req.Kind.String())
 		return admission.Allowed("").WithWarnings(fmt.Sprintf("%snot injected: the request is for %s, not a Pod", WarningPrefix, req.Kind.Kind))
@@ -121,7 +125,7 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 	unknown, err := decodePod(req.Object.Raw, &pod)
 	if err != nil {
 		h.opts.Metrics.failure("decode")
-		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decode pod: %w", err))
+		return admission.Errored(http.StatusBadRequest, describeDecodeError("request.object", req.Object.Raw, new(corev1.Pod), err))
 	}
 	if resp, gone := h.expired(ctx); gone {
 		return resp

@@ -201,7 +201,23 @@ func TestHandleErrors(t *testing.T) {
 			r := podRequest("", "")
 			r.Object.Raw = []byte(`{"spec":{"containers":"not a list"}}`)
 			return r
-		}, code: 400, contains: []string{"decode pod"}},
+		}, code: 400, contains: []string{"request.object.spec.containers: want an array, got a string"}},
+		"missing object": {req: func() admission.Request {
+			r := podRequest("", "")
+			r.Object.Raw = nil
+			return r
+		}, code: 400, contains: []string{"request.object: missing"}},
+		"bad quantity": {req: func() admission.Request {
+			return podRequest("", `,"resources":{"limits":{"cpu":"abc"}}`)
+		}, code: 400, contains: []string{"request.object.spec.resources.limits.cpu: quantities must match"}},
+		"annotation not a string": {req: func() admission.Request {
+			return podRequest(`,"annotations":{"app":1}`, "")
+		}, code: 400, contains: []string{"request.object.metadata.annotations.app: want a string, got a number"}},
+		"no uid": {req: func() admission.Request {
+			r := podRequest("", "")
+			r.UID = ""
+			return r
+		}, code: 400, contains: []string{"request.uid: missing"}},
 		"bad path": {req: func() admission.Request { return podRequest("", "") }, path: "/inject/cluster", code: 400, contains: []string{"pairs"}},
 	}
 	for name, tc := range tests {

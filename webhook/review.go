@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 	"github.com/go-logr/logr"
 	admissionv1 "k8s.io/api/admission/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -137,7 +139,7 @@ func (s *reviewServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_ = r.Body.Close()
 	req, apiVersion, ok := decodeReview(body.Bytes())
 	if !ok {
-		if err := checkReviewType(body.Bytes()); err != nil {
+		if err := checkReview(body.Bytes()); err != nil {
 			s.write(w, "", admission.Errored(http.StatusBadRequest, err))
 			return
 		}
@@ -196,6 +198,25 @@ func decodeReview(body []byte) (req admission.Request, apiVersion string, ok boo
 		return admission.Request{}, "", false
 	}
 	return admission.Request{AdmissionRequest: *rv.Request}, rv.APIVersion, true
+}
+
+// checkReview refuses a body that is not JSON, or whose request has a
+// member of the wrong kind, with a message naming the field, then checks
+// its type (checkReviewType). Anything else the fast path refused goes to
+// controller-runtime.
+func checkReview(body []byte) error {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return errors.New("the body is empty: want a JSON AdmissionReview")
+	}
+	if !jsontext.Value(body).IsValid(jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true)) {
+		err := jsonv2.Unmarshal(body, new(jsontext.Value), jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(true))
+		return fmt.Errorf("the body is not a JSON AdmissionReview: %w", err)
+	}
+	var se *jsonv2.SemanticError
+	if err := jsonv2.Unmarshal(body, new(reviewBody)); errors.As(err, &se) && se.JSONKind != 0 && se.GoType != nil && !wantsKind(se.GoType, se.JSONKind) {
+		return describeDecodeError("", body, new(reviewBody), err)
+	}
+	return checkReviewType(body)
 }
 
 // checkReviewType refuses a JSON body that names another type than an

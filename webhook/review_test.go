@@ -114,7 +114,9 @@ func TestDecodeReviewOwnsItsBytes(t *testing.T) {
 }
 
 // TestReviewRefusedBodies: what the fast path does not decode goes to
-// controller-runtime, and the answer is controller-runtime's, byte for byte.
+// controller-runtime, and the answer is controller-runtime's, byte for
+// byte; a body that is not JSON, or whose request has a member of the wrong
+// kind, is refused with a message naming the field instead.
 func TestReviewRefusedBodies(t *testing.T) {
 	t.Parallel()
 	h, _ := newTestHandler(t, true)
@@ -127,10 +129,6 @@ func TestReviewRefusedBodies(t *testing.T) {
 		"invalid UTF-8":  strings.Replace(good, `"shop"`, "\"sh\xffop\"", 1),
 		"no request":     `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}`,
 		"null request":   `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":null}`,
-		"trailing data":  good + `{}`,
-		"YAML":           "apiVersion: admission.k8s.io/v1\nkind: AdmissionReview\nrequest:\n  uid: u-1\n",
-		"truncated":      good[:len(good)/2],
-		"empty":          "",
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
@@ -141,6 +139,34 @@ func TestReviewRefusedBodies(t *testing.T) {
 			gotCode, got := serve(fast, "/inject", "application/json", strings.NewReader(body))
 			if gotCode != wantCode || !bytes.Equal(got, want) {
 				t.Errorf("got %d %s\nwant %d %s", gotCode, got, wantCode, want)
+			}
+		})
+	}
+
+	for name, tc := range map[string]struct{ body, message string }{
+		"trailing data":  {good + `{}`, "the body is not a JSON AdmissionReview: jsontext: invalid character '{' after top-level value"},
+		"YAML":           {"apiVersion: admission.k8s.io/v1\nkind: AdmissionReview\n", "the body is not a JSON AdmissionReview: jsontext: invalid character 'a' at start of value"},
+		"truncated":      {good[:len(good)/2], "the body is not a JSON AdmissionReview: jsontext: unexpected EOF"},
+		"empty":          {"", "the body is empty: want a JSON AdmissionReview"},
+		"request string": {`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":"x"}`, "request: want an object, got a string"},
+		"uid number":     {strings.Replace(good, `"uid":"u-1"`, `"uid":1`, 1), "request.uid: want a string, got a number"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			code, got := serve(fast, "/inject", "application/json", strings.NewReader(tc.body))
+			var rv struct {
+				Response struct {
+					Status struct {
+						Code    int    `json:"code"`
+						Message string `json:"message"`
+					} `json:"status"`
+				} `json:"response"`
+			}
+			if err := json.Unmarshal(got, &rv); err != nil || code != 200 || rv.Response.Status.Code != 400 {
+				t.Fatalf("got %d %s, want a 400 review response", code, got)
+			}
+			if !strings.HasPrefix(rv.Response.Status.Message, tc.message) {
+				t.Errorf("message %q, want %q", rv.Response.Status.Message, tc.message)
 			}
 		})
 	}

@@ -5,6 +5,7 @@ import (
 	"os"
 	"runtime/debug"
 	"strings"
+	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/go-logr/zapr"
@@ -88,6 +89,9 @@ saying why. A plain-HTTP side port serves /metrics, /healthz and /readyz.`,
 					o.SelfManaged.ExtraNames = append(o.SelfManaged.ExtraNames, n)
 				}
 			}
+			if o.DrainDelay == 0 {
+				o.DrainDelay = -1 // --drain-delay=0: none
+			}
 			return server.Run(cmd.Context(), o.Options)
 		},
 	}
@@ -110,6 +114,7 @@ saying why. A plain-HTTP side port serves /metrics, /healthz and /readyz.`,
 	f.StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster config when running in a pod, else no cluster access)")
 	f.BoolVar(&o.EnableHTTP2, "enable-http2", false, "serve HTTP/2 (off by default because of the HTTP/2 rapid-reset CVEs)")
 	f.BoolVar(&o.EnableProfiling, "enable-profiling", false, "serve net/http/pprof under /debug/pprof/ on the side port")
+	f.DurationVar(&o.DrainDelay, "drain-delay", 5*time.Second, "on SIGTERM, keep serving this long with /readyz failing and connections closed after each response, then finish in-flight reviews and exit (0: none)")
 	f.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", 0, "how long to wait for the side port to drain on shutdown (default 30s)")
 	f.StringVar(&o.LogLevel, "log-level", "info", "log level: debug, info or error")
 	f.StringVar(&o.LogFormat, "log-format", "json", "log format: json or console")

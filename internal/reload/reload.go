@@ -1,10 +1,19 @@
 // Package reload keeps an injection engine built from a configuration
 // directory (a mounted ConfigMap with the keys config, values and mesh) and
-// rebuilds it when the directory changes. The kubelet updates a mounted
-// ConfigMap by swapping a symlink, so the directory is watched, not the
-// files. A change is debounced, loaded and validated in full; a valid
-// config is swapped in atomically, an invalid one is logged and counted and
-// the last good one stays in force. Reviews keep the engine they started with.
+// rebuilds it when the directory changes.
+//
+// The directory is watched, not the files: the kubelet updates a mounted
+// ConfigMap by swapping the ..data symlink. The directories the files'
+// symlinks resolve to are watched too, so a write through a symlink is seen,
+// and the directory is read again every Resync, so a directory deleted and
+// created again is found. A change is debounced, loaded and validated in
+// full; a valid config is swapped in atomically. A config that fails is read
+// again after the debounce before it counts: a writer caught halfway is not
+// a failure. A failure is logged and counted once, the last good config
+// stays in force and the stale gauge is 1 until the directory holds a good
+// one. A file present at start that is later missing, and an empty file, are
+// failures, never a silent return to the defaults. Reviews keep the engine
+// they started with.
 package reload
 
 import (
@@ -12,12 +21,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
-	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/fsnotify/fsnotify"
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -40,11 +47,16 @@ type Options struct {
 	Dir string
 	// Revision is the control-plane revision ("" for the default one).
 	Revision string
-	// Debounce is how long the directory must be quiet before a reload.
+	// Debounce is how long the directory must be quiet before a reload,
+	// and how long a failed load waits to be read again before it counts.
 	// Default 250ms.
 	Debounce time.Duration
-	// Registerer receives meshinject_config_reloads_total{result}. Default:
-	// not registered.
+	// Resync is how often the directory is read again without an event:
+	// it finds a directory that was deleted and created again. Unchanged
+	// files cost a read and a comparison. Default 5s.
+	Resync time.Duration
+	// Registerer receives meshinject_config_reloads_total{result} and
+	// meshinject_config_stale. Default: not registered.
 	Registerer prometheus.Registerer
 	// Log receives reload outcomes. Default: discard.
 	Log logr.Logger
@@ -55,6 +67,18 @@ type Reloader struct {
 	opts    Options
 	current atomic.Pointer[inject.Engine]
 	reloads *prometheus.CounterVec
+	stale   prometheus.Gauge
+
+	// required are the files present at the first load.
+	required [len(fileNames)]bool
+	// loaded is what the engine in force was built from; refused the last
+	// files whose failure was counted; suspect a failure not yet confirmed.
+	loaded, refused *snapshot
+	suspect         *snapshot
+	suspectAt       time.Time
+
+	mu       sync.Mutex
+	watchErr error
 }
 
 // New loads the configuration once; it fails if that configuration is
@@ -63,43 +87,68 @@ func New(opts Options) (*Reloader, error) {
 	if opts.Debounce == 0 {
 		opts.Debounce = 250 * time.Millisecond
 	}
+	if opts.Resync == 0 {
+		opts.Resync = 5 * time.Second
+	}
 	if opts.Log.GetSink() == nil {
 		opts.Log = logr.Discard()
 	}
-	r := &Reloader{opts: opts, reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "meshinject_config_reloads_total",
-		Help: "Configuration reloads, by result (success or failure).",
-	}, []string{"result"})}
+	r := &Reloader{opts: opts,
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meshinject_config_reloads_total",
+			Help: "Configuration reloads, by result (success or failure). A failure is counted once per refused content.",
+		}, []string{"result"}),
+		stale: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "meshinject_config_stale",
+			Help: "1 when the configuration in force is not the directory's: a change was refused or the directory cannot be watched.",
+		}),
+	}
 	if opts.Registerer != nil {
-		if err := opts.Registerer.Register(r.reloads); err != nil {
-			return nil, err
+		for _, c := range []prometheus.Collector{r.reloads, r.stale} {
+			if err := opts.Registerer.Register(c); err != nil {
+				return nil, err
+			}
 		}
 	}
-	e, err := r.load()
+	var s *snapshot
+	if opts.Dir != "" {
+		var err error
+		if s, err = read(opts.Dir); err != nil {
+			return nil, err
+		}
+		r.required = s.present
+	}
+	e, err := r.build(s)
 	if err != nil {
 		return nil, err
 	}
 	r.current.Store(e)
+	r.loaded = s
 	return r, nil
 }
 
 // Engine returns the engine of the last good configuration.
 func (r *Reloader) Engine() *inject.Engine { return r.current.Load() }
 
-// load reads, loads and validates the directory's configuration.
-func (r *Reloader) load() (*inject.Engine, error) {
+// Check reports why configuration changes cannot be seen (the directory is
+// gone or cannot be watched), or nil: a readiness check. A refused change
+// does not fail it: every replica reads the same directory, and the last
+// good configuration serves; meshinject_config_stale reports it.
+func (r *Reloader) Check() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.watchErr
+}
+
+// build checks the files, then loads and validates their configuration;
+// nil means the embedded defaults.
+func (r *Reloader) build(s *snapshot) (*inject.Engine, error) {
 	src := config.Sources{Revision: r.opts.Revision}
-	if r.opts.Dir != "" {
-		for name, dst := range map[string]*[]byte{FileConfig: &src.InjectionConfig, FileValues: &src.Values, FileMesh: &src.Mesh} {
-			b, err := os.ReadFile(filepath.Join(r.opts.Dir, name))
-			if errors.Is(err, fs.ErrNotExist) {
-				continue
-			}
-			if err != nil {
-				return nil, fmt.Errorf("read %s: %w", name, err)
-			}
-			*dst = b
+	if s != nil {
+		if err := s.check(r.required); err != nil {
+			return nil, err
 		}
+		src.InjectionConfig, src.Values, src.Mesh = s.data[0], s.data[1], s.data[2]
 	}
 	cfg, err := config.Load(src)
 	if err != nil {
@@ -115,19 +164,68 @@ func (r *Reloader) load() (*inject.Engine, error) {
 	return e, nil
 }
 
-// Reload loads the directory now and swaps the engine if the configuration
-// is valid. It returns the load error, if any; the previous engine stays.
-func (r *Reloader) Reload() error {
-	e, err := r.load()
-	if err != nil {
-		r.reloads.WithLabelValues("failure").Inc()
-		r.opts.Log.Error(err, "configuration change refused; the last good configuration stays in force", "dir", r.opts.Dir)
-		return err
+// attempt reads the directory and swaps in a changed, valid configuration.
+// It returns true when a failure is not confirmed yet: the caller reads
+// again after the debounce.
+func (r *Reloader) attempt(now time.Time) (again bool) {
+	s, err := read(r.opts.Dir)
+	if err == nil {
+		if s.equal(r.loaded) {
+			r.suspect = nil
+			r.refused = nil
+			r.setStale()
+			return false
+		}
+		if s.equal(r.refused) {
+			return false // counted already
+		}
+		var e *inject.Engine
+		if e, err = r.build(s); err == nil {
+			r.current.Store(e)
+			r.loaded, r.refused, r.suspect = s, nil, nil
+			r.setStale()
+			r.reloads.WithLabelValues("success").Inc()
+			r.opts.Log.Info("configuration reloaded", "dir", r.opts.Dir)
+			return false
+		}
 	}
-	r.current.Store(e)
-	r.reloads.WithLabelValues("success").Inc()
-	r.opts.Log.Info("configuration reloaded", "dir", r.opts.Dir)
-	return nil
+	if r.suspect == nil || !s.equal(r.suspect) {
+		r.suspect, r.suspectAt = s, now
+		return true
+	}
+	if now.Sub(r.suspectAt) < r.opts.Debounce {
+		return true
+	}
+	r.refused, r.suspect = s, nil
+	r.setStale()
+	r.reloads.WithLabelValues("failure").Inc()
+	r.opts.Log.Error(err, "configuration change refused; the last good configuration stays in force", "dir", r.opts.Dir)
+	return false
+}
+
+func (r *Reloader) setStale() {
+	r.mu.Lock()
+	stale := r.refused != nil || r.watchErr != nil
+	r.mu.Unlock()
+	if stale {
+		r.stale.Set(1)
+	} else {
+		r.stale.Set(0)
+	}
+}
+
+func (r *Reloader) setWatchErr(err error) {
+	r.mu.Lock()
+	changed := (err == nil) != (r.watchErr == nil)
+	r.watchErr = err
+	r.mu.Unlock()
+	r.setStale()
+	switch {
+	case changed && err != nil:
+		r.opts.Log.Error(err, "configuration changes cannot be seen; the last good configuration stays in force")
+	case changed:
+		r.opts.Log.Info("watching the configuration directory again", "dir", r.opts.Dir)
+	}
 }
 
 // Run watches the directory until ctx is done. With no directory it only
@@ -137,34 +235,51 @@ func (r *Reloader) Run(ctx context.Context) error {
 		<-ctx.Done()
 		return nil
 	}
-	w, err := fsnotify.NewWatcher()
+	w, err := newWatcher(r.opts.Dir)
 	if err != nil {
-		return fmt.Errorf("watch %s: %w", r.opts.Dir, err)
+		return err
 	}
-	defer func() { _ = w.Close() }()
-	if err := w.Add(r.opts.Dir); err != nil {
-		return fmt.Errorf("watch %s: %w", r.opts.Dir, err)
-	}
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	defer timer.Stop()
+	defer w.close()
+	r.setWatchErr(w.sync())
+	debounce := time.NewTimer(time.Hour)
+	debounce.Stop()
+	defer debounce.Stop()
+	resync := time.NewTicker(r.opts.Resync)
+	defer resync.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case ev, ok := <-w.Events:
+		case ev, ok := <-w.fs.Events:
 			if !ok {
 				return nil
 			}
 			r.opts.Log.V(1).Info("configuration directory changed", "event", ev.String())
-			timer.Reset(r.opts.Debounce)
-		case err, ok := <-w.Errors:
+			debounce.Reset(r.opts.Debounce)
+			continue
+		case err, ok := <-w.fs.Errors:
 			if !ok {
 				return nil
 			}
 			r.opts.Log.Error(err, "watching the configuration directory", "dir", r.opts.Dir)
-		case <-timer.C:
-			_ = r.Reload() // logged and counted; the last good engine stays
+			continue
+		case <-debounce.C:
+		case <-resync.C:
+		}
+		werr := w.sync()
+		r.setWatchErr(werr)
+		if werr == nil && r.attempt(time.Now()) {
+			debounce.Reset(r.opts.Debounce)
 		}
 	}
+}
+
+// errDirGone wraps the reason the directory cannot be watched.
+var errDirGone = errors.New("configuration directory cannot be watched")
+
+func dirError(dir string, err error) error {
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%w: %s does not exist", errDirGone, dir)
+	}
+	return fmt.Errorf("%w: %s: %w", errDirGone, dir, err)
 }

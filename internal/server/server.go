@@ -70,6 +70,11 @@ type Options struct {
 	// EnableProfiling serves net/http/pprof under /debug/pprof/ on the side
 	// port. Default off.
 	EnableProfiling bool
+	// DrainDelay is how long the webhook keeps serving once ctx ends, with
+	// readiness failing and connections closed after each response, before
+	// it stops accepting and finishes in-flight reviews. Default 5s;
+	// negative: none.
+	DrainDelay time.Duration
 	// ShutdownTimeout bounds the side port's shutdown. Default 30s.
 	ShutdownTimeout time.Duration
 	// Log is the logger. Default: discard.
@@ -93,6 +98,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.NativeSidecars == "" {
 		o.NativeSidecars = "auto"
+	}
+	if o.DrainDelay == 0 {
+		o.DrainDelay = 5 * time.Second
 	}
 	if o.ShutdownTimeout == 0 {
 		o.ShutdownTimeout = 30 * time.Second
@@ -187,22 +195,23 @@ func Run(ctx context.Context, o Options) error {
 	}
 
 	srv := ctrlwebhook.NewServer(ctrlwebhook.Options{Host: o.Host, Port: o.Port, TLSOpts: tlsOpts})
-	reviews := webhook.NewHTTPHandler(webhook.NewWebhook(handler), webhook.HTTPOptions{})
+	drain := &drainer{delay: o.DrainDelay}
+	reviews := drain.wrap(webhook.NewHTTPHandler(webhook.NewWebhook(handler), webhook.HTTPOptions{}))
 	srv.Register("/inject", reviews)
 	srv.Register("/inject/", reviews)
 
-	var serving atomic.Bool
+	var readyOnce atomic.Bool
 	ready := func() error {
+		if err := drain.check(); err != nil {
+			return err
+		}
 		if err := srv.StartedChecker()(nil); err != nil {
 			return fmt.Errorf("webhook not serving TLS yet: %w", err)
 		}
 		if !caReady() {
 			return errors.New("caBundle not written yet")
 		}
-		if engines.Engine() == nil {
-			return errors.New("no configuration loaded")
-		}
-		return nil
+		return engines.Check()
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(gatherers, promhttp.HandlerOpts{}))
@@ -227,8 +236,14 @@ func Run(ctx context.Context, o Options) error {
 	}
 	side := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 
+	// The webhook and side port outlive ctx by the drain delay.
+	serving, stopServing := context.WithCancel(context.WithoutCancel(ctx))
+	g.Go(func() error {
+		drain.run(ctx, stopServing, func() bool { return srv.StartedChecker()(nil) == nil }, log)
+		return nil
+	})
 	g.Go(func() error { return engines.Run(ctx) })
-	g.Go(func() error { return srv.Start(ctx) })
+	g.Go(func() error { return srv.Start(serving) })
 	g.Go(func() error {
 		if err := side.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			return err
@@ -236,7 +251,7 @@ func Run(ctx context.Context, o Options) error {
 		return nil
 	})
 	g.Go(func() error {
-		<-ctx.Done()
+		<-serving.Done()
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.ShutdownTimeout)
 		defer cancel()
 		return side.Shutdown(sctx)
@@ -246,7 +261,7 @@ func Run(ctx context.Context, o Options) error {
 			for ctx.Err() == nil && ready() != nil {
 				time.Sleep(20 * time.Millisecond)
 			}
-			if ctx.Err() == nil && serving.CompareAndSwap(false, true) {
+			if ctx.Err() == nil && readyOnce.CompareAndSwap(false, true) {
 				o.Ready(net.JoinHostPort(o.Host, fmt.Sprint(o.Port)), lis.Addr().String())
 			}
 			return nil

@@ -48,6 +48,9 @@ func startServer(t *testing.T, dir string, opts Options) (string, string, *certs
 	ctx, cancel := context.WithCancel(t.Context())
 	opts.Host, opts.Port, opts.HealthAddr = "127.0.0.1", freePort(t), "127.0.0.1:0"
 	opts.CertDir, opts.Log = dir, testr.New(t)
+	if opts.DrainDelay == 0 {
+		opts.DrainDelay = -1 // tests of shutdown set their own
+	}
 	ready := make(chan string, 1)
 	opts.Ready = func(_, health string) { ready <- health }
 	done := make(chan error, 1)

@@ -239,21 +239,27 @@ func order(pod *corev1.Pod, hold bool) {
 // moveTo moves the containers matching pick to the front or the back,
 // keeping the relative order of both groups.
 func moveTo(list []corev1.Container, pick func(*corev1.Container) bool, front bool) []corev1.Container {
-	var picked, rest []corev1.Container
+	// In place: the picked few are copied out, the rest close up.
+	var picked []corev1.Container
+	w := 0
 	for i := range list {
 		if pick(&list[i]) {
 			picked = append(picked, list[i])
-		} else {
-			rest = append(rest, list[i])
+			continue
 		}
+		list[w] = list[i]
+		w++
 	}
 	if len(picked) == 0 {
 		return list
 	}
 	if front {
-		return append(picked, rest...)
+		copy(list[len(picked):], list[:w])
+		copy(list, picked)
+	} else {
+		copy(list[w:], picked)
 	}
-	return append(rest, picked...)
+	return list
 }
 
 // foldProxy merges an istio-proxy that one template adds to containers into

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 
 	gojson "github.com/goccy/go-json"
@@ -277,11 +278,16 @@ func prependCopies[T named](list, add []T) []T {
 	if len(add) == 0 {
 		return list
 	}
-	out := make([]T, 0, len(add)+len(list))
+	// In place when list has room (decoded lists often do): shift the
+	// list up, then copy add in front; a hostile pod's thousands of
+	// containers are not copied to a new list.
+	n := len(list)
+	list = slices.Grow(list, len(add))[:n+len(add)]
+	copy(list[len(add):], list[:n])
 	for i := range add {
-		out = append(out, deepCopyItem(add[i]))
+		list[i] = deepCopyItem(add[i])
 	}
-	return append(out, list...)
+	return list
 }
 
 func deepCopyItem[T named](v T) T {

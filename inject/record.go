@@ -68,7 +68,7 @@ var internalAnnotations = map[string]bool{
 
 func diffMaps(before, after map[string]string, skip map[string]bool) *mapDiff {
 	d := &mapDiff{}
-	for _, k := range slices.Sorted(maps.Keys(after)) {
+	for k := range after {
 		if skip[k] {
 			continue
 		}
@@ -76,6 +76,7 @@ func diffMaps(before, after map[string]string, skip map[string]bool) *mapDiff {
 			d.Added = append(d.Added, k)
 		}
 	}
+	slices.Sort(d.Added)
 	for k, v := range before {
 		if skip[k] {
 			continue

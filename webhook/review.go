@@ -3,6 +3,7 @@ package webhook
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -33,9 +34,12 @@ const maxReviewBytes = 7 << 20
 // the usual review itself, in one scan with encoding/json/v2: a body of
 // type application/json within the size limit whose apiVersion is
 // admission.k8s.io/v1 or v1beta1, whose kind is AdmissionReview, that has a
-// request, and that decodes with names matched case-sensitively, no
-// duplicate names and valid UTF-8 (so it decodes to the request
-// controller-runtime's decoder returns: TestDecodeReviewMatchesController).
+// request, and that decodes with names matched case-sensitively and valid
+// UTF-8 (so it decodes to the request controller-runtime's decoder returns:
+// TestDecodeReviewMatchesController). A repeated name is taken as
+// controller-runtime takes it (the last wins, objects merge) rather than
+// checked: the check keeps a set of every name in the body, 200 bytes per
+// member of a hostile pod's labels.
 // It then calls wh.Handle, so the panic recovery, the request logger and the
 // response completion are the Webhook's, and writes the response
 // controller-runtime writes, byte for byte, in one write with a
@@ -158,6 +162,7 @@ func (s *reviewServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (s *reviewServer) write(w http.ResponseWriter, apiVersion string, resp admission.Response) {
 	out := getBuffer()
 	defer putBuffer(out)
+	out.Grow(base64.StdEncoding.EncodedLen(len(resp.Patch)) + 1024) // one allocation for a large patch
 	if err := encodeReview(out, apiVersion, &resp.AdmissionResponse); err != nil {
 		s.log.Error(err, "unable to encode the response")
 		out.Reset()
@@ -191,7 +196,7 @@ const (
 // ok false for a body to leave to controller-runtime.
 func decodeReview(body []byte) (req admission.Request, apiVersion string, ok bool) {
 	var rv reviewBody
-	if jsonv2.Unmarshal(body, &rv) != nil || rv.Request == nil || rv.Kind != reviewKind {
+	if jsonv2.Unmarshal(body, &rv, jsontext.AllowDuplicateNames(true)) != nil || rv.Request == nil || rv.Kind != reviewKind {
 		return admission.Request{}, "", false
 	}
 	if rv.APIVersion != reviewV1 && rv.APIVersion != reviewV1beta1 {

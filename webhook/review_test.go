@@ -73,6 +73,18 @@ func TestDecodeReviewMatchesController(t *testing.T) {
 	bodies := randomReviews(t, 300)
 	bodies = append(bodies, []byte(review("v1", "Pod", reviewPod)), []byte(review("v1beta1", "Pod", reviewPod)),
 		[]byte(`{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","futureField":{"a":[1]},"request":{"uid":"u","futureField":2,"object":{"x":1}}}`))
+	// Repeated names: the last wins on both paths, and objects merge.
+	good := review("v1", "Pod", reviewPod)
+	for _, dup := range []string{
+		strings.Replace(good, `"uid":"u-1"`, `"uid":"u-1","uid":"u-2"`, 1),
+		strings.Replace(good, `"namespace":"shop"`, `"namespace":"a","namespace":"shop","userInfo":{"username":"x","groups":["g"]},"userInfo":{"username":"y"}`, 1),
+		strings.Replace(good, `"object":`, `"object":{"a":1},"object":`, 1),
+		strings.Replace(good, `"request":{`, `"request":{"uid":"u-0","dryRun":true},"request":{`, 1),
+		strings.Replace(good, `"kind":{"group":"","version":"v1","kind":"Pod"}`, `"kind":{"group":"apps","version":"v9"},"kind":{"group":"","version":"v1","kind":"Pod"}`, 1),
+		strings.Replace(good, `"apiVersion":"admission.k8s.io/v1"`, `"apiVersion":"x","apiVersion":"admission.k8s.io/v1"`, 1),
+	} {
+		bodies = append(bodies, []byte(dup))
+	}
 	for i, body := range bodies {
 		got, apiVersion, ok := decodeReview(body)
 		if !ok {
@@ -125,7 +137,6 @@ func TestReviewRefusedBodies(t *testing.T) {
 	good := review("v1", "Pod", reviewPod)
 	for name, body := range map[string]string{
 		"mis-cased name": strings.Replace(good, `"request"`, `"Request"`, 1),
-		"duplicate name": strings.Replace(good, `"uid":"u-1"`, `"uid":"u-1","uid":"u-2"`, 1),
 		"invalid UTF-8":  strings.Replace(good, `"shop"`, "\"sh\xffop\"", 1),
 		"no request":     `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}`,
 		"null request":   `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":null}`,

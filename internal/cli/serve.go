@@ -35,7 +35,17 @@ type ServeOptions struct {
 	// harder before the kernel kills the process, unless GOMEMLIMIT is set.
 	// Default "": none.
 	MemoryLimit string
+	maxPodBytes string
 	extraNames  string
+}
+
+// parseMaxPodBytes reads --max-pod-bytes.
+func parseMaxPodBytes(v string) (int, error) {
+	q, err := resource.ParseQuantity(v)
+	if err != nil || q.Sign() <= 0 || q.Value() > 64<<20 {
+		return 0, fmt.Errorf("--max-pod-bytes %q: want a size from 1 byte to 64Mi, such as 1Mi", v)
+	}
+	return int(q.Value()), nil
 }
 
 // applyMemoryLimit sets the garbage collector's soft limit to 90% of
@@ -89,6 +99,9 @@ saying why. A plain-HTTP side port serves /metrics, /healthz and /readyz.`,
 					o.SelfManaged.ExtraNames = append(o.SelfManaged.ExtraNames, n)
 				}
 			}
+			if o.MaxPodBytes, err = parseMaxPodBytes(o.maxPodBytes); err != nil {
+				return err
+			}
 			if o.DrainDelay == 0 {
 				o.DrainDelay = -1 // --drain-delay=0: none
 			}
@@ -114,6 +127,7 @@ saying why. A plain-HTTP side port serves /metrics, /healthz and /readyz.`,
 	f.StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster config when running in a pod, else no cluster access)")
 	f.BoolVar(&o.EnableHTTP2, "enable-http2", false, "serve HTTP/2 (off by default because of the HTTP/2 rapid-reset CVEs)")
 	f.BoolVar(&o.EnableProfiling, "enable-profiling", false, "serve net/http/pprof under /debug/pprof/ on the side port")
+	f.StringVar(&o.maxPodBytes, "max-pod-bytes", "768Ki", "largest pod, as JSON, that is injected (bytes or a quantity); a larger pod is refused with a message saying so. A review allocates up to about 66 bytes per byte of pod")
 	f.DurationVar(&o.DrainDelay, "drain-delay", 5*time.Second, "on SIGTERM, keep serving this long with /readyz failing and connections closed after each response, then finish in-flight reviews and exit (0: none)")
 	f.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", 0, "how long to wait for the side port to drain on shutdown (default 30s)")
 	f.StringVar(&o.LogLevel, "log-level", "info", "log level: debug, info or error")

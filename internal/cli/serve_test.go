@@ -33,3 +33,16 @@ func TestMemoryLimit(t *testing.T) {
 		t.Error("--memory-limit applied although GOMEMLIMIT is set")
 	}
 }
+
+func TestParseMaxPodBytes(t *testing.T) {
+	for in, want := range map[string]int{"1Mi": 1 << 20, "512Ki": 512 << 10, "2000000": 2000000} {
+		if got, err := parseMaxPodBytes(in); err != nil || got != want {
+			t.Errorf("--max-pod-bytes %s: %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"0", "-1Mi", "1Gi", "big"} {
+		if _, err := parseMaxPodBytes(in); err == nil || !strings.Contains(err.Error(), "--max-pod-bytes") {
+			t.Errorf("--max-pod-bytes %s: err %v, want a refusal naming the flag", in, err)
+		}
+	}
+}

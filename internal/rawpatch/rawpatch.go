@@ -28,8 +28,11 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"hash/maphash"
 	"io"
+	"math"
 	"math/bits"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -45,8 +48,14 @@ type Operation struct {
 	Value []byte
 }
 
+// MaxDocument is the largest document Diff takes: offsets are 32 bits.
+const MaxDocument = math.MaxInt32
+
 // Diff returns the operations that turn document a into document b.
 func Diff(a, b []byte) ([]Operation, error) {
+	if len(a) > MaxDocument || len(b) > MaxDocument {
+		return nil, fmt.Errorf("rawpatch: documents of %d and %d bytes: the limit is %d", len(a), len(b), MaxDocument)
+	}
 	d := differs.Get().(*differ)
 	defer d.release()
 	ra, err := d.a.scan(a)
@@ -95,9 +104,9 @@ func Marshal(ops []Operation) ([]byte, error) {
 // object member, the quoted name is raw[nameStart:nameEnd]; for an object
 // or array, c is its index in the document's containers, else -1.
 type span struct {
-	start, end         int
-	nameStart, nameEnd int
-	c                  int
+	start, end         int32
+	nameStart, nameEnd int32
+	c                  int32
 }
 
 // doc is a document and its containers (objects and arrays) in the order
@@ -105,7 +114,7 @@ type span struct {
 // container after it and everything inside it.
 type doc struct {
 	raw               []byte
-	starts, ends, nxt []int
+	starts, ends, nxt []int32
 }
 
 // scan pairs the brackets of raw, checking that they match and that
@@ -121,7 +130,7 @@ func (d *doc) scan(raw []byte) (span, error) {
 		if err != nil {
 			return span{}, err
 		}
-		return d.top(span{start: i, end: end, nameStart: -1, nameEnd: -1, c: -1})
+		return d.top(span{start: off(i), end: off(end), nameStart: -1, nameEnd: -1, c: -1})
 	}
 	var stack [32]int
 	open := stack[:0]
@@ -150,7 +159,7 @@ func (d *doc) scan(raw []byte) (span, error) {
 			j = end - 1
 		case '{', '[':
 			open = append(open, len(d.starts))
-			d.starts, d.ends, d.nxt = append(d.starts, j), append(d.ends, 0), append(d.nxt, 0)
+			d.starts, d.ends, d.nxt = append(double(d.starts), off(j)), append(double(d.ends), 0), append(double(d.nxt), 0)
 		case '}', ']':
 			if len(open) == 0 {
 				return span{}, fmt.Errorf("offset %d: unexpected %q", j, c)
@@ -160,9 +169,9 @@ func (d *doc) scan(raw []byte) (span, error) {
 				return span{}, fmt.Errorf("offset %d: unexpected %q", j, c)
 			}
 			open = open[:len(open)-1]
-			d.ends[k], d.nxt[k] = j+1, len(d.starts)
+			d.ends[k], d.nxt[k] = off(j+1), off(len(d.starts))
 			if len(open) == 0 {
-				return d.top(span{start: i, end: j + 1, nameStart: -1, nameEnd: -1, c: 0})
+				return d.top(span{start: off(i), end: off(j + 1), nameStart: -1, nameEnd: -1, c: 0})
 			}
 		}
 	}
@@ -171,7 +180,7 @@ func (d *doc) scan(raw []byte) (span, error) {
 
 // top checks that nothing but space follows the top-level value v.
 func (d *doc) top(v span) (span, error) {
-	if j := skipSpace(d.raw, v.end); j != len(d.raw) {
+	if j := skipSpace(d.raw, int(v.end)); j != len(d.raw) {
 		return span{}, fmt.Errorf("offset %d: data after the top-level value", j)
 	}
 	return v, nil
@@ -182,14 +191,15 @@ func (d *doc) top(v span) (span, error) {
 // v's own level: nested containers are jumped over.
 func (d *doc) children(v span, dst []span) ([]span, error) {
 	raw := d.raw
-	object := raw[v.start] == '{'
+	vstart, vend := int(v.start), int(v.end)
+	object := raw[vstart] == '{'
 	closing := byte(']')
 	if object {
 		closing = '}'
 	}
-	next := v.c + 1 // the next nested container, in document order
-	i := skipSpace(raw, v.start+1)
-	if i < v.end && raw[i] == closing {
+	next := int(v.c) + 1 // the next nested container, in document order
+	i := skipSpace(raw, vstart+1)
+	if i < vend && raw[i] == closing {
 		return dst, nil
 	}
 	for {
@@ -199,34 +209,35 @@ func (d *doc) children(v span, dst []span) ([]span, error) {
 			if err != nil {
 				return nil, fmt.Errorf("member name: %w", err)
 			}
-			c.nameStart, c.nameEnd = i, end
+			c.nameStart, c.nameEnd = off(i), off(end)
 			if i = skipSpace(raw, end); i >= len(raw) || raw[i] != ':' {
 				return nil, fmt.Errorf("offset %d: want ':' after a member name", i)
 			}
 			i = skipSpace(raw, i+1)
 		}
-		if i >= v.end {
+		if i >= vend {
 			return nil, fmt.Errorf("offset %d: want a value", i)
 		}
-		c.start = i
+		c.start = off(i)
+		end := 0
 		if raw[i] == '{' || raw[i] == '[' {
 			// Brackets were paired in document order, so this is the
 			// next container.
-			if next >= len(d.starts) || d.starts[next] != i {
+			if next >= len(d.starts) || int(d.starts[next]) != i {
 				return nil, fmt.Errorf("offset %d: unexpected %q", i, raw[i])
 			}
-			c.c, c.end, next = next, d.ends[next], d.nxt[next]
+			c.c, end, next = off(next), int(d.ends[next]), int(d.nxt[next])
 		} else {
-			end, err := scanScalar(raw, i)
-			if err != nil {
+			var err error
+			if end, err = scanScalar(raw, i); err != nil {
 				return nil, err
 			}
-			c.end = end
 		}
-		dst = append(dst, c)
-		i = skipSpace(raw, c.end)
+		c.end = off(end)
+		dst = append(double(dst), c)
+		i = skipSpace(raw, end)
 		switch {
-		case i >= v.end:
+		case i >= vend:
 			return nil, io.ErrUnexpectedEOF
 		case raw[i] == closing:
 			return dst, nil
@@ -237,6 +248,20 @@ func (d *doc) children(v span, dst []span) ([]span, error) {
 			return nil, fmt.Errorf("offset %d: trailing comma", i)
 		}
 	}
+}
+
+// off is an offset or index as a span holds it: Diff refuses documents
+// over MaxDocument, so it fits.
+func off(i int) int32 { return int32(i) } //nolint:gosec // see above
+
+// double makes room for one more element in s, doubling a full slice:
+// append grows large slices by a quarter, which allocates five times the
+// final size on the way to a hostile pod's 100,000 members.
+func double[T any](s []T) []T {
+	if len(s) < cap(s) {
+		return s
+	}
+	return slices.Grow(s, max(len(s), 8))
 }
 
 func skipSpace(raw []byte, i int) int {
@@ -325,7 +350,7 @@ func (d *differ) release() {
 }
 
 func (d *differ) add(op, path string, value []byte) {
-	d.ops = append(d.ops, Operation{Op: op, Path: path, Value: value})
+	d.ops = append(double(d.ops), Operation{Op: op, Path: path, Value: value})
 }
 
 func (d *differ) bytesA(v span) []byte { return d.a.raw[v.start:v.end] }
@@ -367,19 +392,26 @@ const smallObject = 32
 
 func (d *differ) object(path string, ma, mb []span) error {
 	// Members usually come in the same order on both sides (one encoder
-	// wrote both), so the lookup tries where the last match left off.
-	inB, inA := d.lookup(d.b.raw, mb), d.lookup(d.a.raw, ma)
-	next := 0
+	// wrote both), so the lookup tries where the last match left off;
+	// members of b no member of a matched are added.
+	inB := nameIndex{raw: d.b.raw, members: mb}
+	var small [1]uint64
+	matched := small[:]
+	if len(mb) > 64 {
+		matched = make([]uint64, (len(mb)+63)/64)
+	}
+	next, inOrder := 0, true
 	for _, c := range ma {
 		name := d.a.raw[c.nameStart:c.nameEnd]
 		m := next
 		if m >= len(mb) || !bytes.Equal(d.b.raw[mb[m].nameStart:mb[m].nameEnd], name) {
-			m = inB(name)
+			m, inOrder = inB.find(name), false
 		}
 		if m < 0 {
 			d.add("remove", path+"/"+member(name), nil)
 			continue
 		}
+		matched[m/64] |= 1 << (m % 64)
 		next = m + 1
 		// Equal values are the common case: compare before building the
 		// member's path.
@@ -390,53 +422,75 @@ func (d *differ) object(path string, ma, mb []span) error {
 			return err
 		}
 	}
-	if len(ma) == len(mb) && next == len(mb) && d.sameNames(ma, mb) {
+	if inOrder && len(ma) == len(mb) {
 		return nil
 	}
-	for _, m := range mb {
-		name := d.b.raw[m.nameStart:m.nameEnd]
-		if inA(name) < 0 {
-			d.add("add", path+"/"+member(name), d.bytesB(m))
+	for j, m := range mb {
+		if matched[j/64]&(1<<(j%64)) == 0 {
+			d.add("add", path+"/"+member(d.b.raw[m.nameStart:m.nameEnd]), d.bytesB(m))
 		}
 	}
 	return nil
 }
 
-// sameNames reports whether ma and mb name the same members in the same
-// order.
-func (d *differ) sameNames(ma, mb []span) bool {
-	for i := range ma {
-		if !bytes.Equal(d.a.raw[ma[i].nameStart:ma[i].nameEnd], d.b.raw[mb[i].nameStart:mb[i].nameEnd]) {
-			return false
-		}
-	}
-	return true
+// nameIndex finds an object's members by quoted name: a scan for small
+// objects; for large ones (a hostile pod's 100,000 labels) a hash table of
+// member indices, built on the first lookup, so the lookup stays linear in
+// the object and copies no names.
+type nameIndex struct {
+	raw     []byte
+	members []span
+	slots   []int32 // member index + 1; 0 is empty
 }
 
-// lookup returns a function that finds a member by its quoted name: a
-// scan for small objects, an index built once for large ones.
-func (d *differ) lookup(raw []byte, members []span) func(name []byte) int {
-	if len(members) <= smallObject {
-		return func(name []byte) int {
-			for i, m := range members {
-				if bytes.Equal(raw[m.nameStart:m.nameEnd], name) {
-					return i
-				}
+var nameSeed = maphash.MakeSeed()
+
+// find returns the index of the first member named name, or -1.
+func (x *nameIndex) find(name []byte) int {
+	if len(x.members) <= smallObject {
+		for i, m := range x.members {
+			if bytes.Equal(x.raw[m.nameStart:m.nameEnd], name) {
+				return i
 			}
-			return -1
-		}
-	}
-	index := make(map[string]int, len(members))
-	for i, m := range members {
-		if _, dup := index[string(raw[m.nameStart:m.nameEnd])]; !dup {
-			index[string(raw[m.nameStart:m.nameEnd])] = i
-		}
-	}
-	return func(name []byte) int {
-		if i, ok := index[string(name)]; ok {
-			return i
 		}
 		return -1
+	}
+	if x.slots == nil {
+		x.build()
+	}
+	mask := uint64(len(x.slots) - 1) //nolint:gosec // a power of two, at least 1
+	for h := maphash.Bytes(nameSeed, name) & mask; ; h = (h + 1) & mask {
+		s := x.slots[h]
+		if s == 0 {
+			return -1
+		}
+		if m := x.members[s-1]; bytes.Equal(x.raw[m.nameStart:m.nameEnd], name) {
+			return int(s - 1)
+		}
+	}
+}
+
+// build fills the table, at most half full; a repeated name keeps its
+// first member.
+func (x *nameIndex) build() {
+	size := 1
+	for size < 2*len(x.members) {
+		size <<= 1
+	}
+	x.slots = make([]int32, size)
+	mask := uint64(size - 1) //nolint:gosec // a power of two, at least 1
+	for i, m := range x.members {
+		name := x.raw[m.nameStart:m.nameEnd]
+		for h := maphash.Bytes(nameSeed, name) & mask; ; h = (h + 1) & mask {
+			s := x.slots[h]
+			if s == 0 {
+				x.slots[h] = off(i + 1)
+				break
+			}
+			if o := x.members[s-1]; bytes.Equal(x.raw[o.nameStart:o.nameEnd], name) {
+				break
+			}
+		}
 	}
 }
 

@@ -70,6 +70,9 @@ type Options struct {
 	// EnableProfiling serves net/http/pprof under /debug/pprof/ on the side
 	// port. Default off.
 	EnableProfiling bool
+	// MaxPodBytes is the largest pod (as JSON) injected; larger ones are
+	// refused. Default webhook.DefaultMaxPodBytes (768 KiB).
+	MaxPodBytes int
 	// DrainDelay is how long the webhook keeps serving once ctx ends, with
 	// readiness failing and connections closed after each response, before
 	// it stops accepting and finishes in-flight reviews. Default 5s;
@@ -154,7 +157,7 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	handler, err := webhook.NewHandler(webhook.Options{Engines: engines, Native: native, Metrics: metrics})
+	handler, err := webhook.NewHandler(webhook.Options{Engines: engines, Native: native, Metrics: metrics, MaxPodBytes: o.MaxPodBytes})
 	if err != nil {
 		return err
 	}

@@ -4,54 +4,19 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/meshinject/meshinject/internal/benchpods"
 )
 
 // hostilePods build pods that grow one dimension to n: what anyone who may
 // create a pod can send. Each must cost work linear in n.
-var hostilePods = map[string]func(n int) []byte{
-	"labels": func(n int) []byte {
-		var b strings.Builder
-		for i := range n {
-			fmt.Fprintf(&b, `,"l%d":"v"`, i)
-		}
-		return fmt.Appendf(nil, `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p","labels":{%s}},"spec":{"containers":[{"name":"app","image":"i"}]}}`, b.String()[1:])
-	},
-	"annotations": func(n int) []byte {
-		var b strings.Builder
-		for i := range n {
-			fmt.Fprintf(&b, `,"a%d":"v"`, i)
-		}
-		return fmt.Appendf(nil, podJSON, `,"annotations":{`+b.String()[1:]+`}`, "")
-	},
-	"probed containers": func(n int) []byte {
-		var b strings.Builder
-		for i := range n {
-			fmt.Fprintf(&b, `,{"name":"c%d","image":"i","ports":[{"containerPort":8080}],"readinessProbe":{"httpGet":{"path":"/r","port":8080}}}`, i)
-		}
-		return fmt.Appendf(nil, `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p"},"spec":{"containers":[%s]}}`, b.String()[1:])
-	},
-	"template names": func(n int) []byte {
-		return fmt.Appendf(nil, podJSON, `,"annotations":{"inject.istio.io/templates":"`+strings.Repeat("sidecar,", n)+`sidecar"}`, "")
-	},
-	"deep JSON": func(n int) []byte {
-		return fmt.Appendf(nil, `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p"},"spec":{"containers":[{"name":"app","image":"i"}],"x":%s1%s}}`,
-			strings.Repeat("[", n), strings.Repeat("]", n))
-	},
-	"env entries": func(n int) []byte {
-		var b strings.Builder
-		for i := range n {
-			fmt.Fprintf(&b, `,{"name":"E%d","value":"v"}`, i)
-		}
-		return fmt.Appendf(nil, `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p"},"spec":{"containers":[{"name":"app","image":"i","env":[%s]}]}}`, b.String()[1:])
-	},
-}
+var hostilePods = benchpods.Hostile()
 
 // reviewCost handles one review of raw and returns the bytes it allocated
 // and the time it took.
@@ -148,23 +113,6 @@ func TestHostilePodsLinear(t *testing.T) {
 	}
 }
 
-// largestUnder returns the largest pod build makes that is at most limit
-// bytes.
-func largestUnder(build func(int) []byte, limit int) []byte {
-	lo, hi := 1, 2
-	for len(build(hi)) <= limit {
-		lo, hi = hi, 2*hi
-	}
-	for hi-lo > 1 {
-		if mid := (lo + hi) / 2; len(build(mid)) <= limit {
-			lo = mid
-		} else {
-			hi = mid
-		}
-	}
-	return build(lo)
-}
-
 // sink is a ResponseWriter into a buffer grown before the measurement,
 // so the allocations counted are the server's, not a recorder's.
 type sink struct {
@@ -227,11 +175,11 @@ func TestHostilePodsBudget(t *testing.T) {
 	}
 	for name, build := range hostilePods {
 		t.Run(name, func(t *testing.T) {
-			check(t, largestUnder(build, DefaultMaxPodBytes), name != "deep JSON")
+			check(t, benchpods.LargestUnder(build, DefaultMaxPodBytes), name != "deep JSON")
 		})
 	}
 	t.Run("7 MiB body", func(t *testing.T) {
-		pod := largestUnder(hostilePods["labels"], maxReviewBytes-4096)
+		pod := benchpods.LargestUnder(hostilePods["labels"], maxReviewBytes-4096)
 		check(t, pod, false)
 		_, _, rr := serveCost(t, srv, pod)
 		if rr.Response.Status == nil || !strings.Contains(rr.Response.Status.Message, "meshinject injects pods of up to 768 KiB (serve --max-pod-bytes)") {

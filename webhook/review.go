@@ -16,6 +16,7 @@ import (
 	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
 	"github.com/go-logr/logr"
+	"golang.org/x/sync/semaphore"
 	admissionv1 "k8s.io/api/admission/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
@@ -55,7 +56,7 @@ const maxReviewBytes = 7 << 20
 // opts.BodyReadTimeout.
 func NewHTTPHandler(wh *admission.Webhook, opts HTTPOptions) http.Handler {
 	opts.setDefaults()
-	return &reviewServer{wh: wh, log: logf.Log.WithName("admission"), opts: opts}
+	return &reviewServer{wh: wh, log: logf.Log.WithName("admission"), opts: opts, inFlight: semaphore.NewWeighted(opts.InFlightBytes)}
 }
 
 // HTTPOptions configures NewHTTPHandler.
@@ -68,6 +69,15 @@ type HTTPOptions struct {
 	// timeout query parameter. Default 10s, the API server's default
 	// timeoutSeconds.
 	DefaultReviewTimeout time.Duration
+	// InFlightBytes bounds the bytes of review bodies being worked on at
+	// once (a body counts its Content-Length, at most this; one without a
+	// length counts all of it). A review beyond it waits, within its
+	// deadline, for others to finish. A review allocates up to about 66
+	// bytes per byte of pod, so the default keeps the work in flight, and
+	// so the heap, under about 64 MiB however many hostile pods arrive
+	// together; ordinary reviews of a few KiB are not held back. Default
+	// 1 MiB.
+	InFlightBytes int64
 }
 
 func (o *HTTPOptions) setDefaults() {
@@ -77,12 +87,25 @@ func (o *HTTPOptions) setDefaults() {
 	if o.DefaultReviewTimeout <= 0 {
 		o.DefaultReviewTimeout = 10 * time.Second
 	}
+	if o.InFlightBytes <= 0 {
+		o.InFlightBytes = 1 << 20
+	}
 }
 
 type reviewServer struct {
-	wh   *admission.Webhook
-	log  logr.Logger
-	opts HTTPOptions
+	wh       *admission.Webhook
+	log      logr.Logger
+	opts     HTTPOptions
+	inFlight *semaphore.Weighted
+}
+
+// weight is what a review of a body of length n (-1: unknown) counts
+// against the in-flight budget.
+func (s *reviewServer) weight(n int64) int64 {
+	if n < 0 || n > s.opts.InFlightBytes {
+		return s.opts.InFlightBytes
+	}
+	return max(n, 1)
 }
 
 // reviewDeadline is the review's timeout from the API server's timeout
@@ -120,6 +143,13 @@ func (s *reviewServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), reviewDeadline(r, s.opts.DefaultReviewTimeout))
 	defer cancel()
 	r = r.WithContext(ctx)
+	weight := s.weight(r.ContentLength)
+	if err := s.inFlight.Acquire(ctx, weight); err != nil {
+		s.write(w, "", admission.Errored(http.StatusServiceUnavailable,
+			fmt.Errorf("the review's deadline passed while it waited for large reviews in flight to finish: %w", err)))
+		return
+	}
+	defer s.inFlight.Release(weight)
 	if r.Body == nil || r.Body == http.NoBody || r.Header.Get("Content-Type") != "application/json" {
 		s.wh.ServeHTTP(w, r)
 		return

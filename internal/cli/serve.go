@@ -31,9 +31,8 @@ type ServeOptions struct {
 	// collecting every few dozen reviews.
 	GCPercent int
 	// MemoryLimit is the container's memory limit (bytes or a quantity);
-	// the garbage collector's soft limit is set to 90% of it, so it works
-	// harder before the kernel kills the process, unless GOMEMLIMIT is set.
-	// Default "": none.
+	// the garbage collector's soft limit is set to 40% of it (softLimitPercent)
+	// unless GOMEMLIMIT is set. Default "": none.
 	MemoryLimit string
 	maxPodBytes string
 	extraNames  string
@@ -48,8 +47,17 @@ func parseMaxPodBytes(v string) (int, error) {
 	return int(q.Value()), nil
 }
 
-// applyMemoryLimit sets the garbage collector's soft limit to 90% of
-// limit (bytes or a quantity) unless GOMEMLIMIT is set, and returns it
+// softLimitPercent is the garbage collector's soft limit as a share of the
+// container's memory limit. The reviews in flight hold at most about
+// 64 MiB (the webhook's in-flight byte budget), so the live heap stays
+// under it; between collections the heap grows to it (GOGC is 400), and
+// the process's RSS is about that plus 25 MiB of binary and runtime. At
+// 40% a 256Mi container stays under half its limit with hostile pods
+// arriving all the time (make soak), leaving the other half to spare.
+const softLimitPercent = 33
+
+// applyMemoryLimit sets the garbage collector's soft limit to
+// softLimitPercent of limit (bytes or a quantity) unless GOMEMLIMIT is set, and returns it
 // (0 when none is set).
 func applyMemoryLimit(limit string) (int64, error) {
 	if limit == "" || limit == "0" || os.Getenv("GOMEMLIMIT") != "" {
@@ -59,7 +67,7 @@ func applyMemoryLimit(limit string) (int64, error) {
 	if err != nil || q.Sign() <= 0 {
 		return 0, fmt.Errorf("--memory-limit %q: want a positive number of bytes or a quantity such as 256Mi", limit)
 	}
-	soft := q.Value() / 10 * 9
+	soft := q.Value() / 100 * softLimitPercent
 	debug.SetMemoryLimit(soft)
 	return soft, nil
 }
@@ -133,7 +141,7 @@ saying why. A plain-HTTP side port serves /metrics, /healthz and /readyz.`,
 	f.StringVar(&o.LogLevel, "log-level", "info", "log level: debug, info or error")
 	f.StringVar(&o.LogFormat, "log-format", "json", "log format: json or console")
 	f.IntVar(&o.GCPercent, "gc-percent", 400, "garbage-collector target percentage, as GOGC (ignored when GOGC is set)")
-	f.StringVar(&o.MemoryLimit, "memory-limit", "", "the container's memory limit (bytes or a quantity): the garbage collector's soft limit is set to 90% of it (ignored when GOMEMLIMIT is set)")
+	f.StringVar(&o.MemoryLimit, "memory-limit", "", "the container's memory limit (bytes or a quantity): the garbage collector's soft limit is set to 40% of it (ignored when GOMEMLIMIT is set)")
 	return cmd
 }
 

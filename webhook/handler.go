@@ -120,28 +120,13 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 	start := time.Now()
 	log := logf.FromContext(ctx)
 	h.opts.Metrics.request()
-	if req.UID == "" && req.Kind.Kind == "" && len(req.Object.Raw) == 0 {
-		h.opts.Metrics.failure("decode")
-		return admission.Errored(http.StatusBadRequest, errors.New("the AdmissionReview has no request"))
-	}
-	if req.UID == "" {
-		h.opts.Metrics.failure("decode")
-		return admission.Errored(http.StatusBadRequest, errors.New("request.uid: missing (the API server matches the response to it)"))
-	}
-	if req.Kind.Kind != "Pod" || req.Kind.Group != "" {
-		log.V(1).Info("ignoring a request that is not for a Pod", "kind", req.Kind.String())
-		return admission.Allowed("").WithWarnings(fmt.Sprintf("%snot injected: the request is for %s, not a Pod", WarningPrefix, req.Kind.Kind))
+	if resp, done := h.checkRequest(log, req); done {
+		return resp
 	}
 	env, err := pathParams(ctx)
 	if err != nil {
 		h.opts.Metrics.failure("path")
 		return admission.Errored(http.StatusBadRequest, err)
-	}
-	if n := len(req.Object.Raw); n > h.opts.MaxPodBytes {
-		h.opts.Metrics.failure("too_large")
-		log.Info("injection refused: pod too large", "bytes", n, "limit", h.opts.MaxPodBytes)
-		return admission.Denied(fmt.Sprintf("request.object: the pod is %s of JSON; meshinject injects pods of up to %s (serve --max-pod-bytes)",
-			sizeText(n), sizeText(h.opts.MaxPodBytes)))
 	}
 	var pod corev1.Pod
 	unknown, err := decodePod(req.Object.Raw, &pod)
@@ -204,6 +189,30 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 	h.opts.Metrics.success(time.Since(start))
 	log.V(1).Info("injected", "templates", res.Templates, "patchOperations", n)
 	return resp.WithWarnings(warnings...)
+}
+
+// checkRequest answers a request that is not a pod to inject: none, no
+// uid, another kind (allowed, with a warning), or a pod over the size
+// limit.
+func (h *Handler) checkRequest(log logr.Logger, req admission.Request) (admission.Response, bool) {
+	switch {
+	case req.UID == "" && req.Kind.Kind == "" && len(req.Object.Raw) == 0:
+		h.opts.Metrics.failure("decode")
+		return admission.Errored(http.StatusBadRequest, errors.New("the AdmissionReview has no request")), true
+	case req.UID == "":
+		h.opts.Metrics.failure("decode")
+		return admission.Errored(http.StatusBadRequest, errors.New("request.uid: missing (the API server matches the response to it)")), true
+	case req.Kind.Kind != "Pod" || req.Kind.Group != "":
+		log.V(1).Info("ignoring a request that is not for a Pod", "kind", req.Kind.String())
+		return admission.Allowed("").WithWarnings(fmt.Sprintf("%snot injected: the request is for %s, not a Pod", WarningPrefix, req.Kind.Kind)), true
+	case len(req.Object.Raw) > h.opts.MaxPodBytes:
+		n := len(req.Object.Raw)
+		h.opts.Metrics.failure("too_large")
+		log.Info("injection refused: pod too large", "bytes", n, "limit", h.opts.MaxPodBytes)
+		return admission.Denied(fmt.Sprintf("request.object: the pod is %s of JSON; meshinject injects pods of up to %s (serve --max-pod-bytes)",
+			sizeText(n), sizeText(h.opts.MaxPodBytes))), true
+	}
+	return admission.Response{}, false
 }
 
 // forEngine readies the decoded pod for the engine, which sees it without

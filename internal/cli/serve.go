@@ -31,7 +31,7 @@ type ServeOptions struct {
 	// collecting every few dozen reviews.
 	GCPercent int
 	// MemoryLimit is the container's memory limit (bytes or a quantity);
-	// the garbage collector's soft limit is set to 40% of it (softLimitPercent)
+	// the garbage collector's soft limit is set to 33% of it (softLimitPercent)
 	// unless GOMEMLIMIT is set. Default "": none.
 	MemoryLimit string
 	maxPodBytes string
@@ -51,9 +51,10 @@ func parseMaxPodBytes(v string) (int, error) {
 // container's memory limit. The reviews in flight hold at most about
 // 64 MiB (the webhook's in-flight byte budget), so the live heap stays
 // under it; between collections the heap grows to it (GOGC is 400), and
-// the process's RSS is about that plus 25 MiB of binary and runtime. At
-// 40% a 256Mi container stays under half its limit with hostile pods
-// arriving all the time (make soak), leaving the other half to spare.
+// the process's RSS is about that plus 38 MiB of the binary's pages. At
+// 33% a 256Mi container stays under half its limit with hostile pods
+// arriving all the time (make soak: 119 MiB at most), leaving the other
+// half to spare.
 const softLimitPercent = 33
 
 // applyMemoryLimit sets the garbage collector's soft limit to
@@ -141,7 +142,7 @@ saying why. A plain-HTTP side port serves /metrics, /healthz and /readyz.`,
 	f.StringVar(&o.LogLevel, "log-level", "info", "log level: debug, info or error")
 	f.StringVar(&o.LogFormat, "log-format", "json", "log format: json or console")
 	f.IntVar(&o.GCPercent, "gc-percent", 400, "garbage-collector target percentage, as GOGC (ignored when GOGC is set)")
-	f.StringVar(&o.MemoryLimit, "memory-limit", "", "the container's memory limit (bytes or a quantity): the garbage collector's soft limit is set to 40% of it (ignored when GOMEMLIMIT is set)")
+	f.StringVar(&o.MemoryLimit, "memory-limit", "", "the container's memory limit (bytes or a quantity): the garbage collector's soft limit is set to 33% of it (ignored when GOMEMLIMIT is set)")
 	return cmd
 }
 

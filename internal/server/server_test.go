@@ -46,7 +46,10 @@ func startServer(t *testing.T, dir string, opts Options) (string, string, *certs
 	}
 	writeServing(t, ca, dir)
 	ctx, cancel := context.WithCancel(t.Context())
-	opts.Host, opts.Port, opts.HealthAddr = "127.0.0.1", freePort(t), "127.0.0.1:0"
+	opts.Host, opts.Port = "127.0.0.1", freePort(t)
+	if opts.HealthAddr == "" {
+		opts.HealthAddr = "127.0.0.1:0"
+	}
 	opts.CertDir, opts.Log = dir, testr.New(t)
 	if opts.DrainDelay == 0 {
 		opts.DrainDelay = -1 // tests of shutdown set their own
@@ -123,7 +126,8 @@ func (b *badResponse) Error() string { return "HTTP " + strconv.Itoa(b.code) + "
 
 func TestServeAndProbes(t *testing.T) {
 	t.Parallel()
-	url, health, ca := startServer(t, t.TempDir(), Options{})
+	// deploy/ binds the side port to [$(POD_IP)]:8080, brackets and all.
+	url, health, ca := startServer(t, t.TempDir(), Options{HealthAddr: "[127.0.0.1]:0"})
 	c := client(ca, true)
 	if err := postReview(c, url); err != nil {
 		t.Fatal(err)

@@ -63,8 +63,9 @@ fuzz: ## Run every fuzz test for FUZZTIME each (default 20s).
 	go test ./internal/rawpatch/ -run '^$$' -fuzz '^FuzzDiff$$' -fuzztime $(FUZZTIME)
 
 .PHONY: bench
-bench: ## Benchmark the engine against the decode/encode floor (-benchmem).
+bench: ## Benchmark the engine against the decode/encode floor, and hostile pods at the size limit (-benchmem).
 	go test ./inject/ -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count 1
+	go test ./webhook/ -run '^$$' -bench '^BenchmarkHostile$$' -benchmem -benchtime 20x -count 1
 
 LOAD_DURATION ?= 5s
 

@@ -87,3 +87,24 @@ func BenchmarkPatch(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkHostile measures a review of the largest pod of each hostile
+// kind under the pod size limit through the HTTP handler, and reports the
+// allocation per byte of pod beside -benchmem's figures.
+func BenchmarkHostile(b *testing.B) {
+	h, _ := newTestHandler(b, false)
+	srv := NewHTTPHandler(NewWebhook(h), HTTPOptions{})
+	for name, build := range benchpods.Hostile() {
+		pod := benchpods.LargestUnder(build, DefaultMaxPodBytes)
+		body := []byte(review("v1", "Pod", string(pod)))
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				req := httptest.NewRequest(http.MethodPost, "/inject", bytes.NewReader(body))
+				req.Header.Set("Content-Type", "application/json")
+				srv.ServeHTTP(&sink{header: http.Header{}}, req)
+			}
+			b.ReportMetric(float64(len(pod)), "pod-bytes")
+		})
+	}
+}

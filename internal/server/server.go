@@ -13,7 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
-	"sync/atomic"
+	"strconv"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -27,6 +27,7 @@ import (
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
+	"github.com/meshinject/meshinject/internal/nodepolicy"
 	"github.com/meshinject/meshinject/internal/reload"
 	"github.com/meshinject/meshinject/webhook"
 )
@@ -82,8 +83,6 @@ type Options struct {
 	ShutdownTimeout time.Duration
 	// Log is the logger. Default: discard.
 	Log logr.Logger
-	// Ready, when set, is called once the service is ready (tests).
-	Ready func(webhookAddr, healthAddr string)
 }
 
 func (o *Options) setDefaults() {
@@ -123,15 +122,15 @@ var tls12Suites = []uint16{
 	tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256, tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
 }
 
-// Run serves until ctx ends, then stops accepting, finishes in-flight
-// reviews and returns.
+// Run serves until ctx ends, then drains (Options.DrainDelay), stops
+// accepting, finishes in-flight reviews and returns. Everything that can
+// fail is done before a goroutine starts, so an early return leaves none
+// behind (TestRunLeavesNoGoroutine).
 func Run(ctx context.Context, o Options) error {
 	o.setDefaults()
 	log := o.Log
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	gatherers := prometheus.Gatherers{reg, ctrlmetrics.Registry}
-
 	engines, err := reload.New(reload.Options{Dir: o.ConfigDir, Revision: o.Revision, Registerer: reg, Log: log.WithName("config")})
 	if err != nil {
 		return fmt.Errorf("load configuration: %w", err)
@@ -140,20 +139,11 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-
-	restCfg, err := o.restConfig()
+	client, err := o.client()
 	if err != nil {
 		return err
 	}
-	var client kubernetes.Interface
-	if restCfg != nil {
-		if client, err = kubernetes.NewForConfig(restCfg); err != nil {
-			return fmt.Errorf("kubernetes client: %w", err)
-		}
-	}
-	g, ctx := errgroup.WithContext(ctx)
-
-	native, err := o.nativePolicy(ctx, client, log)
+	native, nodes, err := o.nativePolicy(client, log)
 	if err != nil {
 		return err
 	}
@@ -161,84 +151,36 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-
-	tlsOpts := []func(*tls.Config){func(c *tls.Config) {
-		c.MinVersion = tls.VersionTLS12
-		c.CipherSuites = tls12Suites
-		if !o.EnableHTTP2 {
-			c.NextProtos = []string{"http/1.1"}
-		}
-	}}
-	caReady := func() bool { return true }
-	var certs *selfManaged
-	switch o.TLSMode {
-	case TLSModeCertDir:
-		cw, err := newCertDirWatcher(o.CertDir, reg, log.WithName("tls"))
-		if err != nil {
-			return err
-		}
-		tlsOpts = append(tlsOpts, func(c *tls.Config) { c.GetCertificate = cw.GetCertificate })
-		g.Go(func() error { return cw.Start(ctx) })
-	case TLSModeSelfManaged:
-		if client == nil {
-			return errors.New("--tls-mode=self-managed needs cluster access (--kubeconfig, or running in a pod)")
-		}
-		certs, err = newSelfManaged(client, o.SelfManaged, reg, log.WithName("tls"))
-		if err != nil {
-			return err
-		}
-		if err := certs.ensure(ctx); err != nil {
-			return err
-		}
-		tlsOpts = append(tlsOpts, func(c *tls.Config) { c.GetCertificate = certs.getCertificate })
-		caReady = certs.caBundleWritten
-		g.Go(func() error { return certs.run(ctx) })
-	default:
-		return fmt.Errorf("--tls-mode %q: want %s or %s", o.TLSMode, TLSModeCertDir, TLSModeSelfManaged)
+	lis, err := listen(o)
+	if err != nil {
+		return err
 	}
-
-	srv := ctrlwebhook.NewServer(ctrlwebhook.Options{Host: o.Host, Port: o.Port, TLSOpts: tlsOpts})
+	t, err := o.setupTLS(ctx, client, reg, log.WithName("tls"))
+	if err != nil {
+		_ = lis.Close()
+		return err
+	}
+	srv := ctrlwebhook.NewServer(ctrlwebhook.Options{Host: o.Host, Port: o.Port, TLSOpts: t.opts})
 	drain := &drainer{delay: o.DrainDelay}
 	reviews := drain.wrap(webhook.NewHTTPHandler(webhook.NewWebhook(handler), webhook.HTTPOptions{}))
 	srv.Register("/inject", reviews)
 	srv.Register("/inject/", reviews)
-
-	var readyOnce atomic.Bool
-	ready := func() error {
-		if err := drain.check(); err != nil {
-			return err
-		}
+	checks := []func() error{drain.check, func() error {
 		if err := srv.StartedChecker()(nil); err != nil {
 			return fmt.Errorf("webhook not serving TLS yet: %w", err)
 		}
-		if !caReady() {
-			return errors.New("caBundle not written yet")
-		}
-		return engines.Check()
+		return nil
+	}, t.ready, engines.Check}
+	if nodes != nil {
+		checks = append(checks, nodes.Check)
+		t.starts = append(t.starts, nodes.Start)
 	}
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(gatherers, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
-	if o.EnableProfiling {
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	}
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if err := ready(); err != nil {
-			http.Error(w, err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		_, _ = w.Write([]byte("ok"))
-	})
-	lis, err := net.Listen("tcp", o.HealthAddr)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", o.HealthAddr, err)
-	}
-	side := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	side := &http.Server{Handler: o.sideMux(prometheus.Gatherers{reg, ctrlmetrics.Registry}, checks), ReadHeaderTimeout: 10 * time.Second}
 
+	g, ctx := errgroup.WithContext(ctx)
+	for _, start := range t.starts {
+		g.Go(func() error { return start(ctx) })
+	}
 	// The webhook and side port outlive ctx by the drain delay.
 	serving, stopServing := context.WithCancel(context.WithoutCancel(ctx))
 	g.Go(func() error {
@@ -259,19 +201,114 @@ func Run(ctx context.Context, o Options) error {
 		defer cancel()
 		return side.Shutdown(sctx)
 	})
-	if o.Ready != nil {
-		g.Go(func() error {
-			for ctx.Err() == nil && ready() != nil {
-				time.Sleep(20 * time.Millisecond)
-			}
-			if ctx.Err() == nil && readyOnce.CompareAndSwap(false, true) {
-				o.Ready(net.JoinHostPort(o.Host, fmt.Sprint(o.Port)), lis.Addr().String())
-			}
-			return nil
-		})
-	}
 	log.Info("serving", "port", o.Port, "healthAddr", lis.Addr().String(), "tlsMode", o.TLSMode, "revision", o.Revision)
 	return g.Wait()
+}
+
+// servingTLS is the webhook's TLS set up: its options, its readiness, and
+// what runs while it serves.
+type servingTLS struct {
+	opts   []func(*tls.Config)
+	ready  func() error
+	starts []func(context.Context) error
+}
+
+// setupTLS loads or provisions the serving certificate. Nothing starts.
+func (o *Options) setupTLS(ctx context.Context, client kubernetes.Interface, reg prometheus.Registerer, log logr.Logger) (servingTLS, error) {
+	t := servingTLS{ready: func() error { return nil }, opts: []func(*tls.Config){func(c *tls.Config) {
+		c.MinVersion = tls.VersionTLS12
+		c.CipherSuites = tls12Suites
+		if !o.EnableHTTP2 {
+			c.NextProtos = []string{"http/1.1"}
+		}
+	}}}
+	switch o.TLSMode {
+	case TLSModeCertDir:
+		cw, err := newCertDirWatcher(o.CertDir, reg, log)
+		if err != nil {
+			return t, err
+		}
+		t.opts = append(t.opts, func(c *tls.Config) { c.GetCertificate = cw.GetCertificate })
+		t.starts = append(t.starts, cw.Start)
+	case TLSModeSelfManaged:
+		if client == nil {
+			return t, errors.New("--tls-mode=self-managed needs cluster access (--kubeconfig, or running in a pod)")
+		}
+		certs, err := newSelfManaged(client, o.SelfManaged, reg, log)
+		if err != nil {
+			return t, err
+		}
+		if err := certs.ensure(ctx); err != nil {
+			return t, err
+		}
+		t.opts = append(t.opts, func(c *tls.Config) { c.GetCertificate = certs.getCertificate })
+		t.ready = func() error {
+			if !certs.caBundleWritten() {
+				return errors.New("caBundle not written yet")
+			}
+			return nil
+		}
+		t.starts = append(t.starts, certs.run)
+	default:
+		return t, fmt.Errorf("--tls-mode %q: want %s or %s", o.TLSMode, TLSModeCertDir, TLSModeSelfManaged)
+	}
+	return t, nil
+}
+
+// sideMux serves /metrics, /healthz, /readyz (every check must pass) and,
+// when enabled, /debug/pprof/.
+func (o *Options) sideMux(gatherers prometheus.Gatherers, checks []func() error) *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(gatherers, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
+	if o.EnableProfiling {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		for _, check := range checks {
+			if err := check(); err != nil {
+				http.Error(w, err.Error(), http.StatusServiceUnavailable)
+				return
+			}
+		}
+		_, _ = w.Write([]byte("ok"))
+	})
+	return mux
+}
+
+// client is the Kubernetes client, or nil without cluster access.
+func (o *Options) client() (kubernetes.Interface, error) {
+	restCfg, err := o.restConfig()
+	if err != nil || restCfg == nil {
+		return nil, err
+	}
+	client, err := kubernetes.NewForConfig(restCfg)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	return client, nil
+}
+
+// listen opens the side port and checks that the webhook's port is free,
+// so a port in use fails here, naming the flag that moves it, before
+// anything starts or claims to serve. (controller-runtime binds the
+// webhook's port itself when it starts.)
+func listen(o Options) (net.Listener, error) {
+	addr := net.JoinHostPort(o.Host, strconv.Itoa(o.Port))
+	probe, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("webhook port: listen on %s: %w (move it with --port or --host)", addr, err)
+	}
+	_ = probe.Close()
+	lis, err := net.Listen("tcp", o.HealthAddr)
+	if err != nil {
+		return nil, fmt.Errorf("side port: listen on %s: %w (move it with --health-addr)", o.HealthAddr, err)
+	}
+	return lis, nil
 }
 
 func (o *Options) restConfig() (*rest.Config, error) {
@@ -289,22 +326,25 @@ func (o *Options) restConfig() (*rest.Config, error) {
 	return c, err
 }
 
-func (o *Options) nativePolicy(ctx context.Context, client kubernetes.Interface, log logr.Logger) (webhook.NativeSidecarPolicy, error) {
+// nativePolicy is the native-sidecar policy, and the node policy to run
+// and wait for when it follows the nodes (nil otherwise). Nothing starts
+// here.
+func (o *Options) nativePolicy(client kubernetes.Interface, log logr.Logger) (webhook.NativeSidecarPolicy, *nodepolicy.Auto, error) {
 	switch o.NativeSidecars {
 	case "true":
-		return webhook.Always(true), nil
+		return webhook.Always(true), nil, nil
 	case "false":
-		return webhook.Always(false), nil
+		return webhook.Always(false), nil, nil
 	case "auto":
 		if client == nil {
 			log.Info("no cluster access: native sidecars on")
-			return webhook.Always(true), nil
+			return webhook.Always(true), nil, nil
 		}
-		nv, err := webhook.NewNodeVersions(ctx, client)
+		auto, err := nodepolicy.New(client)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		return nv, nil
+		return auto, auto, nil
 	}
-	return nil, fmt.Errorf("--native-sidecars %q: want auto, true or false", o.NativeSidecars)
+	return nil, nil, fmt.Errorf("--native-sidecars %q: want auto, true or false", o.NativeSidecars)
 }

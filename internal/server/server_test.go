@@ -36,8 +36,8 @@ const review = `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","re
 	`"namespace":"shop","operation":"CREATE","object":{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web"},` +
 	`"spec":{"containers":[{"name":"app","image":"a"}]}}}}`
 
-// startServer runs the service with a certificate directory and returns
-// its webhook URL, side-port URL and the CA.
+// startServer runs the service with a certificate directory, waits for
+// /readyz, and returns its webhook URL, side-port URL and the CA.
 func startServer(t *testing.T, dir string, opts Options) (string, string, *certs.Bundle) {
 	t.Helper()
 	ca, err := certs.NewCA(certs.Options{})
@@ -48,14 +48,12 @@ func startServer(t *testing.T, dir string, opts Options) (string, string, *certs
 	ctx, cancel := context.WithCancel(t.Context())
 	opts.Host, opts.Port = "127.0.0.1", freePort(t)
 	if opts.HealthAddr == "" {
-		opts.HealthAddr = "127.0.0.1:0"
+		opts.HealthAddr = "127.0.0.1:" + strconv.Itoa(freePort(t))
 	}
 	opts.CertDir, opts.Log = dir, testr.New(t)
 	if opts.DrainDelay == 0 {
 		opts.DrainDelay = -1 // tests of shutdown set their own
 	}
-	ready := make(chan string, 1)
-	opts.Ready = func(_, health string) { ready <- health }
 	done := make(chan error, 1)
 	go func() { done <- Run(ctx, opts) }()
 	t.Cleanup(func() {
@@ -69,15 +67,20 @@ func startServer(t *testing.T, dir string, opts Options) (string, string, *certs
 			t.Error("Run did not return after cancel")
 		}
 	})
-	select {
-	case health := <-ready:
-		return "https://127.0.0.1:" + strconv.Itoa(opts.Port), "http://" + health, ca
-	case err := <-done:
-		t.Fatalf("Run: %v", err)
-	case <-time.After(30 * time.Second):
-		t.Fatal("not ready within 30s")
+	host, port, _ := net.SplitHostPort(opts.HealthAddr)
+	health := "http://" + net.JoinHostPort(host, port)
+	deadline := time.Now().Add(30 * time.Second)
+	for readyz(health) != nil {
+		select {
+		case err := <-done:
+			t.Fatalf("Run: %v", err)
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("not ready within 30s")
+		}
 	}
-	return "", "", nil
+	return "https://127.0.0.1:" + strconv.Itoa(opts.Port), health, ca
 }
 
 func writeServing(t *testing.T, ca *certs.Bundle, dir string) *certs.Bundle {
@@ -127,7 +130,7 @@ func (b *badResponse) Error() string { return "HTTP " + strconv.Itoa(b.code) + "
 func TestServeAndProbes(t *testing.T) {
 	t.Parallel()
 	// deploy/ binds the side port to [$(POD_IP)]:8080, brackets and all.
-	url, health, ca := startServer(t, t.TempDir(), Options{HealthAddr: "[127.0.0.1]:0"})
+	url, health, ca := startServer(t, t.TempDir(), Options{HealthAddr: "[127.0.0.1]:" + strconv.Itoa(freePort(t))})
 	c := client(ca, true)
 	if err := postReview(c, url); err != nil {
 		t.Fatal(err)
@@ -219,27 +222,6 @@ func TestCertSwapUnderLoad(t *testing.T) {
 		defer conn.Close()
 		return conn.ConnectionState().PeerCertificates[0].SerialNumber.String() == serials[len(serials)-1]
 	})
-}
-
-func TestRunRejectsBadOptions(t *testing.T) {
-	t.Parallel()
-	dir := t.TempDir()
-	ca, _ := certs.NewCA(certs.Options{})
-	writeServing(t, ca, dir)
-	for name, o := range map[string]Options{
-		"tls mode":        {TLSMode: "magic"},
-		"native":          {NativeSidecars: "sometimes"},
-		"self-managed":    {TLSMode: TLSModeSelfManaged},
-		"missing certdir": {CertDir: filepath.Join(dir, "nope")},
-	} {
-		o.Host, o.Port, o.HealthAddr = "127.0.0.1", freePort(t), "127.0.0.1:0"
-		if o.CertDir == "" {
-			o.CertDir = dir
-		}
-		if err := Run(t.Context(), o); err == nil {
-			t.Errorf("%s: Run accepted %+v", name, o)
-		}
-	}
 }
 
 // TestProfiling serves /debug/pprof/ on the side port only when enabled.

@@ -1,0 +1,103 @@
+package server
+
+import (
+	"context"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/meshinject/meshinject/certs"
+)
+
+// unreachableKubeconfig writes a kubeconfig for an API server nobody
+// serves, so an informer on it keeps retrying.
+func unreachableKubeconfig(t *testing.T) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "kubeconfig")
+	cfg := `apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:1", insecure-skip-tls-verify: true}}]
+users: [{name: u, user: {token: t}}]
+contexts: [{name: c, context: {cluster: c, user: u}}]
+current-context: c
+`
+	if err := os.WriteFile(p, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestRunLeavesNoGoroutine: Run leaves no goroutine behind, whether it
+// fails before serving (bad options, a port in use, with the node policy
+// and the certificate watcher set up) or serves and is stopped. Not
+// parallel: goleak sees every goroutine of the process.
+func TestRunLeavesNoGoroutine(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	dir := t.TempDir()
+	ca, err := certs.NewCA(certs.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeServing(t, ca, dir)
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	kubeconfig := unreachableKubeconfig(t)
+	for name, tc := range map[string]struct {
+		o    Options
+		want string // in the error
+	}{
+		"tls mode":               {Options{TLSMode: "magic"}, "--tls-mode"},
+		"native":                 {Options{NativeSidecars: "sometimes"}, "--native-sidecars"},
+		"self-managed no client": {Options{TLSMode: TLSModeSelfManaged}, "needs cluster access"},
+		"missing certdir":        {Options{CertDir: filepath.Join(dir, "nope")}, "--cert-dir"},
+		"side port in use":       {Options{HealthAddr: busy.Addr().String(), Kubeconfig: kubeconfig}, "move it with --health-addr"},
+		"webhook port in use":    {Options{Port: busy.Addr().(*net.TCPAddr).Port, Kubeconfig: kubeconfig}, "move it with --port"},
+	} {
+		o := tc.o
+		if o.Port == 0 {
+			o.Port = freePort(t)
+		}
+		if o.HealthAddr == "" {
+			o.HealthAddr = "127.0.0.1:0"
+		}
+		if o.CertDir == "" {
+			o.CertDir = dir
+		}
+		o.Host, o.DrainDelay = "127.0.0.1", -1
+		if err := Run(t.Context(), o); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: Run returned %v, want an error saying %q", name, err, tc.want)
+		}
+	}
+
+	// Serving, then stopped.
+	ctx, cancel := context.WithCancel(t.Context())
+	health := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, Options{Host: "127.0.0.1", Port: freePort(t), HealthAddr: health, CertDir: dir, DrainDelay: -1})
+	}()
+	for i := 0; readyz("http://"+health) != nil; i++ {
+		if i > 1500 {
+			t.Fatal("not ready within 30s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Run did not return within 30s of cancel")
+	}
+}

@@ -211,7 +211,7 @@ func TestCertSwapUnderLoad(t *testing.T) {
 	if failures.Load() != 0 {
 		t.Errorf("%d of %d requests failed during certificate swaps", failures.Load(), requests.Load())
 	}
-// The last certificate written is the one served.
+	// The last certificate written is the one served.
 	testutil.Eventually(t, 10*time.Second, func() bool {
 		conn, err := tls.Dial("tcp", url[len("https://"):], client(ca, false).Transport.(*http.Transport).TLSClientConfig)
 		if err != nil {

@@ -140,7 +140,8 @@ func (a annotations) boolean(name string, def bool) (bool, error) {
 }
 
 // resolve computes the Settings for pod, validating every annotation that
-// changes the output.
+// changes the output. Each part is resolved in its own step, in order:
+// later steps read what earlier ones set.
 func (e *Engine) resolve(pod *corev1.Pod, ns string, req Request) (*Settings, error) {
 	cfg, v := e.cfg, &e.cfg.Typed
 	pv := &v.Global.Proxy
@@ -151,9 +152,47 @@ func (e *Engine) resolve(pod *corev1.Pod, ns string, req Request) (*Settings, er
 	} else {
 		s.workload = workloadOf(pod)
 	}
+	pc, err := s.resolveProxyConfig(cfg, a)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.resolveInterception(cfg, pc, a, req.NativeSidecars); err != nil {
+		return nil, err
+	}
+	if err := s.resolveProbes(cfg, pc, a); err != nil {
+		return nil, err
+	}
+	if err := s.resolveImages(cfg, a, pc); err != nil {
+		return nil, err
+	}
+	s.ImagePullPolicy = v.Global.ImagePullPolicy
+	s.ImagePullSecrets = v.Global.ImagePullSecrets
+	agentLevel, err := s.resolveAgentArgs(cfg, a)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.resolveResources(pv, a); err != nil {
+		return nil, err
+	}
+	s.resolveSecurity(pv)
+	if err := s.resolveTraffic(cfg, pod, a, agentLevel); err != nil {
+		return nil, err
+	}
+	if err := s.resolveVolumes(cfg, pc, a); err != nil {
+		return nil, err
+	}
+	s.resolveMetadata(pod, a)
+	s.clusterEnv = e.clusterEnv(pod, req.ProxyEnv)
+	s.Env = e.proxyEnv(pod, s, req.ProxyEnv, false)
+	s.GatewayEnv = e.proxyEnv(pod, s, req.ProxyEnv, true)
+	s.GRPCAgentEnv = e.grpcAgentEnv(pod, s, req.ProxyEnv)
+	return s, nil
+}
 
-	// Proxy config: the mesh default overlaid with proxy.istio.io/config.
-	// Without the annotation, the config's own (read-only) default.
+// resolveProxyConfig is the mesh's default proxy config overlaid with
+// proxy.istio.io/config; without the annotation, the config's own
+// (read-only) default.
+func (s *Settings) resolveProxyConfig(cfg *config.Config, a annotations) (*meshv1alpha1.ProxyConfig, error) {
 	pc := cfg.Mesh.GetDefaultConfig()
 	if raw, ok := a.get(AnnotationProxyConfig); ok {
 		over, err := config.ParseProxyConfig(raw)
@@ -169,24 +208,34 @@ func (e *Engine) resolve(pod *corev1.Pod, ns string, req Request) (*Settings, er
 		s.proxyConfigAnnotated = true
 	}
 	s.proxyConfig = pc
+	return pc, nil
+}
 
-	// Interception.
+// resolveInterception sets the interception mode, native sidecars, CNI
+// and whether an init container sets up traffic capture.
+func (s *Settings) resolveInterception(cfg *config.Config, pc *meshv1alpha1.ProxyConfig, a annotations, nativeDefault bool) error {
 	s.InterceptionMode = pc.GetInterceptionMode().String()
 	if m, ok := a.get("sidecar.istio.io/interceptionMode"); ok {
 		if _, known := meshv1alpha1.ProxyConfig_InboundInterceptionMode_value[m]; !known {
-			return nil, fieldError("sidecar.istio.io/interceptionMode", m, fmt.Errorf("want REDIRECT, TPROXY or NONE"))
+			return fieldError("sidecar.istio.io/interceptionMode", m, fmt.Errorf("want REDIRECT, TPROXY or NONE"))
 		}
 		s.InterceptionMode = m
 	}
-	native, err := a.boolean("sidecar.istio.io/nativeSidecar", req.NativeSidecars)
+	native, err := a.boolean("sidecar.istio.io/nativeSidecar", nativeDefault)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	s.native = native
-	s.CNI = v.Pilot.CNI.Enabled
+	s.CNI = cfg.Typed.Pilot.CNI.Enabled
 	s.InitContainer = s.InterceptionMode != "NONE"
+	return nil
+}
 
-	// Status port and probes.
+// resolveProbes sets the status port, the proxy's own probes, probe
+// rewriting, Prometheus merging and holding the application.
+func (s *Settings) resolveProbes(cfg *config.Config, pc *meshv1alpha1.ProxyConfig, a annotations) error {
+	v := &cfg.Typed
+	pv := &v.Global.Proxy
 	s.StatusPort = pv.StatusPort
 	if pc.GetStatusPort() != cfg.DefaultProxyConfig.GetStatusPort() {
 		s.StatusPort = pc.GetStatusPort()
@@ -194,51 +243,51 @@ func (e *Engine) resolve(pod *corev1.Pod, ns string, req Request) (*Settings, er
 	if raw, ok := a.get("status.sidecar.istio.io/port"); ok {
 		p, err := validate.StatusPort(raw)
 		if err != nil {
-			return nil, fieldError("status.sidecar.istio.io/port", raw, err)
+			return fieldError("status.sidecar.istio.io/port", raw, err)
 		}
 		s.StatusPort = p
 	}
+	var err error
 	if s.ReadinessInitialDelaySeconds, err = a.uint32("readiness.status.sidecar.istio.io/initialDelaySeconds", pv.ReadinessInitialDelaySeconds); err != nil {
-		return nil, err
+		return err
 	}
 	if s.ReadinessPeriodSeconds, err = a.uint32("readiness.status.sidecar.istio.io/periodSeconds", pv.ReadinessPeriodSeconds); err != nil {
-		return nil, err
+		return err
 	}
 	if s.ReadinessFailureThreshold, err = a.uint32("readiness.status.sidecar.istio.io/failureThreshold", pv.ReadinessFailureThreshold); err != nil {
-		return nil, err
+		return err
 	}
 	s.StartupProbe, s.StartupFailureThreshold = pv.StartupProbe.Enabled, pv.StartupProbe.FailureThreshold
 	if s.rewriteProbes, err = a.boolean("sidecar.istio.io/rewriteAppHTTPProbers", v.SidecarInjectorWebhook.RewriteAppHTTPProbe); err != nil {
-		return nil, err
+		return err
 	}
 	meshMerge := cfg.Mesh.GetEnablePrometheusMerge() == nil || cfg.Mesh.GetEnablePrometheusMerge().GetValue()
 	if s.prometheusMerge, err = a.boolean("prometheus.istio.io/merge-metrics", meshMerge); err != nil {
-		return nil, err
+		return err
 	}
 	s.Hold = pv.HoldApplication
 	if h := pc.GetHoldApplicationUntilProxyStarts(); h != nil {
 		s.Hold = h.GetValue()
 	}
+	return nil
+}
 
-	// Images.
-	if err := s.resolveImages(cfg, a, pc); err != nil {
-		return nil, err
-	}
-	s.ImagePullPolicy = v.Global.ImagePullPolicy
-	s.ImagePullSecrets = v.Global.ImagePullSecrets
-
-	// Logging and agent arguments.
+// resolveAgentArgs sets the cluster domain and pilot-agent's arguments
+// (log levels), and returns the agent's log level.
+func (s *Settings) resolveAgentArgs(cfg *config.Config, a annotations) (string, error) {
+	v := &cfg.Typed
+	pv := &v.Global.Proxy
 	logLevel := a.str("sidecar.istio.io/logLevel", pv.LogLevel)
 	if err := a.check("sidecar.istio.io/logLevel", validate.LogLevel); err != nil {
-		return nil, err
+		return "", err
 	}
 	componentLevel := a.str("sidecar.istio.io/componentLogLevel", pv.ComponentLogLevel)
 	if err := a.check("sidecar.istio.io/componentLogLevel", validate.ScopedLogLevels); err != nil {
-		return nil, err
+		return "", err
 	}
 	agentLevel := a.str("sidecar.istio.io/agentLogLevel", v.Global.Logging.Level)
 	if err := a.check("sidecar.istio.io/agentLogLevel", validate.ScopedLogLevels); err != nil {
-		return nil, err
+		return "", err
 	}
 	s.ClusterDomain = pv.ClusterDomain
 	if s.ClusterDomain == "" {
@@ -253,11 +302,12 @@ func (e *Engine) resolve(pod *corev1.Pod, ns string, req Request) (*Settings, er
 	if v.Global.LogAsJSON {
 		s.AgentArgs = append(s.AgentArgs, "--log_as_json")
 	}
+	return agentLevel, nil
+}
 
-	// Resources, security.
-	if err := s.resolveResources(pv, a); err != nil {
-		return nil, err
-	}
+// resolveSecurity sets the proxy's user and privileges, its lifecycle
+// hooks and the gateway's readiness.
+func (s *Settings) resolveSecurity(pv *config.ProxyValues) {
 	s.Privileged = pv.Privileged
 	s.RunAsUser = ProxyUID
 	if s.InterceptionMode == "TPROXY" {
@@ -272,29 +322,31 @@ func (e *Engine) resolve(pod *corev1.Pod, ns string, req Request) (*Settings, er
 	s.GatewayReadiness.InitialDelaySeconds = pv.ReadinessInitialDelaySeconds
 	s.GatewayReadiness.PeriodSeconds = pv.ReadinessPeriodSeconds
 	s.GatewayReadiness.FailureThreshold = pv.ReadinessFailureThreshold
+}
 
-	// Traffic capture.
-	if err := s.resolveTraffic(cfg, pod, a, agentLevel); err != nil {
-		return nil, err
-	}
-
-	// Volumes.
+// resolveVolumes sets the bootstrap override, the user's volumes, the
+// token audience and the discovery host.
+func (s *Settings) resolveVolumes(cfg *config.Config, pc *meshv1alpha1.ProxyConfig, a annotations) error {
 	if name, ok := a.get("sidecar.istio.io/bootstrapOverride"); ok {
 		if errs := validation.IsDNS1123Subdomain(name); len(errs) > 0 {
-			return nil, fieldError("sidecar.istio.io/bootstrapOverride", name, fmt.Errorf("not a ConfigMap name: %s", strings.Join(errs, "; ")))
+			return fieldError("sidecar.istio.io/bootstrapOverride", name, fmt.Errorf("not a ConfigMap name: %s", strings.Join(errs, "; ")))
 		}
 		s.BootstrapOverride = name
 	}
 	if err := s.resolveUserVolumes(a); err != nil {
-		return nil, err
+		return err
 	}
-	s.TokenAudience = v.Global.SDS.Token.Aud
+	s.TokenAudience = cfg.Typed.Global.SDS.Token.Aud
 	if s.TokenAudience == "" {
 		s.TokenAudience = "istio-ca"
 	}
 	s.DiscoveryHost = strings.TrimSuffix(pc.GetDiscoveryAddress(), ":15012")
+	return nil
+}
 
-	// Metadata.
+// resolveMetadata sets the canonical service labels and the default
+// containers for kubectl.
+func (s *Settings) resolveMetadata(pod *corev1.Pod, a annotations) {
 	s.CanonicalName, s.CanonicalRevision = canonical(pod, s.workload.Name)
 	if _, ok := a.get("kubectl.kubernetes.io/default-container"); !ok {
 		s.DefaultContainer = firstAppContainer(pod)
@@ -302,12 +354,6 @@ func (e *Engine) resolve(pod *corev1.Pod, ns string, req Request) (*Settings, er
 	if _, ok := a.get("kubectl.kubernetes.io/default-logs-container"); !ok {
 		s.DefaultLogsContainer = firstAppContainer(pod)
 	}
-
-	s.clusterEnv = e.clusterEnv(pod, req.ProxyEnv)
-	s.Env = e.proxyEnv(pod, s, req.ProxyEnv, false)
-	s.GatewayEnv = e.proxyEnv(pod, s, req.ProxyEnv, true)
-	s.GRPCAgentEnv = e.grpcAgentEnv(pod, s, req.ProxyEnv)
-	return s, nil
 }
 
 func (s *Settings) resolveImages(cfg *config.Config, a annotations, pc *meshv1alpha1.ProxyConfig) error {

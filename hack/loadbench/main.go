@@ -307,129 +307,143 @@ func selectPods(list string) ([]benchpods.Pod, error) {
 }
 
 func run(o options) error {
-	binary, certDir, d, warmup, levels, rounds := o.binary, o.certDir, o.d, o.warmup, o.levels, o.rounds
-	if rounds < 1 {
-		return fmt.Errorf("-rounds %d: want at least 1", rounds)
+	if o.rounds < 1 {
+		return fmt.Errorf("-rounds %d: want at least 1", o.rounds)
 	}
-	ca, err := ensureCerts(certDir)
-	if err != nil {
-		return err
-	}
-	self, err := os.Executable()
-	if err != nil {
-		return err
-	}
-	fp, err := freePort()
-	if err != nil {
-		return err
-	}
-	mp, err := freePort()
-	if err != nil {
-		return err
-	}
-	hp, err := freePort()
-	if err != nil {
-		return err
-	}
-	floor, err := start("floor", []string{self, "-floor-server", "-port", strconv.Itoa(fp), "-cert-dir", certDir, "-gc-percent", gcTarget}, fp)
-	if err != nil {
-		return err
-	}
-	defer floor.stop()
 	pods, err := selectPods(o.pods)
 	if err != nil {
 		return err
 	}
-	args := []string{binary, "serve", "--host", "127.0.0.1", "--port", strconv.Itoa(mp),
-		"--health-addr", "127.0.0.1:" + strconv.Itoa(hp), "--cert-dir", certDir, "--log-level", "error", "--gc-percent", gcTarget}
-	if o.profile != "" {
-		args = append(args, "--enable-profiling")
-	}
-	mesh, err := start("meshinject", args, mp)
+	conc, err := levelsOf(o.levels)
 	if err != nil {
 		return err
 	}
+	ca, err := ensureCerts(o.certDir)
+	if err != nil {
+		return err
+	}
+	floor, mesh, side, err := startServers(o)
+	if err != nil {
+		return err
+	}
+	defer floor.stop()
 	defer mesh.stop()
-
 	pool := x509.NewCertPool()
 	pool.AddCert(ca.Cert)
-	var conc []int
-	for _, c := range strings.Split(levels, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(c))
-		if err != nil || n < 1 {
-			return fmt.Errorf("-concurrency %q: want positive integers", levels)
-		}
-		conc = append(conc, n)
-	}
-	fmt.Printf("# loadbench: %s per server and cell in %d alternating slices after %s warm-up, keep-alive HTTPS on 127.0.0.1, GOMAXPROCS of the host\n", d, rounds, warmup)
+	fmt.Printf("# loadbench: %s per server and cell in %d alternating slices after %s warm-up, keep-alive HTTPS on 127.0.0.1, GOMAXPROCS of the host\n", o.d, o.rounds, o.warmup)
 	fmt.Println("| pod | c | server | admissions/s | p50 | p90 | p99 | max | CPU/admission | errors |")
 	fmt.Println("|---|---|---|---|---|---|---|---|---|---|")
 	ctx := context.Background()
-	type key struct {
-		pod string
-		c   int
-	}
-	res := map[key][2]result{}
+	var ratios []string
 	for _, p := range pods {
-		body := review(p.JSON, 0)
 		for _, n := range conc {
-			cl := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
-				TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, MaxIdleConnsPerHost: n, MaxConnsPerHost: n,
-			}}
-			servers := []*server{floor, mesh}
-			for _, s := range servers {
-				if err := waitReady(cl, s, body); err != nil {
-					return err
-				}
-				if _, err := load(ctx, cl, s, body, n, warmup); err != nil {
-					return err
-				}
+			pair, err := measureCell(ctx, o, pool, []*server{floor, mesh}, p, n)
+			if err != nil {
+				return err
 			}
-			// The two servers take turns in short slices (the order flipped
-			// every round), so both see the same machine: a noisy neighbour
-			// lands on both sides of the ratio.
-			var samples [2][]sample
-			for round := range rounds {
-				for k := range servers {
-					i := k
-					if round%2 == 1 {
-						i = len(servers) - 1 - k
-					}
-					x, err := load(ctx, cl, servers[i], body, n, d/time.Duration(rounds))
-					if err != nil {
-						return err
-					}
-					samples[i] = append(samples[i], x)
-				}
-			}
-			var pair [2]result
-			for i, s := range servers {
-				r, err := summarize(s.name, samples[i])
-				if err != nil {
-					return err
-				}
-				pair[i] = r
-				fmt.Printf("| %s | %d | %s | %.0f | %s | %s | %s | %s | %s | %d |\n", p.Name, n, s.name, r.rate,
-					r.p50.Round(time.Microsecond), r.p90.Round(time.Microsecond), r.p99.Round(time.Microsecond),
-					r.maxL.Round(time.Microsecond), r.cpuPer.Round(time.Microsecond), r.errors)
-			}
-			res[key{p.Name, n}] = pair
-			cl.CloseIdleConnections()
+			ratios = append(ratios, fmt.Sprintf("| %s | %d | %.2f× | %.2f× |", p.Name, n,
+				float64(pair[1].cpuPer)/float64(pair[0].cpuPer), float64(pair[1].p99)/float64(pair[0].p99)))
 		}
 	}
 	fmt.Println()
 	fmt.Println("| pod | c | CPU/admission vs floor | p99 vs floor |")
 	fmt.Println("|---|---|---|---|")
-	for _, p := range pods {
-		for _, n := range conc {
-			r := res[key{p.Name, n}]
-			fmt.Printf("| %s | %d | %.2f× | %.2f× |\n", p.Name, n, float64(r[1].cpuPer)/float64(r[0].cpuPer), float64(r[1].p99)/float64(r[0].p99))
-		}
+	for _, r := range ratios {
+		fmt.Println(r)
 	}
 	if o.profile != "" {
-		return profileLoad(ctx, pool, mesh, "http://127.0.0.1:"+strconv.Itoa(hp), review(pods[0].JSON, 0), conc[0], d, o.profile)
+		return profileLoad(ctx, pool, mesh, side, review(pods[0].JSON, 0), conc[0], o.d, o.profile)
 	}
 	return nil
+}
+
+// levelsOf parses -concurrency.
+func levelsOf(levels string) ([]int, error) {
+	var conc []int
+	for _, c := range strings.Split(levels, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(c))
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("-concurrency %q: want positive integers", levels)
+		}
+		conc = append(conc, n)
+	}
+	return conc, nil
+}
+
+// startServers starts the floor server and meshinject serve, and returns
+// them and meshinject's side-port URL.
+func startServers(o options) (floor, mesh *server, side string, err error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, nil, "", err
+	}
+	var ports [3]int
+	for i := range ports {
+		if ports[i], err = freePort(); err != nil {
+			return nil, nil, "", err
+		}
+	}
+	fp, mp, hp := ports[0], ports[1], ports[2]
+	floor, err = start("floor", []string{self, "-floor-server", "-port", strconv.Itoa(fp), "-cert-dir", o.certDir, "-gc-percent", gcTarget}, fp)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	args := []string{o.binary, "serve", "--host", "127.0.0.1", "--port", strconv.Itoa(mp),
+		"--health-addr", "127.0.0.1:" + strconv.Itoa(hp), "--cert-dir", o.certDir, "--log-level", "error", "--gc-percent", gcTarget}
+	if o.profile != "" {
+		args = append(args, "--enable-profiling")
+	}
+	if mesh, err = start("meshinject", args, mp); err != nil {
+		floor.stop()
+		return nil, nil, "", err
+	}
+	return floor, mesh, "http://127.0.0.1:" + strconv.Itoa(hp), nil
+}
+
+// measureCell loads each server with pod at concurrency n and prints a
+// row for each: after a warm-up, the two servers take turns in short
+// slices (the order flipped every round), so both see the same machine
+// and a noisy neighbour lands on both sides of the ratio.
+func measureCell(ctx context.Context, o options, pool *x509.CertPool, servers []*server, p benchpods.Pod, n int) ([2]result, error) {
+	var pair [2]result
+	body := review(p.JSON, 0)
+	cl := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, MaxIdleConnsPerHost: n, MaxConnsPerHost: n,
+	}}
+	defer cl.CloseIdleConnections()
+	for _, s := range servers {
+		if err := waitReady(cl, s, body); err != nil {
+			return pair, err
+		}
+		if _, err := load(ctx, cl, s, body, n, o.warmup); err != nil {
+			return pair, err
+		}
+	}
+	var samples [2][]sample
+	for round := range o.rounds {
+		for k := range servers {
+			i := k
+			if round%2 == 1 {
+				i = len(servers) - 1 - k
+			}
+			x, err := load(ctx, cl, servers[i], body, n, o.d/time.Duration(o.rounds))
+			if err != nil {
+				return pair, err
+			}
+			samples[i] = append(samples[i], x)
+		}
+	}
+	for i, s := range servers {
+		r, err := summarize(s.name, samples[i])
+		if err != nil {
+			return pair, err
+		}
+		pair[i] = r
+		fmt.Printf("| %s | %d | %s | %.0f | %s | %s | %s | %s | %s | %d |\n", p.Name, n, s.name, r.rate,
+			r.p50.Round(time.Microsecond), r.p90.Round(time.Microsecond), r.p99.Round(time.Microsecond),
+			r.maxL.Round(time.Microsecond), r.cpuPer.Round(time.Microsecond), r.errors)
+	}
+	return pair, nil
 }
 
 // profileLoad loads s with body from n workers for d while its pprof

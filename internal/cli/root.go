@@ -35,7 +35,7 @@ func NewRootCommand(s Streams) *cobra.Command {
 // Execute runs the command line args and returns the process exit code:
 // 0 on success, 1 on any error (printed to s.Err).
 func Execute(ctx context.Context, args []string, s Streams) int {
-	root := NewRootCommand(s)
+	root := NewRootCommand(s) //nolint:contextcheck // ctx reaches the commands through ExecuteContext below
 	root.SetArgs(args)
 	if err := root.ExecuteContext(ctx); err != nil {
 		if !errors.Is(err, errReported) {

@@ -107,7 +107,6 @@ func NewWebhook(h *Handler) *admission.Webhook {
 	return &admission.Webhook{
 		Handler:         h,
 		RecoverPanic:    &recoverPanic,
-		LogConstructor:  requestLogger,
 		WithContextFunc: func(ctx context.Context, r *http.Request) context.Context { return withPathParams(ctx, r.URL.Path) },
 	}
 }
@@ -343,7 +342,9 @@ func decodeDoubling[T any](dec *jsontext.Decoder, s *[]T) error {
 // encodePod encodes pod with goccy/go-json, which writes the bytes
 // encoding/json writes (TestEncodePodMatchesStdlib) in about a third of the
 // time; the diff then finds the user's unchanged fields byte-equal to the
-// request's.
+// request's. Measured under make bench-load (medium pod, c=8, ratios to
+// the floor in the same run, 2 runs each): encoding/json here costs 11%
+// more server CPU per admission (2.67× the floor against 2.40×).
 func encodePod(pod *corev1.Pod) ([]byte, error) {
 	return gojson.Marshal(pod)
 }

@@ -357,10 +357,11 @@ func TestSelfManagedTLS(t *testing.T) {
 		"--health-addr=127.0.0.1:" + strconv.Itoa(sm.healthPort), "--config-dir=" + sm.configDir,
 		"--kubeconfig=" + sa, "--tls-mode=self-managed", "--namespace=meshinject",
 		"--tls-extra-names=127.0.0.1", "--tls-check-interval=1s", "--log-level=debug"}
-	if err := sm.start("self-managed", args); err != nil {
+	err = sm.start("self-managed", args)
+	defer sm.stop() // also when it never got ready: the port goes back to the default server
+	if err != nil {
 		t.Fatal(err)
 	}
-	defer sm.stop()
 
 	sec, err := suite.client.CoreV1().Secrets("meshinject").Get(ctx, "meshinject-tls", metav1.GetOptions{})
 	if err != nil {

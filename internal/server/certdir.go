@@ -9,10 +9,10 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
-	"k8s.io/klog/v2"
 	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
 
 	"github.com/meshinject/meshinject/certs"
+	"github.com/meshinject/meshinject/internal/selftls"
 )
 
 // newCertDirWatcher watches tls.crt and tls.key in dir with controller-
@@ -22,7 +22,7 @@ func newCertDirWatcher(dir string, reg prometheus.Registerer, log logr.Logger) (
 	if err != nil {
 		return nil, fmt.Errorf("--cert-dir %s: %w", dir, err)
 	}
-	expiry := newExpiryGauge()
+	expiry := selftls.NewExpiryGauge()
 	if err := reg.Register(expiry); err != nil {
 		return nil, err
 	}
@@ -40,5 +40,3 @@ func newCertDirWatcher(dir string, reg prometheus.Registerer, log logr.Logger) (
 	cw.RegisterCallback(report) // also reports the certificate loaded now
 	return cw, nil
 }
-
-func klogRef(ns, name string) klog.ObjectRef { return klog.KRef(ns, name) }

@@ -29,6 +29,7 @@ import (
 
 	"github.com/meshinject/meshinject/internal/nodepolicy"
 	"github.com/meshinject/meshinject/internal/reload"
+	"github.com/meshinject/meshinject/internal/selftls"
 	"github.com/meshinject/meshinject/webhook"
 )
 
@@ -53,7 +54,7 @@ type Options struct {
 	// when they change. Default "/etc/meshinject/tls".
 	CertDir string
 	// SelfManaged configures self-managed TLS.
-	SelfManaged SelfManagedOptions
+	SelfManaged selftls.Options
 	// ConfigDir holds the config, values and mesh files. Default: the
 	// embedded defaults, not reloaded.
 	ConfigDir string
@@ -110,7 +111,7 @@ func (o *Options) setDefaults() {
 	if o.Log.GetSink() == nil {
 		o.Log = logr.Discard()
 	}
-	o.SelfManaged.setDefaults(o.Revision)
+	o.SelfManaged.SetDefaults(o.Revision)
 }
 
 // tls12Suites are the TLS 1.2 suites served: forward-secret AEAD only (Go's
@@ -234,21 +235,16 @@ func (o *Options) setupTLS(ctx context.Context, client kubernetes.Interface, reg
 		if client == nil {
 			return t, errors.New("--tls-mode=self-managed needs cluster access (--kubeconfig, or running in a pod)")
 		}
-		certs, err := newSelfManaged(client, o.SelfManaged, reg, log)
+		certs, err := selftls.New(client, o.SelfManaged, reg, log)
 		if err != nil {
 			return t, err
 		}
-		if err := certs.ensure(ctx); err != nil {
+		if err := certs.Ensure(ctx); err != nil {
 			return t, err
 		}
-		t.opts = append(t.opts, func(c *tls.Config) { c.GetCertificate = certs.getCertificate })
-		t.ready = func() error {
-			if !certs.caBundleWritten() {
-				return errors.New("caBundle not written yet")
-			}
-			return nil
-		}
-		t.starts = append(t.starts, certs.run)
+		t.opts = append(t.opts, func(c *tls.Config) { c.GetCertificate = certs.GetCertificate })
+		t.ready = certs.Ready
+		t.starts = append(t.starts, certs.Start)
 	default:
 		return t, fmt.Errorf("--tls-mode %q: want %s or %s", o.TLSMode, TLSModeCertDir, TLSModeSelfManaged)
 	}

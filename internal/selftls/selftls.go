@@ -1,9 +1,16 @@
-package server
+// Package selftls is self-managed TLS for the webhook: a CA and a serving
+// certificate kept in a Secret shared by every replica (created if absent;
+// a replica that loses the race adopts the winner's), renewed two thirds
+// through its lifetime under the same CA, and the CA written into the
+// caBundle of every webhook of the labelled MutatingWebhookConfigurations,
+// rewritten if someone changes it.
+package selftls
 
 import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -14,18 +21,24 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	admissionlisters "k8s.io/client-go/listers/admissionregistration/v1"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/util/retry"
+	"k8s.io/klog/v2"
 
 	"github.com/meshinject/meshinject/certs"
 )
 
-// SelfManagedOptions configure self-managed TLS.
-type SelfManagedOptions struct {
+// Options configure self-managed TLS.
+type Options struct {
 	// Namespace holds the Secret. Default: $POD_NAMESPACE, else "meshinject".
 	Namespace string
 	// SecretName is the Secret shared by all replicas. Default
@@ -48,7 +61,8 @@ type SelfManagedOptions struct {
 	CheckInterval time.Duration
 }
 
-func (o *SelfManagedOptions) setDefaults(revision string) {
+// SetDefaults fills in the documented defaults for revision.
+func (o *Options) SetDefaults(revision string) {
 	if o.Namespace == "" {
 		o.Namespace = os.Getenv("POD_NAMESPACE")
 	}
@@ -80,27 +94,46 @@ func (o *SelfManagedOptions) setDefaults(revision string) {
 	}
 }
 
-// selfManaged keeps the serving certificate and the caBundle.
-type selfManaged struct {
-	client  kubernetes.Interface
-	opts    SelfManagedOptions
-	log     logr.Logger
-	expiry  prometheus.Gauge
-	ca      atomic.Pointer[certs.Bundle]
-	serving atomic.Pointer[tls.Certificate]
-	leaf    atomic.Pointer[certs.Bundle]
-	written atomic.Bool
+// Manager keeps the serving certificate and the caBundle.
+type Manager struct {
+	client   kubernetes.Interface
+	opts     Options
+	factory  informers.SharedInformerFactory
+	webhooks admissionlisters.MutatingWebhookConfigurationLister
+	kick     chan struct{}
+	log      logr.Logger
+	expiry   prometheus.Gauge
+	ca       atomic.Pointer[certs.Bundle]
+	serving  atomic.Pointer[tls.Certificate]
+	leaf     atomic.Pointer[certs.Bundle]
+	written  atomic.Bool
 }
 
-func newSelfManaged(client kubernetes.Interface, opts SelfManagedOptions, reg prometheus.Registerer, log logr.Logger) (*selfManaged, error) {
-	s := &selfManaged{client: client, opts: opts, log: log, expiry: newExpiryGauge()}
+// New returns the manager for opts (defaults already set); nothing
+// starts until Start.
+func New(client kubernetes.Interface, opts Options, reg prometheus.Registerer, log logr.Logger) (*Manager, error) {
+	s := &Manager{client: client, opts: opts, log: log, expiry: NewExpiryGauge(), kick: make(chan struct{}, 1)}
 	if err := reg.Register(s.expiry); err != nil {
 		return nil, err
 	}
+	s.factory = informers.NewSharedInformerFactoryWithOptions(client, 10*time.Minute,
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = opts.WebhookSelector }))
+	mwcs := s.factory.Admissionregistration().V1().MutatingWebhookConfigurations()
+	poke := func(any) {
+		select {
+		case s.kick <- struct{}{}:
+		default:
+		}
+	}
+	if _, err := mwcs.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: poke, UpdateFunc: func(_, n any) { poke(n) }}); err != nil {
+		return nil, err
+	}
+	s.webhooks = mwcs.Lister()
 	return s, nil
 }
 
-func newExpiryGauge() prometheus.Gauge {
+// NewExpiryGauge is meshinject_certificate_expiry_timestamp_seconds.
+func NewExpiryGauge() prometheus.Gauge {
 	return prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "meshinject_certificate_expiry_timestamp_seconds",
 		Help: "When the serving certificate expires, in seconds since the epoch.",
@@ -112,7 +145,7 @@ const (
 	keyCAKey  = "ca.key"
 )
 
-func (s *selfManaged) names() ([]string, []net.IP) {
+func (s *Manager) names() ([]string, []net.IP) {
 	svc, ns := s.opts.ServiceName, s.opts.Namespace
 	dns := []string{svc + "." + ns + ".svc", svc + "." + ns + ".svc.cluster.local"}
 	var ips []net.IP
@@ -126,15 +159,16 @@ func (s *selfManaged) names() ([]string, []net.IP) {
 	return dns, ips
 }
 
-func (s *selfManaged) issue(ca *certs.Bundle) (*certs.Bundle, error) {
+func (s *Manager) issue(ca *certs.Bundle) (*certs.Bundle, error) {
 	dns, ips := s.names()
 	return certs.NewServing(ca, certs.Options{CommonName: dns[0], DNSNames: dns, IPAddresses: ips, Duration: s.opts.ServingDuration})
 }
 
-// ensure makes the Secret hold a valid CA and a serving certificate that is
+// Ensure makes the Secret hold a valid CA and a serving certificate that is
 // not yet due for renewal, creating or updating it with optimistic
-// concurrency: when another replica wins a race, its certificate is adopted.
-func (s *selfManaged) ensure(ctx context.Context) error {
+// concurrency: when another replica wins a race, its certificate is
+// adopted.
+func (s *Manager) Ensure(ctx context.Context) error {
 	secrets := s.client.CoreV1().Secrets(s.opts.Namespace)
 	for attempt := 0; attempt < 5; attempt++ {
 		sec, err := secrets.Get(ctx, s.opts.SecretName, metav1.GetOptions{})
@@ -158,7 +192,7 @@ func (s *selfManaged) ensure(ctx context.Context) error {
 			} else if err != nil {
 				return fmt.Errorf("create secret %s/%s: %w", s.opts.Namespace, s.opts.SecretName, err)
 			}
-			s.log.Info("created the TLS secret", "secret", klogRef(s.opts.Namespace, s.opts.SecretName))
+			s.log.Info("created the TLS secret", "secret", klog.KRef(s.opts.Namespace, s.opts.SecretName))
 			return s.use(ca, leaf)
 		}
 		if err != nil {
@@ -190,7 +224,7 @@ func (s *selfManaged) ensure(ctx context.Context) error {
 	return errors.New("the TLS secret kept changing under us; giving up for now")
 }
 
-func (s *selfManaged) matches(leaf *certs.Bundle) bool {
+func (s *Manager) matches(leaf *certs.Bundle) bool {
 	dns, ips := s.names()
 	for _, d := range dns {
 		if !slices.Contains(leaf.Cert.DNSNames, d) {
@@ -205,7 +239,7 @@ func (s *selfManaged) matches(leaf *certs.Bundle) bool {
 	return true
 }
 
-func (s *selfManaged) use(ca, leaf *certs.Bundle) error {
+func (s *Manager) use(ca, leaf *certs.Bundle) error {
 	pair, err := tls.X509KeyPair(leaf.CertPEM, leaf.KeyPEM)
 	if err != nil {
 		return err
@@ -220,32 +254,29 @@ func (s *selfManaged) use(ca, leaf *certs.Bundle) error {
 	return nil
 }
 
-func (s *selfManaged) getCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+// GetCertificate is the tls.Config hook: the current serving certificate.
+func (s *Manager) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 	if c := s.serving.Load(); c != nil {
 		return c, nil
 	}
 	return nil, errors.New("no serving certificate yet")
 }
 
-func (s *selfManaged) caBundleWritten() bool { return s.written.Load() }
+// Ready is a readiness check: nil once the caBundle has been written into
+// at least one selected webhook configuration.
+func (s *Manager) Ready() error {
+	if !s.written.Load() {
+		return errors.New("caBundle not written yet")
+	}
+	return nil
+}
 
-// run keeps the certificate renewed and the caBundle in place until ctx ends.
-func (s *selfManaged) run(ctx context.Context) error {
-	factory := informers.NewSharedInformerFactoryWithOptions(s.client, 10*time.Minute,
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = s.opts.WebhookSelector }))
-	inf := factory.Admissionregistration().V1().MutatingWebhookConfigurations().Informer()
-	kick := make(chan struct{}, 1)
-	poke := func(any) {
-		select {
-		case kick <- struct{}{}:
-		default:
-		}
-	}
-	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: poke, UpdateFunc: func(_, n any) { poke(n) }}); err != nil {
-		return err
-	}
-	factory.Start(ctx.Done())
-	defer factory.Shutdown()
+// Start keeps the certificate renewed and the caBundle in place until ctx
+// ends, then waits for its informer to stop.
+func (s *Manager) Start(ctx context.Context) error {
+	s.factory.Start(ctx.Done())
+	defer s.factory.Shutdown()
+	s.factory.WaitForCacheSync(ctx.Done())
 	ticker := time.NewTicker(s.opts.CheckInterval)
 	defer ticker.Stop()
 	for {
@@ -255,47 +286,71 @@ func (s *selfManaged) run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-kick:
+		case <-s.kick:
 		case <-ticker.C:
-			if err := s.ensure(ctx); err != nil {
+			if err := s.Ensure(ctx); err != nil {
 				s.log.Error(err, "checking the TLS secret")
 			}
 		}
 	}
 }
 
-// writeCABundle puts the CA into every webhook of the selected
-// MutatingWebhookConfigurations that does not carry it.
-func (s *selfManaged) writeCABundle(ctx context.Context) error {
+// writeCABundle writes the CA into every webhook of the selected
+// configurations (read from the informer) that lacks it, with a JSON patch
+// of just those caBundles that carries the resourceVersion read, so a
+// concurrent change is a conflict: the patch is then retried on the
+// configuration as it is now.
+func (s *Manager) writeCABundle(ctx context.Context) error {
 	ca := s.ca.Load()
 	if ca == nil {
 		return errors.New("no CA loaded")
 	}
-	api := s.client.AdmissionregistrationV1().MutatingWebhookConfigurations()
-	list, err := api.List(ctx, metav1.ListOptions{LabelSelector: s.opts.WebhookSelector})
+	list, err := s.webhooks.List(labels.Everything())
 	if err != nil {
 		return err
 	}
-	for i := range list.Items {
-		mwc := &list.Items[i]
-		changed := false
-		for j := range mwc.Webhooks {
-			if !bytes.Equal(mwc.Webhooks[j].ClientConfig.CABundle, ca.CertPEM) {
-				mwc.Webhooks[j].ClientConfig.CABundle = ca.CertPEM
-				changed = true
+	api := s.client.AdmissionregistrationV1().MutatingWebhookConfigurations()
+	for _, cached := range list {
+		mwc := cached
+		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			patch, err := caBundlePatch(mwc, ca.CertPEM)
+			if err != nil || patch == nil {
+				return err
 			}
-		}
-		if !changed {
-			continue
-		}
-		if _, err := api.Update(ctx, mwc, metav1.UpdateOptions{}); err != nil {
-			if apierrors.IsConflict(err) {
-				continue // changed meanwhile; the informer brings us back
+			if _, err = api.Patch(ctx, mwc.Name, types.JSONPatchType, patch, metav1.PatchOptions{}); apierrors.IsConflict(err) {
+				if cur, gerr := api.Get(ctx, mwc.Name, metav1.GetOptions{}); gerr == nil {
+					mwc = cur
+				}
+			} else if err == nil {
+				s.log.Info("caBundle written", "mutatingWebhookConfiguration", mwc.Name)
 			}
-			return fmt.Errorf("update caBundle of %s: %w", mwc.Name, err)
+			return err
+		})
+		if err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("write the caBundle of %s: %w", mwc.Name, err)
 		}
-		s.log.Info("caBundle written", "mutatingWebhookConfiguration", mwc.Name)
 	}
-	s.written.Store(len(list.Items) > 0)
+	s.written.Store(len(list) > 0)
 	return nil
+}
+
+// caBundlePatch is the JSON patch that sets caBundle in every webhook of
+// mwc that lacks it, conditional on mwc's resourceVersion; nil when none
+// does.
+func caBundlePatch(mwc *admissionregistrationv1.MutatingWebhookConfiguration, caPEM []byte) ([]byte, error) {
+	type op struct {
+		Op    string `json:"op"`
+		Path  string `json:"path"`
+		Value any    `json:"value"`
+	}
+	ops := []op{{Op: "add", Path: "/metadata/resourceVersion", Value: mwc.ResourceVersion}}
+	for j := range mwc.Webhooks {
+		if !bytes.Equal(mwc.Webhooks[j].ClientConfig.CABundle, caPEM) {
+			ops = append(ops, op{Op: "add", Path: fmt.Sprintf("/webhooks/%d/clientConfig/caBundle", j), Value: caPEM})
+		}
+	}
+	if len(ops) == 1 {
+		return nil, nil
+	}
+	return json.Marshal(ops)
 }

@@ -1,9 +1,11 @@
-package server
+package selftls
 
 import (
 	"bytes"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -28,10 +30,10 @@ func mwc(name string) *admissionregistrationv1.MutatingWebhookConfiguration {
 	}
 }
 
-func newSM(t *testing.T, client kubernetes.Interface, o SelfManagedOptions) *selfManaged {
+func newSM(t *testing.T, client kubernetes.Interface, o Options) *Manager {
 	t.Helper()
-	o.setDefaults("")
-	s, err := newSelfManaged(client, o, prometheus.NewRegistry(), testr.New(t))
+	o.SetDefaults("")
+	s, err := New(client, o, prometheus.NewRegistry(), testr.New(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,13 +45,13 @@ func newSM(t *testing.T, client kubernetes.Interface, o SelfManagedOptions) *sel
 func TestSelfManagedReplicas(t *testing.T) {
 	t.Parallel()
 	client := fake.NewClientset()
-	a, b := newSM(t, client, SelfManagedOptions{}), newSM(t, client, SelfManagedOptions{})
+	a, b := newSM(t, client, Options{}), newSM(t, client, Options{})
 	var wg sync.WaitGroup
-	for _, s := range []*selfManaged{a, b} {
+	for _, s := range []*Manager{a, b} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := s.ensure(t.Context()); err != nil {
+			if err := s.Ensure(t.Context()); err != nil {
 				t.Error(err)
 			}
 		}()
@@ -77,8 +79,8 @@ func TestSelfManagedCABundle(t *testing.T) {
 	if _, err := client.AdmissionregistrationV1().MutatingWebhookConfigurations().Create(t.Context(), unrelated, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	s := newSM(t, client, SelfManagedOptions{CheckInterval: 50 * time.Millisecond})
-	if err := s.ensure(t.Context()); err != nil {
+	s := newSM(t, client, Options{CheckInterval: 50 * time.Millisecond})
+	if err := s.Ensure(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	runSM(t, s)
@@ -89,7 +91,7 @@ func TestSelfManagedCABundle(t *testing.T) {
 	testutil.Eventually(t, 10*time.Second, func() bool {
 		m, err := api.Get(t.Context(), "meshinject-default", metav1.GetOptions{})
 		return err == nil && bytes.Equal(m.Webhooks[0].ClientConfig.CABundle, want) &&
-			bytes.Equal(m.Webhooks[1].ClientConfig.CABundle, want) && s.caBundleWritten()
+			bytes.Equal(m.Webhooks[1].ClientConfig.CABundle, want) && s.Ready() == nil
 	})
 	if o, _ := api.Get(t.Context(), "other", metav1.GetOptions{}); len(o.Webhooks[0].ClientConfig.CABundle) != 0 {
 		t.Error("the caBundle of another revision's configuration was written")
@@ -111,14 +113,14 @@ func TestSelfManagedCABundle(t *testing.T) {
 func TestSelfManagedRotation(t *testing.T) {
 	t.Parallel()
 	client := fake.NewClientset(mwc("meshinject-default"))
-	s := newSM(t, client, SelfManagedOptions{ServingDuration: 3 * time.Second, CheckInterval: 100 * time.Millisecond, ExtraNames: []string{"127.0.0.1"}})
-	if err := s.ensure(t.Context()); err != nil {
+	s := newSM(t, client, Options{ServingDuration: 3 * time.Second, CheckInterval: 100 * time.Millisecond, ExtraNames: []string{"127.0.0.1"}})
+	if err := s.Ensure(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	first := s.leaf.Load().Cert.SerialNumber.String()
 	runSM(t, s)
 
-	l, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{GetCertificate: s.getCertificate, MinVersion: tls.VersionTLS12})
+	l, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{GetCertificate: s.GetCertificate, MinVersion: tls.VersionTLS12})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,12 +160,42 @@ func TestSelfManagedRotation(t *testing.T) {
 }
 
 // runSM runs s until the test ends and waits for it to return.
-func runSM(t *testing.T, s *selfManaged) {
+func runSM(t *testing.T, s *Manager) {
 	t.Helper()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_ = s.run(t.Context())
+		_ = s.Start(t.Context())
 	}()
 	t.Cleanup(func() { <-done }) // t.Context is cancelled before cleanups run
+}
+
+// TestCABundlePatch: the patch sets only the caBundles that differ, and
+// carries the resourceVersion read, so a concurrent change is a conflict.
+func TestCABundlePatch(t *testing.T) {
+	t.Parallel()
+	ca := []byte("-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n")
+	m := mwc("meshinject-default")
+	m.ResourceVersion = "42"
+	m.Webhooks[0].ClientConfig.CABundle = ca
+	patch, err := caBundlePatch(m, ca)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ops []struct {
+		Op, Path string
+		Value    any
+	}
+	if err := json.Unmarshal(patch, &ops); err != nil {
+		t.Fatal(err)
+	}
+	want := `[{"op":"add","path":"/metadata/resourceVersion","value":"42"},{"op":"add","path":"/webhooks/1/clientConfig/caBundle","value":"` +
+		base64.StdEncoding.EncodeToString(ca) + `"}]`
+	if string(patch) != want {
+		t.Errorf("patch %s\nwant  %s", patch, want)
+	}
+	m.Webhooks[1].ClientConfig.CABundle = ca
+	if patch, err := caBundlePatch(m, ca); err != nil || patch != nil {
+		t.Errorf("with every caBundle in place: patch %s, %v; want none", patch, err)
+	}
 }

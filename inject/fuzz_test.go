@@ -40,7 +40,7 @@ func goldenPods(f *testing.F) [][]byte {
 
 // FuzzInject feeds arbitrary pods (seeded from the goldens) to the engine:
 // it must never panic, and an injected pod must encode, decode, re-inject
-// to the same pod and uninject cleanly.
+// to the same pod (byte for byte) and uninject cleanly.
 func FuzzInject(f *testing.F) {
 	for _, p := range goldenPods(f) {
 		f.Add(p, false)
@@ -63,8 +63,12 @@ func FuzzInject(f *testing.F) {
 		if err := json.Unmarshal(out, &again); err != nil {
 			t.Fatalf("injected pod does not decode: %v", err)
 		}
-		if _, err := e.Inject(Request{Pod: &again, NativeSidecars: native, ForcePolicy: true}); err != nil {
+		res2, err := e.Inject(Request{Pod: &again, NativeSidecars: native, ForcePolicy: true})
+		if err != nil {
 			t.Fatalf("re-injection failed: %v", err)
+		}
+		if out2, _ := json.Marshal(res2.Pod); string(out2) != string(out) {
+			t.Fatalf("re-injection changed the injected pod\nonce  %s\ntwice %s", out, out2)
 		}
 		if err := Uninject(res.Pod); err != nil {
 			t.Fatalf("uninject failed: %v", err)
@@ -113,7 +117,10 @@ func FuzzAnnotations(f *testing.F) {
 		res, err := e.Inject(Request{Pod: pod})
 		if err != nil {
 			var ie *Error
-			if errors.As(err, &ie) && ie.Field != a1 && ie.Field != a2 {
+			if !errors.As(err, &ie) {
+				t.Fatalf("a refusal that is not an *inject.Error (it must name the annotation and value): %v", err)
+			}
+			if ie.Field != a1 && ie.Field != a2 {
 				t.Fatalf("error names %s, want %s or %s: %v", ie.Field, a1, a2, err)
 			}
 			return

@@ -94,6 +94,28 @@ type Settings struct {
 // annotations is a validating reader of pod annotations.
 type annotations map[string]string
 
+// injectionPrefixes are the prefixes of the annotations that change
+// injection output; their values reach the templates.
+var injectionPrefixes = []string{"sidecar.istio.io/", "traffic.sidecar.istio.io/", "proxy.istio.io/",
+	"status.sidecar.istio.io/", "readiness.status.sidecar.istio.io/", "inject.istio.io/", "prometheus.istio.io/", "istio.io/"}
+
+// checkPrintable refuses a control character in the value of an injection
+// annotation: the templates write the values into YAML, which cannot hold
+// them (tab, newline and carriage return are allowed).
+func (a annotations) checkPrintable() error {
+	for name, v := range a {
+		if !slices.ContainsFunc(injectionPrefixes, func(p string) bool { return strings.HasPrefix(name, p) }) {
+			continue
+		}
+		for _, r := range v {
+			if (r < 0x20 && r != '\t' && r != '\n' && r != '\r') || (r >= 0x7f && r <= 0x9f && r != 0x85) || r == 0xfffe || r == 0xffff {
+				return fieldError(name, v, fmt.Errorf("control character %U is not allowed", r))
+			}
+		}
+	}
+	return nil
+}
+
 func (a annotations) get(name string) (string, bool) {
 	v, ok := a[name]
 	return v, ok
@@ -146,6 +168,9 @@ func (e *Engine) resolve(pod *corev1.Pod, ns string, req Request) (*Settings, er
 	cfg, v := e.cfg, &e.cfg.Typed
 	pv := &v.Global.Proxy
 	a := annotations(pod.Annotations)
+	if err := a.checkPrintable(); err != nil {
+		return nil, err
+	}
 	s := &Settings{Revision: cfg.RevisionName(), namespace: ns}
 	if req.Workload != nil && req.Workload.Name != "" {
 		s.workload = *req.Workload

@@ -18,7 +18,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -29,13 +28,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/meshinject/meshinject/certs"
+	"github.com/meshinject/meshinject/hack/internal/proc"
 	"github.com/meshinject/meshinject/internal/benchpods"
 )
 
@@ -115,15 +114,6 @@ type server struct {
 	cmd  *exec.Cmd
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer func() { _ = l.Close() }()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 func start(name string, args []string, port int) (*server, error) {
 	cmd := exec.Command(args[0], args[1:]...) //nolint:gosec // runs the binaries named on our own command line
 	cmd.Stdout, cmd.Stderr = io.Discard, os.Stderr
@@ -133,16 +123,7 @@ func start(name string, args []string, port int) (*server, error) {
 	return &server{name: name, url: "https://127.0.0.1:" + strconv.Itoa(port) + "/inject", cmd: cmd}, nil
 }
 
-func (s *server) stop() {
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { _ = s.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		_ = s.cmd.Process.Kill()
-	}
-}
+func (s *server) stop() { proc.Stop(s.cmd, 10*time.Second) }
 
 // cpuTicks is the process's user+system CPU time in clock ticks.
 func (s *server) cpuTicks() (int64, error) {
@@ -379,7 +360,7 @@ func startServers(o options) (floor, mesh *server, side string, err error) {
 	}
 	var ports [3]int
 	for i := range ports {
-		if ports[i], err = freePort(); err != nil {
+		if ports[i], err = proc.FreePort(); err != nil {
 			return nil, nil, "", err
 		}
 	}
@@ -485,13 +466,5 @@ func profileLoad(ctx context.Context, pool *x509.CertPool, s *server, sideURL st
 }
 
 func ensureCerts(dir string) (*certs.Bundle, error) {
-	ca, err := certs.NewCA(certs.Options{CommonName: "loadbench CA"})
-	if err != nil {
-		return nil, err
-	}
-	srv, err := certs.NewServing(ca, certs.Options{IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}})
-	if err != nil {
-		return nil, err
-	}
-	return ca, certs.WriteDir(dir, srv, ca.CertPEM)
+	return proc.LoopbackCerts(dir, "loadbench CA")
 }

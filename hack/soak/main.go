@@ -12,20 +12,17 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"flag"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"strconv"
-	"syscall"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/resource"
 
-	"github.com/meshinject/meshinject/certs"
+	"github.com/meshinject/meshinject/hack/internal/proc"
 )
 
 type options struct {
@@ -101,21 +98,12 @@ type server struct {
 	url, side string
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer func() { _ = l.Close() }()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 func startServer(o options) (*server, error) {
-	port, err := freePort()
+	port, err := proc.FreePort()
 	if err != nil {
 		return nil, err
 	}
-	side, err := freePort()
+	side, err := proc.FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -144,28 +132,12 @@ func (s *server) waitReady(timeout time.Duration) error {
 	return fmt.Errorf("meshinject serve not ready within %v", timeout)
 }
 
-func (s *server) stop() {
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { _ = s.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(15 * time.Second):
-		_ = s.cmd.Process.Kill()
-	}
-}
+func (s *server) stop() { proc.Stop(s.cmd, 15*time.Second) }
 
 func writeCerts(dir string) (*x509.CertPool, error) {
-	ca, err := certs.NewCA(certs.Options{CommonName: "soak CA"})
+	ca, err := proc.LoopbackCerts(dir, "soak CA")
 	if err != nil {
-		return nil, err
-	}
-	srv, err := certs.NewServing(ca, certs.Options{IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}})
-	if err != nil {
-		return nil, err
-	}
-	if err := certs.WriteDir(dir, srv, ca.CertPEM); err != nil {
-		return nil, errors.Join(errors.New("write the test certificate"), err)
+		return nil, fmt.Errorf("write the test certificate: %w", err)
 	}
 	pool := x509.NewCertPool()
 	pool.AddCert(ca.Cert)

@@ -31,66 +31,117 @@ type overrides struct {
 
 // apply renders the templates, merges them into pod and post-processes it.
 func (e *Engine) apply(pod *corev1.Pod, s *Settings, names []string, warnings *[]string) error {
-	rec := newRecord(pod)
-	data := e.templateData(pod, s)
-	patches := make([]*rendered, len(names))
-	for i, n := range names {
-		p, err := e.render(n, data)
+	in := &injection{e: e, pod: pod, s: s, names: names, warnings: warnings,
+		rec: newRecord(pod), status: Status{Revision: s.Revision}}
+	for _, step := range applySteps {
+		if err := step.run(in); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// injection is the state apply's steps share.
+type injection struct {
+	e        *Engine
+	pod      *corev1.Pod
+	s        *Settings
+	names    []string
+	warnings *[]string
+	rec      *record
+	// patches are the rendered templates, in names' order.
+	patches []*rendered
+	status  Status
+	// userProxy is the user's own istio-proxy container, if any, before
+	// injection; ov the per-container overrides taken out of the pod.
+	userProxy *corev1.Container
+	ov        overrides
+}
+
+// applySteps are apply's steps, in order: render every template, note what
+// they add, merge them into the pod, then post-process.
+var applySteps = []struct {
+	name string
+	run  func(*injection) error
+}{
+	{"render the templates", (*injection).render},
+	{"note what they add", (*injection).noteStatus},
+	{"take the user's overrides out", func(in *injection) error {
+		in.userProxy = findProxy(in.pod).DeepCopy()
+		in.ov = takeOverrides(in.pod, &in.status, in.rec)
+		return nil
+	}},
+	{"merge the templates", (*injection).merge},
+	{"fold a second istio-proxy into the native one", func(in *injection) error { foldProxy(in.pod, &in.status); return nil }},
+	{"apply the user's overrides", func(in *injection) error { return applyOverrides(in.pod, &in.ov) }},
+	{"run istio-init as the user's istio-proxy asks", func(in *injection) error {
+		adjustInitUser(in.pod, in.userProxy, in.s.InterceptionMode == "TPROXY")
+		return nil
+	}},
+	{"overwrite the cluster and network variables", func(in *injection) error { overwriteClusterEnv(in.pod, in.s.clusterEnv); return nil }},
+	{"merge Prometheus scraping", func(in *injection) error { return in.e.prometheusMerge(in.pod, in.s) }},
+	{"rewrite the application's probes", func(in *injection) error { return rewriteProbes(in.pod, in.s, in.rec, in.warnings) }},
+	{"write the status annotations", (*injection).annotate},
+	{"order the containers", func(in *injection) error { order(in.pod, in.s.Hold); return nil }},
+	{"record what changed, for uninject", func(in *injection) error { return in.rec.finish(in.pod) }},
+}
+
+func (in *injection) render() error {
+	data := in.e.templateData(in.pod, in.s)
+	in.patches = make([]*rendered, len(in.names))
+	for i, n := range in.names {
+		p, err := in.e.render(n, data)
 		if err != nil {
 			return err
 		}
-		patches[i] = p
+		in.patches[i] = p
 	}
-	status := Status{Revision: s.Revision}
-	for _, p := range patches {
+	return nil
+}
+
+func (in *injection) noteStatus() error {
+	for _, p := range in.patches {
 		spec, _ := p.tree["spec"].(map[string]any)
-		status.InitContainers = appendNames(status.InitContainers, spec["initContainers"])
-		status.Containers = appendNames(status.Containers, spec["containers"])
-		status.Volumes = appendNames(status.Volumes, spec["volumes"])
-		status.ImagePullSecrets = appendNames(status.ImagePullSecrets, spec["imagePullSecrets"])
+		in.status.InitContainers = appendNames(in.status.InitContainers, spec["initContainers"])
+		in.status.Containers = appendNames(in.status.Containers, spec["containers"])
+		in.status.Volumes = appendNames(in.status.Volumes, spec["volumes"])
+		in.status.ImagePullSecrets = appendNames(in.status.ImagePullSecrets, spec["imagePullSecrets"])
 	}
+	return nil
+}
 
-	userProxy := findProxy(pod).DeepCopy()
-	ov := takeOverrides(pod, &status, rec)
-
-	for i, p := range patches {
-		if p.additive && addOverlay(pod, p.pod) {
+func (in *injection) merge() error {
+	for i, p := range in.patches {
+		if p.additive && addOverlay(in.pod, p.pod) {
 			continue
 		}
-		if err := overlay(pod, preserve.Copy(p.tree).(map[string]any), rec); err != nil {
-			return fmt.Errorf("template %s: %w", names[i], err)
+		if err := overlay(in.pod, preserve.Copy(p.tree).(map[string]any), in.rec); err != nil {
+			return fmt.Errorf("template %s: %w", in.names[i], err)
 		}
 	}
-	foldProxy(pod, &status)
-	if err := applyOverrides(pod, &ov); err != nil {
-		return err
-	}
-	adjustInitUser(pod, userProxy, s.InterceptionMode == "TPROXY")
-	overwriteClusterEnv(pod, s.clusterEnv)
-	if err := e.prometheusMerge(pod, s); err != nil {
-		return err
-	}
-	if err := rewriteProbes(pod, s, rec, warnings); err != nil {
-		return err
-	}
-	b, err := marshalJSON(status)
+	return nil
+}
+
+// annotate writes the status and overrides annotations and the config's
+// injectedAnnotations.
+func (in *injection) annotate() error {
+	b, err := marshalJSON(in.status)
 	if err != nil {
 		return err
 	}
-	if pod.Annotations == nil {
-		pod.Annotations = map[string]string{}
+	if in.pod.Annotations == nil {
+		in.pod.Annotations = map[string]string{}
 	}
-	pod.Annotations[AnnotationStatus] = string(b)
-	if len(ov.Containers)+len(ov.InitContainers) > 0 {
-		b, err := marshalJSON(ov)
+	in.pod.Annotations[AnnotationStatus] = string(b)
+	if len(in.ov.Containers)+len(in.ov.InitContainers) > 0 {
+		b, err := marshalJSON(in.ov)
 		if err != nil {
 			return err
 		}
-		pod.Annotations[AnnotationOverrides] = string(b)
+		in.pod.Annotations[AnnotationOverrides] = string(b)
 	}
-	order(pod, s.Hold)
-	maps.Copy(pod.Annotations, e.cfg.Injection.InjectedAnnotations)
-	return rec.finish(pod)
+	maps.Copy(in.pod.Annotations, in.e.cfg.Injection.InjectedAnnotations)
+	return nil
 }
 
 func (r *record) position(key string, i int) {

@@ -2,6 +2,7 @@ package inject
 
 import (
 	"fmt"
+	"istio.io/api/annotation"
 	"maps"
 	"slices"
 	"strconv"
@@ -353,7 +354,7 @@ func adjustInitUser(pod *corev1.Pod, user *corev1.Container, tproxy bool) {
 		return
 	}
 	if !tproxy {
-		tproxy = pod.Annotations["sidecar.istio.io/interceptionMode"] == "TPROXY"
+		tproxy = pod.Annotations[annotation.SidecarInterceptionMode.Name] == "TPROXY"
 	}
 	if tproxy && usc.RunAsUser != nil {
 		if p := findProxy(pod); p != nil && p.SecurityContext != nil {

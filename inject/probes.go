@@ -3,6 +3,7 @@ package inject
 import (
 	"encoding/json"
 	"fmt"
+	"istio.io/api/annotation"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -26,10 +27,10 @@ type prober struct {
 // ISTIO_KUBE_APP_PROBERS.
 func rewriteProbes(pod *corev1.Pod, s *Settings, rec *record, warnings *[]string) error {
 	enabled := s.rewriteProbes
-	if v, ok := pod.Annotations["sidecar.istio.io/rewriteAppHTTPProbers"]; ok {
+	if v, ok := pod.Annotations[annotation.SidecarRewriteAppHTTPProbers.Name]; ok {
 		b, err := validate.Bool(v)
 		if err != nil {
-			return fieldError("sidecar.istio.io/rewriteAppHTTPProbers", v, err)
+			return fieldError(annotation.SidecarRewriteAppHTTPProbers.Name, v, err)
 		}
 		enabled = b
 	}

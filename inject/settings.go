@@ -3,6 +3,7 @@ package inject
 import (
 	"cmp"
 	"fmt"
+	"istio.io/api/annotation"
 	"maps"
 	"slices"
 	"strconv"
@@ -240,13 +241,13 @@ func (s *Settings) resolveProxyConfig(cfg *config.Config, a annotations) (*meshv
 // and whether an init container sets up traffic capture.
 func (s *Settings) resolveInterception(cfg *config.Config, pc *meshv1alpha1.ProxyConfig, a annotations, nativeDefault bool) error {
 	s.InterceptionMode = pc.GetInterceptionMode().String()
-	if m, ok := a.get("sidecar.istio.io/interceptionMode"); ok {
+	if m, ok := a.get(annotation.SidecarInterceptionMode.Name); ok {
 		if _, known := meshv1alpha1.ProxyConfig_InboundInterceptionMode_value[m]; !known {
-			return fieldError("sidecar.istio.io/interceptionMode", m, fmt.Errorf("want REDIRECT, TPROXY or NONE"))
+			return fieldError(annotation.SidecarInterceptionMode.Name, m, fmt.Errorf("want REDIRECT, TPROXY or NONE"))
 		}
 		s.InterceptionMode = m
 	}
-	native, err := a.boolean("sidecar.istio.io/nativeSidecar", nativeDefault)
+	native, err := a.boolean(annotation.SidecarNativeSidecar.Name, nativeDefault)
 	if err != nil {
 		return err
 	}
@@ -265,29 +266,29 @@ func (s *Settings) resolveProbes(cfg *config.Config, pc *meshv1alpha1.ProxyConfi
 	if pc.GetStatusPort() != cfg.DefaultProxyConfig.GetStatusPort() {
 		s.StatusPort = pc.GetStatusPort()
 	}
-	if raw, ok := a.get("status.sidecar.istio.io/port"); ok {
+	if raw, ok := a.get(annotation.SidecarStatusPort.Name); ok {
 		p, err := validate.StatusPort(raw)
 		if err != nil {
-			return fieldError("status.sidecar.istio.io/port", raw, err)
+			return fieldError(annotation.SidecarStatusPort.Name, raw, err)
 		}
 		s.StatusPort = p
 	}
 	var err error
-	if s.ReadinessInitialDelaySeconds, err = a.uint32("readiness.status.sidecar.istio.io/initialDelaySeconds", pv.ReadinessInitialDelaySeconds); err != nil {
+	if s.ReadinessInitialDelaySeconds, err = a.uint32(annotation.SidecarStatusReadinessInitialDelaySeconds.Name, pv.ReadinessInitialDelaySeconds); err != nil {
 		return err
 	}
-	if s.ReadinessPeriodSeconds, err = a.uint32("readiness.status.sidecar.istio.io/periodSeconds", pv.ReadinessPeriodSeconds); err != nil {
+	if s.ReadinessPeriodSeconds, err = a.uint32(annotation.SidecarStatusReadinessPeriodSeconds.Name, pv.ReadinessPeriodSeconds); err != nil {
 		return err
 	}
-	if s.ReadinessFailureThreshold, err = a.uint32("readiness.status.sidecar.istio.io/failureThreshold", pv.ReadinessFailureThreshold); err != nil {
+	if s.ReadinessFailureThreshold, err = a.uint32(annotation.SidecarStatusReadinessFailureThreshold.Name, pv.ReadinessFailureThreshold); err != nil {
 		return err
 	}
 	s.StartupProbe, s.StartupFailureThreshold = pv.StartupProbe.Enabled, pv.StartupProbe.FailureThreshold
-	if s.rewriteProbes, err = a.boolean("sidecar.istio.io/rewriteAppHTTPProbers", v.SidecarInjectorWebhook.RewriteAppHTTPProbe); err != nil {
+	if s.rewriteProbes, err = a.boolean(annotation.SidecarRewriteAppHTTPProbers.Name, v.SidecarInjectorWebhook.RewriteAppHTTPProbe); err != nil {
 		return err
 	}
 	meshMerge := cfg.Mesh.GetEnablePrometheusMerge() == nil || cfg.Mesh.GetEnablePrometheusMerge().GetValue()
-	if s.prometheusMerge, err = a.boolean("prometheus.istio.io/merge-metrics", meshMerge); err != nil {
+	if s.prometheusMerge, err = a.boolean(annotation.PrometheusMergeMetrics.Name, meshMerge); err != nil {
 		return err
 	}
 	s.Hold = pv.HoldApplication
@@ -302,16 +303,16 @@ func (s *Settings) resolveProbes(cfg *config.Config, pc *meshv1alpha1.ProxyConfi
 func (s *Settings) resolveAgentArgs(cfg *config.Config, a annotations) (string, error) {
 	v := &cfg.Typed
 	pv := &v.Global.Proxy
-	logLevel := a.str("sidecar.istio.io/logLevel", pv.LogLevel)
-	if err := a.check("sidecar.istio.io/logLevel", validate.LogLevel); err != nil {
+	logLevel := a.str(annotation.SidecarLogLevel.Name, pv.LogLevel)
+	if err := a.check(annotation.SidecarLogLevel.Name, validate.LogLevel); err != nil {
 		return "", err
 	}
-	componentLevel := a.str("sidecar.istio.io/componentLogLevel", pv.ComponentLogLevel)
-	if err := a.check("sidecar.istio.io/componentLogLevel", validate.ScopedLogLevels); err != nil {
+	componentLevel := a.str(annotation.SidecarComponentLogLevel.Name, pv.ComponentLogLevel)
+	if err := a.check(annotation.SidecarComponentLogLevel.Name, validate.ScopedLogLevels); err != nil {
 		return "", err
 	}
-	agentLevel := a.str("sidecar.istio.io/agentLogLevel", v.Global.Logging.Level)
-	if err := a.check("sidecar.istio.io/agentLogLevel", validate.ScopedLogLevels); err != nil {
+	agentLevel := a.str(annotation.SidecarAgentLogLevel.Name, v.Global.Logging.Level)
+	if err := a.check(annotation.SidecarAgentLogLevel.Name, validate.ScopedLogLevels); err != nil {
 		return "", err
 	}
 	s.ClusterDomain = pv.ClusterDomain
@@ -352,9 +353,9 @@ func (s *Settings) resolveSecurity(pv *config.ProxyValues) {
 // resolveVolumes sets the bootstrap override, the user's volumes, the
 // token audience and the discovery host.
 func (s *Settings) resolveVolumes(cfg *config.Config, pc *meshv1alpha1.ProxyConfig, a annotations) error {
-	if name, ok := a.get("sidecar.istio.io/bootstrapOverride"); ok {
+	if name, ok := a.get(annotation.SidecarBootstrapOverride.Name); ok {
 		if errs := validation.IsDNS1123Subdomain(name); len(errs) > 0 {
-			return fieldError("sidecar.istio.io/bootstrapOverride", name, fmt.Errorf("not a ConfigMap name: %s", strings.Join(errs, "; ")))
+			return fieldError(annotation.SidecarBootstrapOverride.Name, name, fmt.Errorf("not a ConfigMap name: %s", strings.Join(errs, "; ")))
 		}
 		s.BootstrapOverride = name
 	}
@@ -387,7 +388,7 @@ func (s *Settings) resolveImages(cfg *config.Config, a annotations, pc *meshv1al
 	if t := pc.GetImage().GetImageType(); t != "" {
 		imageType = t
 	}
-	if t, ok := a.get("sidecar.istio.io/proxyImageType"); ok {
+	if t, ok := a.get(annotation.SidecarProxyImageType.Name); ok {
 		imageType = t
 	}
 	switch imageType {
@@ -395,7 +396,7 @@ func (s *Settings) resolveImages(cfg *config.Config, a annotations, pc *meshv1al
 		imageType = ""
 	case "distroless", "debug":
 	default:
-		return fieldError("sidecar.istio.io/proxyImageType", imageType, fmt.Errorf("want default, debug or distroless"))
+		return fieldError(annotation.SidecarProxyImageType.Name, imageType, fmt.Errorf("want default, debug or distroless"))
 	}
 	tag := fmt.Sprint(g.Tag)
 	image := func(name string) string {
@@ -414,9 +415,9 @@ func (s *Settings) resolveImages(cfg *config.Config, a annotations, pc *meshv1al
 		initName = g.Proxy.Image
 	}
 	s.proxyInitImage = image(initName)
-	if img, ok := a.get("sidecar.istio.io/proxyImage"); ok {
+	if img, ok := a.get(annotation.SidecarProxyImage.Name); ok {
 		if strings.TrimSpace(img) == "" || strings.ContainsAny(img, " \t\n") {
-			return fieldError("sidecar.istio.io/proxyImage", img, fmt.Errorf("not an image reference"))
+			return fieldError(annotation.SidecarProxyImage.Name, img, fmt.Errorf("not an image reference"))
 		}
 		s.proxyImage, s.proxyInitImage = img, img
 	}
@@ -424,10 +425,10 @@ func (s *Settings) resolveImages(cfg *config.Config, a annotations, pc *meshv1al
 }
 
 var resourceAnnotations = []struct{ name, kind, resource string }{
-	{"sidecar.istio.io/proxyCPU", "requests", "cpu"},
-	{"sidecar.istio.io/proxyMemory", "requests", "memory"},
-	{"sidecar.istio.io/proxyCPULimit", "limits", "cpu"},
-	{"sidecar.istio.io/proxyMemoryLimit", "limits", "memory"},
+	{annotation.SidecarProxyCPU.Name, "requests", "cpu"},
+	{annotation.SidecarProxyMemory.Name, "requests", "memory"},
+	{annotation.SidecarProxyCPULimit.Name, "limits", "cpu"},
+	{annotation.SidecarProxyMemoryLimit.Name, "limits", "memory"},
 }
 
 // resolveResources applies Istio's all-or-nothing rule: when any of the four
@@ -476,15 +477,15 @@ func (s *Settings) resolveTraffic(cfg *config.Config, pod *corev1.Pod, a annotat
 	}
 	var t traffic
 	fields := []field{
-		{"traffic.sidecar.istio.io/includeOutboundIPRanges", pv.IncludeIPRanges, func(v string) error { return validate.CIDRs(v, true) }, &t.inclIP},
-		{"traffic.sidecar.istio.io/excludeOutboundIPRanges", pv.ExcludeIPRanges, func(v string) error { return validate.CIDRs(v, false) }, &t.exclIP},
-		{"traffic.sidecar.istio.io/includeInboundPorts", pv.IncludeInboundPorts, func(v string) error { return validate.Ports(v, true) }, &t.inclIn},
-		{"traffic.sidecar.istio.io/excludeInboundPorts", pv.ExcludeInboundPorts, func(v string) error { return validate.Ports(v, false) }, &t.exclIn},
-		{"traffic.sidecar.istio.io/includeOutboundPorts", pv.IncludeOutboundPorts, func(v string) error { return validate.Ports(v, true) }, &t.inclOut},
-		{"traffic.sidecar.istio.io/excludeOutboundPorts", pv.ExcludeOutboundPorts, func(v string) error { return validate.Ports(v, false) }, &t.exclOut},
-		{"traffic.sidecar.istio.io/excludeInterfaces", "", validate.Interfaces, &t.exclIf},
-		{"traffic.sidecar.istio.io/kubevirtInterfaces", "", validate.Interfaces, &t.reroute},
-		{"istio.io/reroute-virtual-interfaces", "", validate.Interfaces, nil},
+		{annotation.SidecarTrafficIncludeOutboundIPRanges.Name, pv.IncludeIPRanges, func(v string) error { return validate.CIDRs(v, true) }, &t.inclIP},
+		{annotation.SidecarTrafficExcludeOutboundIPRanges.Name, pv.ExcludeIPRanges, func(v string) error { return validate.CIDRs(v, false) }, &t.exclIP},
+		{annotation.SidecarTrafficIncludeInboundPorts.Name, pv.IncludeInboundPorts, func(v string) error { return validate.Ports(v, true) }, &t.inclIn},
+		{annotation.SidecarTrafficExcludeInboundPorts.Name, pv.ExcludeInboundPorts, func(v string) error { return validate.Ports(v, false) }, &t.exclIn},
+		{annotation.SidecarTrafficIncludeOutboundPorts.Name, pv.IncludeOutboundPorts, func(v string) error { return validate.Ports(v, true) }, &t.inclOut},
+		{annotation.SidecarTrafficExcludeOutboundPorts.Name, pv.ExcludeOutboundPorts, func(v string) error { return validate.Ports(v, false) }, &t.exclOut},
+		{annotation.SidecarTrafficExcludeInterfaces.Name, "", validate.Interfaces, &t.exclIf},
+		{annotation.SidecarTrafficKubevirtInterfaces.Name, "", validate.Interfaces, &t.reroute},
+		{annotation.IoIstioRerouteVirtualInterfaces.Name, "", validate.Interfaces, nil},
 	}
 	for _, f := range fields {
 		if err := a.check(f.ann, f.check); err != nil {
@@ -494,7 +495,7 @@ func (s *Settings) resolveTraffic(cfg *config.Config, pod *corev1.Pod, a annotat
 			*f.out = strings.TrimSpace(a.str(f.ann, f.def))
 		}
 	}
-	if v, ok := a.get("istio.io/reroute-virtual-interfaces"); ok {
+	if v, ok := a.get(annotation.IoIstioRerouteVirtualInterfaces.Name); ok {
 		t.reroute = strings.TrimSpace(v)
 	}
 	status := ""
@@ -549,22 +550,22 @@ type traffic struct {
 // Istio CNI plugin reads in place of istio-init's arguments.
 func (s *Settings) setCNIAnnotations(cfg *config.Config, a annotations, status string, t traffic) {
 	s.CNIAnnotations = map[string]string{
-		"sidecar.istio.io/interceptionMode":            s.InterceptionMode,
-		"traffic.sidecar.istio.io/excludeInboundPorts": templates.ExcludeInboundPort(status, t.exclIn),
+		annotation.SidecarInterceptionMode.Name:           s.InterceptionMode,
+		annotation.SidecarTrafficExcludeInboundPorts.Name: templates.ExcludeInboundPort(status, t.exclIn),
 	}
 	set := func(k, v string) {
 		if v != "" {
 			s.CNIAnnotations[k] = v
 		}
 	}
-	set("traffic.sidecar.istio.io/includeOutboundIPRanges", t.inclIP)
-	set("traffic.sidecar.istio.io/excludeOutboundIPRanges", t.exclIP)
-	set("traffic.sidecar.istio.io/includeInboundPorts", t.inclIn)
-	set("traffic.sidecar.istio.io/includeOutboundPorts", t.inclOut)
-	set("traffic.sidecar.istio.io/excludeOutboundPorts", t.exclOut)
-	set("traffic.sidecar.istio.io/excludeInterfaces", t.exclIf)
-	set("traffic.sidecar.istio.io/kubevirtInterfaces", a.str("traffic.sidecar.istio.io/kubevirtInterfaces", ""))
-	set("istio.io/reroute-virtual-interfaces", a.str("istio.io/reroute-virtual-interfaces", ""))
+	set(annotation.SidecarTrafficIncludeOutboundIPRanges.Name, t.inclIP)
+	set(annotation.SidecarTrafficExcludeOutboundIPRanges.Name, t.exclIP)
+	set(annotation.SidecarTrafficIncludeInboundPorts.Name, t.inclIn)
+	set(annotation.SidecarTrafficIncludeOutboundPorts.Name, t.inclOut)
+	set(annotation.SidecarTrafficExcludeOutboundPorts.Name, t.exclOut)
+	set(annotation.SidecarTrafficExcludeInterfaces.Name, t.exclIf)
+	set(annotation.SidecarTrafficKubevirtInterfaces.Name, a.str(annotation.SidecarTrafficKubevirtInterfaces.Name, ""))
+	set(annotation.IoIstioRerouteVirtualInterfaces.Name, a.str(annotation.IoIstioRerouteVirtualInterfaces.Name, ""))
 	if cfg.Typed.Pilot.CNI.Provider == "multus" {
 		s.CNIAnnotations["k8s.v1.cni.cncf.io/networks"] = templates.AppendMultusNetwork(a.str("k8s.v1.cni.cncf.io/networks", ""), "default/istio-cni")
 	}
@@ -591,10 +592,10 @@ func initModeArgs(g *config.GlobalValues, cni bool) []string {
 }
 
 func (s *Settings) resolveUserVolumes(a annotations) error {
-	if raw, ok := a.get("sidecar.istio.io/userVolume"); ok {
+	if raw, ok := a.get(annotation.SidecarUserVolume.Name); ok {
 		vols := map[string]corev1.Volume{}
 		if err := strictJSON(raw, &vols); err != nil {
-			return fieldError("sidecar.istio.io/userVolume", raw, err)
+			return fieldError(annotation.SidecarUserVolume.Name, raw, err)
 		}
 		for _, name := range slices.Sorted(maps.Keys(vols)) {
 			v := vols[name]
@@ -602,16 +603,16 @@ func (s *Settings) resolveUserVolumes(a annotations) error {
 			s.UserVolumes = append(s.UserVolumes, v)
 		}
 	}
-	if raw, ok := a.get("sidecar.istio.io/userVolumeMount"); ok {
+	if raw, ok := a.get(annotation.SidecarUserVolumeMount.Name); ok {
 		mounts := map[string]corev1.VolumeMount{}
 		if err := strictJSON(raw, &mounts); err != nil {
-			return fieldError("sidecar.istio.io/userVolumeMount", raw, err)
+			return fieldError(annotation.SidecarUserVolumeMount.Name, raw, err)
 		}
 		for _, name := range slices.Sorted(maps.Keys(mounts)) {
 			m := mounts[name]
 			m.Name = name
 			if m.MountPath == "" {
-				return fieldError("sidecar.istio.io/userVolumeMount", raw, fmt.Errorf("mount %q has no mountPath", name))
+				return fieldError(annotation.SidecarUserVolumeMount.Name, raw, fmt.Errorf("mount %q has no mountPath", name))
 			}
 			s.UserVolumeMounts = append(s.UserVolumeMounts, m)
 		}

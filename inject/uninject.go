@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"encoding/json"
 	"fmt"
+	"istio.io/api/annotation"
 	"reflect"
 	"slices"
 	"sort"
@@ -196,22 +197,22 @@ func uninjectIstioMetadata(pod *corev1.Pod, st Status) {
 	deleteIf(l, "service.istio.io/canonical-name", name)
 	deleteIf(l, "service.istio.io/canonical-revision", cmp.Or(l["app.kubernetes.io/version"], l["version"], "latest"))
 
-	deleteIf(a, "istio.io/rev", cmp.Or(st.Revision, "default"))
+	deleteIf(a, annotation.IoIstioRev.Name, cmp.Or(st.Revision, "default"))
 	if first := firstUserContainer(pod); first != "" {
 		deleteIf(a, "kubectl.kubernetes.io/default-container", first)
 		deleteIf(a, "kubectl.kubernetes.io/default-logs-container", first)
 	}
 	if slices.Contains(st.Volumes, "istio-xds") || slices.Contains(st.Volumes, "grpc-io-proxyless-bootstrap") {
-		deleteIf(a, "sidecar.istio.io/rewriteAppHTTPProbers", "false")
+		deleteIf(a, annotation.SidecarRewriteAppHTTPProbers.Name, "false")
 	}
 	restorePrometheus(a, env["ISTIO_PROMETHEUS_ANNOTATIONS"])
 	if slices.Contains(st.InitContainers, "istio-validation") {
 		// With CNI, Istio's template writes the traffic settings as
 		// annotations for the CNI plugin; the defaults go.
-		deleteIf(a, "sidecar.istio.io/interceptionMode", "REDIRECT")
-		deleteIf(a, "traffic.sidecar.istio.io/includeInboundPorts", "*")
-		deleteIf(a, "traffic.sidecar.istio.io/includeOutboundIPRanges", "*")
-		deleteIf(a, "traffic.sidecar.istio.io/excludeInboundPorts", cmp.Or(a["status.sidecar.istio.io/port"], "15020"))
+		deleteIf(a, annotation.SidecarInterceptionMode.Name, "REDIRECT")
+		deleteIf(a, annotation.SidecarTrafficIncludeInboundPorts.Name, "*")
+		deleteIf(a, annotation.SidecarTrafficIncludeOutboundIPRanges.Name, "*")
+		deleteIf(a, annotation.SidecarTrafficExcludeInboundPorts.Name, cmp.Or(a[annotation.SidecarStatusPort.Name], "15020"))
 		if n, ok := a["k8s.v1.cni.cncf.io/networks"]; ok {
 			a["k8s.v1.cni.cncf.io/networks"] = removeMultusNetwork(n, "default/istio-cni")
 			deleteIf(a, "k8s.v1.cni.cncf.io/networks", "")

@@ -210,3 +210,28 @@ func TestReloadKubeletFaults(t *testing.T) {
 	testutil.Eventually(t, 10*time.Second, func() bool { return count("failure") == 1 })
 	l.check(t, "1.29.0", "1.29.1", "1.29.2", "1.29.3", "1.29.4", "1.29.5", "1.29.6")
 }
+
+// TestReloadUnreadableFile: a file that cannot be read (here a directory
+// where values was) is one failure, counted once however long it stays,
+// and the last good config serves on.
+func TestReloadUnreadableFile(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	values := filepath.Join(dir, FileValues)
+	writeFile(t, values, tagValues("1.27.0"))
+	r, count := newFaultReloader(t, dir, 100*time.Millisecond)
+	if err := os.Remove(values); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(values, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, func() bool { return count("failure") == 1 })
+	time.Sleep(time.Second) // resyncs must not count it again
+	if n := count("failure"); n != 1 {
+		t.Errorf("an unreadable file counted %v failures, want 1", n)
+	}
+	if got := proxyImage(t, r.Engine()); got != "docker.io/istio/proxyv2:1.27.0" {
+		t.Errorf("serving %s, want the last good config's image", got)
+	}
+}

@@ -12,10 +12,12 @@ import (
 // fileNames are the directory's files, in snapshot order.
 var fileNames = [...]string{FileConfig, FileValues, FileMesh}
 
-// snapshot is what one read of the directory found.
+// snapshot is what one read of the directory found; readErr is why the
+// read failed, if it did (two reads failing alike are equal).
 type snapshot struct {
 	data    [len(fileNames)][]byte
 	present [len(fileNames)]bool
+	readErr string
 }
 
 // read reads the directory's files; a missing file is absent, any other
@@ -62,6 +64,9 @@ func (s *snapshot) check(required [len(fileNames)]bool) error {
 func (s *snapshot) equal(o *snapshot) bool {
 	if s == nil || o == nil {
 		return s == o
+	}
+	if s.readErr != o.readErr {
+		return false
 	}
 	for i := range fileNames {
 		if s.present[i] != o.present[i] || !bytes.Equal(s.data[i], o.data[i]) {

@@ -169,16 +169,17 @@ func (r *Reloader) build(s *snapshot) (*inject.Engine, error) {
 // again after the debounce.
 func (r *Reloader) attempt(now time.Time) (again bool) {
 	s, err := read(r.opts.Dir)
-	if err == nil {
-		if s.equal(r.loaded) {
-			r.suspect = nil
-			r.refused = nil
-			r.setStale()
-			return false
-		}
-		if s.equal(r.refused) {
-			return false // counted already
-		}
+	if err != nil {
+		s = &snapshot{readErr: err.Error()} // so a lasting read error is confirmed and counted once
+	}
+	switch {
+	case s.equal(r.loaded):
+		r.suspect, r.refused = nil, nil
+		r.setStale()
+		return false
+	case s.equal(r.refused):
+		return false // counted already
+	case err == nil:
 		var e *inject.Engine
 		if e, err = r.build(s); err == nil {
 			r.current.Store(e)

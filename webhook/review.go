@@ -148,6 +148,7 @@ func (s *reviewServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	r = r.WithContext(ctx)
 	weight := s.weight(r.ContentLength)
 	if err := s.inFlight.Acquire(ctx, weight); err != nil {
+		s.log.Info("review dropped: its deadline passed while large reviews in flight held the budget", "bodyBytes", r.ContentLength, "inFlightBytes", s.opts.InFlightBytes)
 		s.write(w, "", admission.Errored(http.StatusServiceUnavailable,
 			fmt.Errorf("the review's deadline passed while it waited for large reviews in flight to finish: %w", err)))
 		return

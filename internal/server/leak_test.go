@@ -85,12 +85,7 @@ func TestRunLeavesNoGoroutine(t *testing.T) {
 	go func() {
 		done <- Run(ctx, Options{Host: "127.0.0.1", Port: freePort(t), HealthAddr: health, CertDir: dir, DrainDelay: -1})
 	}()
-	for i := 0; readyz("http://"+health) != nil; i++ {
-		if i > 1500 {
-			t.Fatal("not ready within 30s")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitReadyz(t, "http://"+health, done)
 	cancel()
 	select {
 	case err := <-done:

@@ -68,18 +68,25 @@ func startServer(t *testing.T, dir string, opts Options) (string, string, *certs
 	})
 	host, port, _ := net.SplitHostPort(opts.HealthAddr)
 	health := "http://" + net.JoinHostPort(host, port)
+	waitReadyz(t, health, done)
+	return "https://127.0.0.1:" + strconv.Itoa(opts.Port), health, ca
+}
+
+// waitReadyz waits up to 30 s for health's /readyz to pass; it fails the
+// test at once if Run returns on done first.
+func waitReadyz(t *testing.T, health string, done <-chan error) {
+	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for readyz(health) != nil {
 		select {
 		case err := <-done:
-			t.Fatalf("Run: %v", err)
+			t.Fatalf("Run returned before it was ready: %v", err)
 		case <-time.After(20 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
 			t.Fatal("not ready within 30s")
 		}
 	}
-	return "https://127.0.0.1:" + strconv.Itoa(opts.Port), health, ca
 }
 
 func writeServing(t *testing.T, ca *certs.Bundle, dir string) *certs.Bundle {

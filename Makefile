@@ -36,12 +36,13 @@ install: build ## Copy bin/meshinject to $GOBIN (default ~/go/bin).
 DEV_CERTS := $(CURDIR)/.cache/dev-certs
 
 RUN_PORT        ?= 9443
-RUN_HEALTH_ADDR ?= 127.0.0.1:8080
+RUN_METRICS_ADDR ?= 127.0.0.1:8080
+RUN_HEALTH_ADDR ?= 127.0.0.1:8081
 
 .PHONY: run
-run: build ## Serve the webhook on https://127.0.0.1:9443/inject (RUN_PORT; dev certificate in .cache/dev-certs; side port RUN_HEALTH_ADDR, 127.0.0.1:8080).
+run: build ## Serve the webhook on https://127.0.0.1:9443/inject (RUN_PORT; dev certificate in .cache/dev-certs; /metrics on RUN_METRICS_ADDR, 127.0.0.1:8080; /readyz on RUN_HEALTH_ADDR, 127.0.0.1:8081).
 	go run ./hack/devcert -dir $(DEV_CERTS)
-	$(BIN)/meshinject serve --host 127.0.0.1 --port $(RUN_PORT) --health-addr $(RUN_HEALTH_ADDR) --cert-dir $(DEV_CERTS) --log-format console --drain-delay 0
+	$(BIN)/meshinject serve --host 127.0.0.1 --port $(RUN_PORT) --metrics-addr $(RUN_METRICS_ADDR) --health-addr $(RUN_HEALTH_ADDR) --cert-dir $(DEV_CERTS) --log-format console --drain-delay 0
 
 .PHONY: inject-examples
 inject-examples: build ## Inject the examples/*.yaml manifests offline with the built-in defaults and print them (pipe to kubectl apply -f -).

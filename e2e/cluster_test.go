@@ -321,7 +321,7 @@ func (p *process) tail() string {
 type server struct {
 	*process
 	port       int
-	healthPort int
+	healthPort int // /healthz and /readyz; /metrics is on port - 2000
 	certDir    string
 	configDir  string
 }
@@ -355,7 +355,7 @@ func startServer(name string, port int, extra []string) (*server, error) {
 		}
 	}
 	args := append([]string{"serve", "--host=127.0.0.1", "--port=" + strconv.Itoa(port),
-		"--health-addr=127.0.0.1:" + strconv.Itoa(s.healthPort), "--cert-dir=" + s.certDir,
+		"--health-addr=127.0.0.1:" + strconv.Itoa(s.healthPort), "--metrics-addr=127.0.0.1:" + strconv.Itoa(s.port-2000), "--cert-dir=" + s.certDir,
 		"--config-dir=" + s.configDir, "--kubeconfig=" + suite.kubeconfig, "--log-level=debug"}, extra...)
 	return s, s.start(name, args)
 }
@@ -386,10 +386,15 @@ func (s *server) restart() error {
 	return s.start(strings.TrimPrefix(s.name, "meshinject-"), s.cmd.Args[1:])
 }
 
-// get fetches a path of the side port.
+// get fetches /metrics from the metrics port, other paths from the health
+// port.
 func (s *server) get(path string) (int, string) {
 	c := http.Client{Timeout: 2 * time.Second}
-	resp, err := c.Get(fmt.Sprintf("http://127.0.0.1:%d%s", s.healthPort, path))
+	port := s.healthPort
+	if path == "/metrics" {
+		port = s.port - 2000
+	}
+	resp, err := c.Get(fmt.Sprintf("http://127.0.0.1:%d%s", port, path))
 	if err != nil {
 		return 0, err.Error()
 	}

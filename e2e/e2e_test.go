@@ -354,7 +354,7 @@ func TestSelfManagedTLS(t *testing.T) {
 
 	sm := &server{port: defaultPort, healthPort: defaultPort - 1000, configDir: suite.def.configDir}
 	args := []string{"serve", "--host=127.0.0.1", "--port=" + strconv.Itoa(defaultPort),
-		"--health-addr=127.0.0.1:" + strconv.Itoa(sm.healthPort), "--config-dir=" + sm.configDir,
+		"--health-addr=127.0.0.1:" + strconv.Itoa(sm.healthPort), "--metrics-addr=127.0.0.1:" + strconv.Itoa(sm.port-2000), "--config-dir=" + sm.configDir,
 		"--kubeconfig=" + sa, "--tls-mode=self-managed", "--namespace=meshinject",
 		"--tls-extra-names=127.0.0.1", "--tls-check-interval=1s", "--log-level=debug"}
 	err = sm.start("self-managed", args)

@@ -3,7 +3,9 @@ package manifest
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"maps"
 	"regexp"
 	"strconv"
 	"strings"
@@ -226,35 +228,29 @@ func objectRef(obj map[string]any) Object {
 	return Object{APIVersion: str(obj, "apiVersion"), Kind: str(obj, "kind"), Namespace: str(md, "namespace"), Name: str(md, "name")}
 }
 
-// transformPod decodes raw into a Pod, calls fn and writes the result back
-// into dst, keeping fields the Pod type does not know.
+// transformPod runs fn on raw, a pod's JSON tree, through the round trip
+// the webhook uses (tidied, for people to read), and writes the result
+// into dst.
 func transformPod(ref Object, raw, dst map[string]any, fn PodFunc) (bool, error) {
 	b, err := json.Marshal(raw)
 	if err != nil {
 		return false, err
 	}
-	var pod corev1.Pod
-	if err := kjson.UnmarshalCaseSensitivePreserveInts(b, &pod); err != nil {
-		return false, fmt.Errorf("%s: %w", ref, err)
+	out, changed, err := preserve.RoundTrip(b, preserve.Options{Tidy: true}, func(pod *corev1.Pod) (bool, error) {
+		return fn(ref, pod)
+	})
+	var de *preserve.DecodeError
+	if errors.As(err, &de) {
+		return false, fmt.Errorf("%s: %w", ref, de.Err)
 	}
-	known, err := preserve.Tree(&pod)
-	if err != nil {
-		return false, err
-	}
-	changed, err := fn(ref, &pod)
 	if err != nil || !changed {
 		return false, err
 	}
-	out, err := preserve.Tree(&pod)
-	if err != nil {
+	var tree map[string]any
+	if err := kjson.UnmarshalCaseSensitivePreserveInts(out, &tree); err != nil {
 		return false, err
 	}
-	preserve.Restore(preserve.Copy(raw).(map[string]any), known, out)
-	for k := range dst {
-		delete(dst, k)
-	}
-	for k, v := range out {
-		dst[k] = v
-	}
+	clear(dst)
+	maps.Copy(dst, tree)
 	return true, nil
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/meshinject/meshinject/inject"
 	"github.com/meshinject/meshinject/internal/benchpods"
+	"github.com/meshinject/meshinject/internal/preserve"
 )
 
 // BenchmarkHandle measures one review through the handler: pod decode,
@@ -65,15 +66,13 @@ func BenchmarkServeHTTP(b *testing.B) {
 func BenchmarkPatch(b *testing.B) {
 	h, _ := newTestHandler(b, true)
 	for _, p := range benchpods.All() {
-		var pod corev1.Pod
-		if _, err := decodePod(p.JSON, &pod); err != nil {
-			b.Fatal(err)
-		}
-		res, err := h.opts.Engines.Engine().Inject(inject.Request{Pod: &pod, Namespace: "shop", NativeSidecars: true})
-		if err != nil {
-			b.Fatal(err)
-		}
-		current, err := encodePod(res.Pod)
+		current, _, err := preserve.RoundTrip(p.JSON, preserve.Options{}, func(pod *corev1.Pod) (bool, error) {
+			res, err := h.opts.Engines.Engine().Inject(inject.Request{Pod: pod, Namespace: "shop", NativeSidecars: true})
+			if err == nil {
+				*pod = *res.Pod
+			}
+			return true, err
+		})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -1,8 +1,8 @@
 package webhook
 
 import (
+	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -11,17 +11,12 @@ import (
 	"strings"
 	"time"
 
-	jsonv2 "github.com/go-json-experiment/json"
-	"github.com/go-json-experiment/json/jsontext"
 	"github.com/go-logr/logr"
-	gojson "github.com/goccy/go-json"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/klog/v2"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
-	kjson "sigs.k8s.io/json"
 
 	"github.com/meshinject/meshinject/inject"
 	"github.com/meshinject/meshinject/internal/preserve"
@@ -127,57 +122,33 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 		h.opts.Metrics.failure("path")
 		return admission.Errored(http.StatusBadRequest, err)
 	}
-	var pod corev1.Pod
-	unknown, err := decodePod(req.Object.Raw, &pod)
-	if err != nil {
-		h.opts.Metrics.failure("decode")
-		return admission.Errored(http.StatusBadRequest, describeDecodeError("request.object", req.Object.Raw, new(corev1.Pod), err))
-	}
-	if resp, gone := h.expired(ctx); gone {
-		return resp
-	}
-	name := pod.Name
-	if name == "" {
-		name = pod.GenerateName
-	}
-	log = log.WithValues("pod", klog.KRef(req.Namespace, name))
-	managed, hadNamespace, known, err := forEngine(&pod, req.Namespace, len(unknown) > 0)
-	if err != nil {
-		h.opts.Metrics.failure("decode")
-		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decode pod: %w", err))
-	}
-	res, err := h.opts.Engines.Engine().Inject(inject.Request{
-		Pod: &pod, Namespace: req.Namespace, ProxyEnv: env,
-		NativeSidecars: h.opts.Native.NativeSidecars(&pod),
+	var res inject.Result
+	current, changed, err := preserve.RoundTrip(req.Object.Raw, preserve.Options{}, func(pod *corev1.Pod) (bool, error) {
+		if err := ctx.Err(); err != nil {
+			return false, errExpired{err}
+		}
+		log = log.WithValues("pod", klog.KRef(req.Namespace, cmp.Or(pod.Name, pod.GenerateName)))
+		// The engine sees the pod without managedFields and with the
+		// request's namespace; the pod goes back as the request had them.
+		managed, namespace := pod.ManagedFields, pod.Namespace
+		pod.ManagedFields = nil
+		pod.Namespace = cmp.Or(namespace, req.Namespace)
+		res, err = h.opts.Engines.Engine().Inject(inject.Request{
+			Pod: pod, Namespace: req.Namespace, ProxyEnv: env, NativeSidecars: h.opts.Native.NativeSidecars(pod),
+		})
+		if err != nil || res.Skipped {
+			return false, err
+		}
+		if err := ctx.Err(); err != nil {
+			return false, errExpired{err}
+		}
+		*pod = *res.Pod
+		pod.ManagedFields, pod.Namespace = managed, namespace
+		return true, nil
 	})
 	warnings := prefixed(res.Warnings)
-	if err != nil {
-		var ie *inject.Error
-		if errors.As(err, &ie) {
-			h.opts.Metrics.failure("invalid_annotation")
-			log.Info("injection refused", "field", ie.Field, "reason", ie.Err.Error())
-			return admission.Denied(err.Error()).WithWarnings(warnings...)
-		}
-		h.opts.Metrics.failure("internal")
-		log.Error(err, "injection failed")
-		return admission.Errored(http.StatusInternalServerError, err).WithWarnings(warnings...)
-	}
-	if res.Skipped {
-		return h.skipped(log, res, warnings)
-	}
-	if resp, gone := h.expired(ctx); gone {
-		return resp
-	}
-	var current []byte
-	if known != nil {
-		current, err = graft(req.Object.Raw, known, res.Pod)
-	} else {
-		current, err = encodeAsSent(res.Pod, managed, hadNamespace)
-	}
-	if err != nil {
-		h.opts.Metrics.failure("internal")
-		log.Error(err, "encoding the injected pod failed")
-		return admission.Errored(http.StatusInternalServerError, err)
+	if err != nil || !changed {
+		return h.notInjected(req, log, res, warnings, err)
 	}
 	resp, n, err := patchResponse(req.Object.Raw, current)
 	if err != nil {
@@ -188,6 +159,35 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 	h.opts.Metrics.success(time.Since(start))
 	log.V(1).Info("injected", "templates", res.Templates, "patchOperations", n)
 	return resp.WithWarnings(warnings...)
+}
+
+// errExpired is the review's deadline passing.
+type errExpired struct{ error }
+
+// notInjected answers a review whose pod was not injected: skipped, or an
+// error of decoding, the deadline, the pod's annotations or our own.
+func (h *Handler) notInjected(req admission.Request, log logr.Logger, res inject.Result, warnings []string, err error) admission.Response {
+	var de *preserve.DecodeError
+	var ie *inject.Error
+	var expired errExpired
+	switch {
+	case err == nil:
+		return h.skipped(log, res, warnings)
+	case errors.As(err, &de):
+		h.opts.Metrics.failure("decode")
+		return admission.Errored(http.StatusBadRequest, describeDecodeError("request.object", req.Object.Raw, new(corev1.Pod), de.Err))
+	case errors.As(err, &expired):
+		// The API server has given up on the review, so the work stops.
+		h.opts.Metrics.failure("deadline")
+		return admission.Errored(http.StatusServiceUnavailable, fmt.Errorf("the review's deadline passed: %w", expired.error))
+	case errors.As(err, &ie):
+		h.opts.Metrics.failure("invalid_annotation")
+		log.Info("injection refused", "field", ie.Field, "reason", ie.Err.Error())
+		return admission.Denied(err.Error()).WithWarnings(warnings...)
+	}
+	h.opts.Metrics.failure("internal")
+	log.Error(err, "injection failed")
+	return admission.Errored(http.StatusInternalServerError, err).WithWarnings(warnings...)
 }
 
 // checkRequest answers a request that is not a pod to inject: none, no
@@ -214,23 +214,6 @@ func (h *Handler) checkRequest(log logr.Logger, req admission.Request) (admissio
 	return admission.Response{}, false
 }
 
-// forEngine readies the decoded pod for the engine, which sees it without
-// managedFields and with the request's namespace (the patch is computed
-// against the request as it came), and returns what to put back. With
-// fields our types do not know (unknown), it also keeps the typed
-// round-trip to put them back after injection (see graft).
-func forEngine(pod *corev1.Pod, namespace string, unknown bool) (managed []metav1.ManagedFieldsEntry, hadNamespace bool, known map[string]any, err error) {
-	managed, hadNamespace = pod.ManagedFields, pod.Namespace != ""
-	pod.ManagedFields = nil
-	if !hadNamespace {
-		pod.Namespace = namespace
-	}
-	if unknown {
-		known, err = preserve.Tree(pod)
-	}
-	return managed, hadNamespace, known, err
-}
-
 // skipped answers a review whose pod is not injected: allowed, with a
 // warning saying why.
 func (h *Handler) skipped(log logr.Logger, res inject.Result, warnings []string) admission.Response {
@@ -243,58 +226,6 @@ func (h *Handler) skipped(log logr.Logger, res inject.Result, warnings []string)
 	return admission.Allowed("").WithWarnings(append(warnings, WarningPrefix+"not injected: "+res.Reason)...)
 }
 
-// encodeAsSent encodes the injected pod with what the engine was not
-// shown put back as the request had it: managedFields and an absent
-// namespace.
-func encodeAsSent(pod *corev1.Pod, managed []metav1.ManagedFieldsEntry, hadNamespace bool) ([]byte, error) {
-	pod.ManagedFields = managed
-	if !hadNamespace {
-		pod.Namespace = ""
-	}
-	return encodePod(pod)
-}
-
-// expired answers a review whose deadline has passed: the API server has
-// given up on it, so the work stops there.
-func (h *Handler) expired(ctx context.Context) (admission.Response, bool) {
-	if err := ctx.Err(); err != nil {
-		h.opts.Metrics.failure("deadline")
-		return admission.Errored(http.StatusServiceUnavailable, fmt.Errorf("the review's deadline passed: %w", err)), true
-	}
-	return admission.Response{}, false
-}
-
-// graft encodes the mutated pod with the request's fields that our types
-// do not know put back, and without fields the typed round-trip invented,
-// so the patch computed against the request never touches them.
-func graft(raw []byte, known map[string]any, pod *corev1.Pod) ([]byte, error) {
-	var rawTree map[string]any
-	if err := kjson.UnmarshalCaseSensitivePreserveInts(raw, &rawTree); err != nil {
-		return nil, err
-	}
-	out, err := preserve.Tree(pod)
-	if err != nil {
-		return nil, err
-	}
-	preserve.Restore(rawTree, known, out)
-	return json.Marshal(out)
-}
-
-// decodePod decodes the request's pod into pod and returns the fields our
-// types do not know (and duplicates) as strict-decoding errors. The fast
-// path has encoding/json/v2's semantics (names matched case-sensitively,
-// duplicate and unknown names rejected), so it succeeds only on a pod an
-// API server of our version encoded, which is the usual request; anything
-// it refuses is decoded again by sigs.k8s.io/json as Kubernetes decodes,
-// which lists what it does not know.
-func decodePod(raw []byte, pod *corev1.Pod) ([]error, error) {
-	if jsonv2.Unmarshal(raw, pod, podDecodeOptions) == nil {
-		return nil, nil
-	}
-	*pod = corev1.Pod{}
-	return kjson.UnmarshalStrict(raw, pod, kjson.DisallowUnknownFields, kjson.DisallowDuplicateFields)
-}
-
 // sizeText writes a byte count for people: 1.3 MiB, 512 KiB, 100 bytes.
 func sizeText(n int) string {
 	switch {
@@ -304,49 +235,6 @@ func sizeText(n int) string {
 		return strconv.Itoa(n>>10) + " KiB"
 	}
 	return strconv.Itoa(n) + " bytes"
-}
-
-// podDecodeOptions are the fast path's: strict, and container lists grown
-// by doubling (see decodeDoubling).
-var podDecodeOptions = jsonv2.JoinOptions(jsonv2.RejectUnknownMembers(true),
-	jsonv2.WithUnmarshalers(jsonv2.UnmarshalFromFunc(decodeDoubling[corev1.Container])))
-
-// decodeDoubling decodes a JSON array into a slice grown by doubling. The
-// default grows large slices by a quarter, which allocates five times the
-// final size: 15 MiB for a hostile pod's 9,000 containers (a Container is
-// over 300 bytes). null and other kinds are left to the default.
-func decodeDoubling[T any](dec *jsontext.Decoder, s *[]T) error {
-	if dec.PeekKind() != '[' {
-		return errors.ErrUnsupported // the default handles it
-	}
-	if _, err := dec.ReadToken(); err != nil {
-		return err
-	}
-	out := make([]T, 0, 1)
-	for dec.PeekKind() != ']' {
-		if len(out) == cap(out) {
-			out = slices.Grow(out, len(out))
-		}
-		out = out[:len(out)+1]
-		if err := jsonv2.UnmarshalDecode(dec, &out[len(out)-1]); err != nil {
-			return err
-		}
-	}
-	if _, err := dec.ReadToken(); err != nil {
-		return err
-	}
-	*s = out
-	return nil
-}
-
-// encodePod encodes pod with goccy/go-json, which writes the bytes
-// encoding/json writes (TestEncodePodMatchesStdlib) in about a third of the
-// time; the diff then finds the user's unchanged fields byte-equal to the
-// request's. Measured under make bench-load (medium pod, c=8, ratios to
-// the floor in the same run, 2 runs each): encoding/json here costs 11%
-// more server CPU per admission (2.67× the floor against 2.40×).
-func encodePod(pod *corev1.Pod) ([]byte, error) {
-	return gojson.Marshal(pod)
 }
 
 // patchResponse is the allowed response whose JSON patch turns the
@@ -370,24 +258,24 @@ func patchResponse(raw, current []byte) (admission.Response, int, error) {
 }
 
 // encodingNoop reports whether op only adds what encoding a typed Pod
-// writes for a field the request left unset: metadata.creationTimestamp
-// null, status {}, a container's resources {}, a resourceFieldRef's divisor
-// "0". The API server treats each the same as the field being absent.
+// writes for a member the request left unset (preserve.Invented), which
+// the API server treats the same as the member being absent.
 func encodingNoop(op rawpatch.Operation) bool {
-	if op.Op != "add" {
+	key := op.Path[strings.LastIndexByte(op.Path, '/')+1:]
+	if op.Op != "add" || key == "-" || strings.Trim(key, "0123456789") == "" {
+		return false // not a member: an array item
+	}
+	var v any
+	switch string(op.Value) {
+	case "null":
+	case "{}":
+		v = map[string]any{}
+	case `"0"`:
+		v = "0"
+	default:
 		return false
 	}
-	switch op.Path[strings.LastIndexByte(op.Path, '/')+1:] {
-	case "creationTimestamp":
-		return string(op.Value) == "null"
-	case "status":
-		return string(op.Value) == "{}" && op.Path == "/status"
-	case "resources":
-		return string(op.Value) == "{}"
-	case "divisor":
-		return string(op.Value) == `"0"`
-	}
-	return false
+	return preserve.Invented(key, v)
 }
 
 func prefixed(ws []string) []string {

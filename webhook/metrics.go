@@ -1,9 +1,13 @@
 package webhook
 
 import (
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/meshinject/meshinject/internal/promreg"
 )
 
 // Metrics are the injection metrics, under Istio's names so existing
@@ -17,7 +21,8 @@ type Metrics struct {
 	duration  prometheus.Histogram
 }
 
-// NewMetrics creates the metrics and registers them with reg.
+// NewMetrics creates the metrics and registers them with reg, sharing
+// those already there (promreg.Register).
 func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m := &Metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -38,10 +43,10 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Buckets: prometheus.ExponentialBuckets(0.00005, 2, 16),
 		}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.successes, m.skips, m.failures, m.duration} {
-		if err := reg.Register(c); err != nil {
-			return nil, err
-		}
+	err := errors.Join(promreg.Register(reg, &m.requests), promreg.Register(reg, &m.successes),
+		promreg.Register(reg, &m.skips), promreg.Register(reg, &m.failures), promreg.Register(reg, &m.duration))
+	if err != nil {
+		return nil, fmt.Errorf("register injection metrics: %w", err)
 	}
 	return m, nil
 }

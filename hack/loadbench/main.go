@@ -352,33 +352,33 @@ func levelsOf(levels string) ([]int, error) {
 }
 
 // startServers starts the floor server and meshinject serve, and returns
-// them and meshinject's side-port URL.
-func startServers(o options) (floor, mesh *server, side string, err error) {
+// them and the URL of meshinject's pprof address (served when profiling).
+func startServers(o options) (floor, mesh *server, pprofURL string, err error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, nil, "", err
 	}
-	var ports [3]int
+	var ports [4]int
 	for i := range ports {
 		if ports[i], err = proc.FreePort(); err != nil {
 			return nil, nil, "", err
 		}
 	}
-	fp, mp, hp := ports[0], ports[1], ports[2]
+	fp, mp, hp, pp := ports[0], ports[1], ports[2], ports[3]
 	floor, err = start("floor", []string{self, "-floor-server", "-port", strconv.Itoa(fp), "-cert-dir", o.certDir, "-gc-percent", gcTarget}, fp)
 	if err != nil {
 		return nil, nil, "", err
 	}
-	args := []string{o.binary, "serve", "--host", "127.0.0.1", "--port", strconv.Itoa(mp),
+	args := []string{o.binary, "serve", "--host", "127.0.0.1", "--port", strconv.Itoa(mp), "--metrics-addr", "0",
 		"--health-addr", "127.0.0.1:" + strconv.Itoa(hp), "--cert-dir", o.certDir, "--log-level", "error", "--gc-percent", gcTarget}
 	if o.profile != "" {
-		args = append(args, "--enable-profiling")
+		args = append(args, "--pprof-addr", "127.0.0.1:"+strconv.Itoa(pp))
 	}
 	if mesh, err = start("meshinject", args, mp); err != nil {
 		floor.stop()
 		return nil, nil, "", err
 	}
-	return floor, mesh, "http://127.0.0.1:" + strconv.Itoa(hp), nil
+	return floor, mesh, "http://127.0.0.1:" + strconv.Itoa(pp), nil
 }
 
 // measureCell loads each server with pod at concurrency n and prints a
@@ -428,7 +428,7 @@ func measureCell(ctx context.Context, o options, pool *x509.CertPool, servers []
 }
 
 // profileLoad loads s with body from n workers for d while its pprof
-// endpoint on sideURL records a CPU profile, written to file.
+// endpoint at sideURL records a CPU profile, written to file.
 func profileLoad(ctx context.Context, pool *x509.CertPool, s *server, sideURL string, body []byte, n int, d time.Duration, file string) error {
 	cl := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
 		TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, MaxIdleConnsPerHost: n, MaxConnsPerHost: n,

@@ -108,7 +108,7 @@ func startServer(o options) (*server, error) {
 		return nil, err
 	}
 	cmd := exec.Command(o.binary, "serve", "--host=127.0.0.1", "--port="+strconv.Itoa(port), //nolint:gosec // the binary named on our command line
-		"--health-addr=127.0.0.1:"+strconv.Itoa(side), "--cert-dir="+o.certDir, "--memory-limit="+o.memoryLimit,
+		"--health-addr=127.0.0.1:"+strconv.Itoa(side), "--metrics-addr=0", "--cert-dir="+o.certDir, "--memory-limit="+o.memoryLimit,
 		"--log-level=error", "--drain-delay=0")
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {

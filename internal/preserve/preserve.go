@@ -146,32 +146,40 @@ func find(item map[string]any, out []any, used []bool, index int, sameLength boo
 }
 
 // pruneInvented removes, from values the mutation added, what encoding Go
-// structs writes for unset fields (nulls, resources: {}), so added values
-// read as a person would write them.
+// structs writes for unset fields (Invented), so added values read as a
+// person would write them.
 func pruneInvented(v any) {
 	switch t := v.(type) {
 	case map[string]any:
 		for k, c := range t {
-			switch cv := c.(type) {
-			case nil:
-				// JSON null means unset; encoding writes it for nil
-				// pointers without omitempty (creationTimestamp, grpc.service).
+			if Invented(k, c) {
 				delete(t, k)
-			case map[string]any:
-				if len(cv) == 0 && (k == "resources" || k == "status") {
-					delete(t, k)
-					continue
-				}
-				pruneInvented(cv)
-			case []any:
-				pruneInvented(cv)
+				continue
 			}
+			pruneInvented(c)
 		}
 	case []any:
 		for _, c := range t {
 			pruneInvented(c)
 		}
 	}
+}
+
+// Invented reports whether a member named key holding v (a JSON tree) is
+// what encoding a typed Kubernetes object writes for a field left unset,
+// which the API server reads as unset: null (nil pointers without
+// omitempty: creationTimestamp, grpc.service), an empty resources or
+// status object, and a divisor of "0".
+func Invented(key string, v any) bool {
+	switch t := v.(type) {
+	case nil:
+		return true
+	case map[string]any:
+		return len(t) == 0 && (key == "resources" || key == "status")
+	case string:
+		return key == "divisor" && t == "0"
+	}
+	return false
 }
 
 // Tree encodes v (a typed object) and decodes it into a JSON tree, with

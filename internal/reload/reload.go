@@ -30,6 +30,7 @@ import (
 
 	"github.com/meshinject/meshinject/config"
 	"github.com/meshinject/meshinject/inject"
+	"github.com/meshinject/meshinject/internal/promreg"
 )
 
 // File names in the configuration directory: the keys of Istio's
@@ -104,10 +105,8 @@ func New(opts Options) (*Reloader, error) {
 		}),
 	}
 	if opts.Registerer != nil {
-		for _, c := range []prometheus.Collector{r.reloads, r.stale} {
-			if err := opts.Registerer.Register(c); err != nil {
-				return nil, err
-			}
+		if err := errors.Join(promreg.Register(opts.Registerer, &r.reloads), promreg.Register(opts.Registerer, &r.stale)); err != nil {
+			return nil, fmt.Errorf("register configuration metrics: %w", err)
 		}
 	}
 	var s *snapshot

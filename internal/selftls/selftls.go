@@ -35,6 +35,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/meshinject/meshinject/certs"
+	"github.com/meshinject/meshinject/internal/promreg"
 )
 
 // Options configure self-managed TLS.
@@ -113,8 +114,8 @@ type Manager struct {
 // starts until Start.
 func New(client kubernetes.Interface, opts Options, reg prometheus.Registerer, log logr.Logger) (*Manager, error) {
 	s := &Manager{client: client, opts: opts, log: log, expiry: NewExpiryGauge(), kick: make(chan struct{}, 1)}
-	if err := reg.Register(s.expiry); err != nil {
-		return nil, err
+	if err := promreg.Register(reg, &s.expiry); err != nil {
+		return nil, fmt.Errorf("register certificate metrics: %w", err)
 	}
 	s.factory = informers.NewSharedInformerFactoryWithOptions(client, 10*time.Minute,
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = opts.WebhookSelector }))

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
 
 	"github.com/meshinject/meshinject/certs"
+	"github.com/meshinject/meshinject/internal/promreg"
 	"github.com/meshinject/meshinject/internal/selftls"
 )
 
@@ -23,8 +25,8 @@ func newCertDirWatcher(dir string, reg prometheus.Registerer, log logr.Logger) (
 		return nil, fmt.Errorf("--cert-dir %s: %w", dir, err)
 	}
 	expiry := selftls.NewExpiryGauge()
-	if err := reg.Register(expiry); err != nil {
-		return nil, err
+	if err := promreg.Register(reg, &expiry); err != nil {
+		return nil, fmt.Errorf("register certificate metrics: %w", err)
 	}
 	report := func(c tls.Certificate) {
 		leaf := c.Leaf
@@ -39,4 +41,13 @@ func newCertDirWatcher(dir string, reg prometheus.Registerer, log logr.Logger) (
 	}
 	cw.RegisterCallback(report) // also reports the certificate loaded now
 	return cw, nil
+}
+
+// abortWatcher closes the fsnotify watcher certwatcher.New opened (it has
+// no Close): Start with an ended context adds its watches, starts its
+// event loop and closes the watcher at once, which ends the loop.
+func abortWatcher(cw *certwatcher.CertWatcher) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_ = cw.Start(ctx)
 }

@@ -26,8 +26,9 @@ type replica struct {
 
 func newReplica(t *testing.T, dir string, drain time.Duration) *replica {
 	t.Helper()
-	return &replica{opts: Options{Host: "127.0.0.1", Port: freePort(t), HealthAddr: "127.0.0.1:" + strconv.Itoa(freePort(t)),
-		CertDir: dir, DrainDelay: drain, Log: testr.New(t)}}
+	r := &replica{opts: Options{Host: "127.0.0.1", Port: freePort(t), CertDir: dir, DrainDelay: drain, Log: testr.New(t)}}
+	freeAddrs(t, &r.opts)
+	return r
 }
 
 func (r *replica) webhookAddr() string {

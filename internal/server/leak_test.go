@@ -5,11 +5,12 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 
 	"github.com/meshinject/meshinject/certs"
@@ -59,16 +60,16 @@ func TestRunLeavesNoGoroutine(t *testing.T) {
 		"native":                 {Options{NativeSidecars: "sometimes"}, "--native-sidecars"},
 		"self-managed no client": {Options{TLSMode: TLSModeSelfManaged}, "needs cluster access"},
 		"missing certdir":        {Options{CertDir: filepath.Join(dir, "nope")}, "--cert-dir"},
-		"side port in use":       {Options{HealthAddr: busy.Addr().String(), Kubeconfig: kubeconfig}, "move it with --health-addr"},
+		"health port in use":     {Options{HealthAddr: busy.Addr().String(), Kubeconfig: kubeconfig}, "move it with --health-addr"},
+		"metrics port in use":    {Options{MetricsAddr: busy.Addr().String(), Kubeconfig: kubeconfig}, "move it with --metrics-addr"},
+		"pprof port in use":      {Options{PprofAddr: busy.Addr().String()}, "move it with --pprof-addr"},
 		"webhook port in use":    {Options{Port: busy.Addr().(*net.TCPAddr).Port, Kubeconfig: kubeconfig}, "move it with --port"},
 	} {
 		o := tc.o
 		if o.Port == 0 {
 			o.Port = freePort(t)
 		}
-		if o.HealthAddr == "" {
-			o.HealthAddr = "127.0.0.1:0"
-		}
+		freeAddrs(t, &o)
 		if o.CertDir == "" {
 			o.CertDir = dir
 		}
@@ -80,12 +81,11 @@ func TestRunLeavesNoGoroutine(t *testing.T) {
 
 	// Serving, then stopped.
 	ctx, cancel := context.WithCancel(t.Context())
-	health := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	o := Options{Host: "127.0.0.1", Port: freePort(t), CertDir: dir, DrainDelay: -1}
+	freeAddrs(t, &o)
 	done := make(chan error, 1)
-	go func() {
-		done <- Run(ctx, Options{Host: "127.0.0.1", Port: freePort(t), HealthAddr: health, CertDir: dir, DrainDelay: -1})
-	}()
-	waitReadyz(t, "http://"+health, done)
+	go func() { done <- Run(ctx, o) }()
+	waitReadyz(t, "http://"+o.HealthAddr, done)
 	cancel()
 	select {
 	case err := <-done:
@@ -95,4 +95,21 @@ func TestRunLeavesNoGoroutine(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("Run did not return within 30s of cancel")
 	}
+}
+
+// TestAbortWatcher: the certificate watcher set up for a Run that returns
+// before starting is closed, not left watching.
+func TestAbortWatcher(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	dir := t.TempDir()
+	ca, err := certs.NewCA(certs.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeServing(t, ca, dir)
+	cw, err := newCertDirWatcher(dir, prometheus.NewRegistry(), logr.Discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	abortWatcher(cw)
 }

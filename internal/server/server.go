@@ -1,8 +1,10 @@
-// Package server runs meshinject's admission service: controller-runtime's
-// webhook.Server with the injection handler on /inject, a plain side port
-// with /metrics, /healthz and /readyz, configuration hot reload, TLS from a
-// certificate directory (reloaded on change) or self-managed, and graceful
-// shutdown when the context ends.
+// Package server runs meshinject's admission service on a controller-
+// runtime manager: its webhook.Server with the injection handler on
+// /inject, its metrics server (/metrics), its health-probe server
+// (/healthz, /readyz) and optional pprof server, with configuration hot
+// reload, TLS from a certificate directory (reloaded on change) or self-
+// managed, and node-following native sidecars as the manager's runnables,
+// and a drain before the graceful shutdown when the context ends.
 package server
 
 import (
@@ -12,19 +14,20 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/http/pprof"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/meshinject/meshinject/internal/nodepolicy"
@@ -45,9 +48,15 @@ type Options struct {
 	Host string
 	// Port is the webhook's HTTPS port. Default 9443.
 	Port int
-	// HealthAddr is the plain-HTTP side port for /metrics, /healthz and
-	// /readyz. Default ":8080".
+	// MetricsAddr is the plain-HTTP address of /metrics; "0" turns it
+	// off. Default ":8080".
+	MetricsAddr string
+	// HealthAddr is the plain-HTTP address of /healthz and /readyz.
+	// Default ":8081".
 	HealthAddr string
+	// PprofAddr is the plain-HTTP address of net/http/pprof under
+	// /debug/pprof/. Default "" (off).
+	PprofAddr string
 	// TLSMode is "cert-dir" (default) or "self-managed".
 	TLSMode string
 	// CertDir holds tls.crt and tls.key in cert-dir mode; they are reloaded
@@ -69,9 +78,6 @@ type Options struct {
 	// EnableHTTP2 serves HTTP/2 (off by default: the HTTP/2 rapid-reset
 	// CVEs).
 	EnableHTTP2 bool
-	// EnableProfiling serves net/http/pprof under /debug/pprof/ on the side
-	// port. Default off.
-	EnableProfiling bool
 	// MaxPodBytes is the largest pod (as JSON) injected; larger ones are
 	// refused. Default webhook.DefaultMaxPodBytes (768 KiB).
 	MaxPodBytes int
@@ -80,7 +86,8 @@ type Options struct {
 	// it stops accepting and finishes in-flight reviews. Default 5s;
 	// negative: none.
 	DrainDelay time.Duration
-	// ShutdownTimeout bounds the side port's shutdown. Default 30s.
+	// ShutdownTimeout bounds the graceful shutdown after the drain: the
+	// time in-flight reviews and the runnables get to finish. Default 30s.
 	ShutdownTimeout time.Duration
 	// Log is the logger. Default: discard.
 	Log logr.Logger
@@ -90,8 +97,11 @@ func (o *Options) setDefaults() {
 	if o.Port == 0 {
 		o.Port = 9443
 	}
+	if o.MetricsAddr == "" {
+		o.MetricsAddr = ":8080"
+	}
 	if o.HealthAddr == "" {
-		o.HealthAddr = ":8080"
+		o.HealthAddr = ":8081"
 	}
 	if o.TLSMode == "" {
 		o.TLSMode = TLSModeCertDir
@@ -123,6 +133,12 @@ var tls12Suites = []uint16{
 	tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256, tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
 }
 
+// offline is the manager's REST config without cluster access: an address
+// that never resolves. Nothing added to the manager then reads the cluster
+// (the node policy and self-managed TLS need access and are not added), so
+// it is never dialled; if it were, the error would name it.
+var offline = &rest.Config{Host: "https://no-cluster-access.invalid"}
+
 // Run serves until ctx ends, then drains (Options.DrainDelay), stops
 // accepting, finishes in-flight reviews and returns. Everything that can
 // fail is done before a goroutine starts, so an early return leaves none
@@ -130,8 +146,7 @@ var tls12Suites = []uint16{
 func Run(ctx context.Context, o Options) error {
 	o.setDefaults()
 	log := o.Log
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg := ctrlmetrics.Registry
 	engines, err := reload.New(reload.Options{Dir: o.ConfigDir, Revision: o.Revision, Registerer: reg, Log: log.WithName("config")})
 	if err != nil {
 		return fmt.Errorf("load configuration: %w", err)
@@ -140,7 +155,7 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	client, err := o.client()
+	restCfg, client, err := o.client()
 	if err != nil {
 		return err
 	}
@@ -152,58 +167,111 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	lis, err := listen(o)
-	if err != nil {
+	if err := checkPorts(o); err != nil {
 		return err
 	}
 	t, err := o.setupTLS(ctx, client, reg, log.WithName("tls"))
 	if err != nil {
-		_ = lis.Close()
 		return err
 	}
-	srv := ctrlwebhook.NewServer(ctrlwebhook.Options{Host: o.Host, Port: o.Port, TLSOpts: t.opts})
 	drain := &drainer{delay: o.DrainDelay}
+	mgr, srv, err := o.newManager(restCfg, t, drain)
+	if err != nil {
+		t.abort()
+		return err
+	}
 	reviews := drain.wrap(webhook.NewHTTPHandler(webhook.NewWebhook(handler), webhook.HTTPOptions{}))
 	srv.Register("/inject", reviews)
 	srv.Register("/inject/", reviews)
-	checks := []func() error{drain.check, func() error {
-		if err := srv.StartedChecker()(nil); err != nil {
-			return fmt.Errorf("webhook not serving TLS yet: %w", err)
-		}
-		return nil
-	}, t.ready, engines.Check}
+	runnables := append(t.starts, engines.Run)
+	checks := map[string]func() error{"drain": drain.check, "webhook": webhookStarted(srv), "config": engines.Check, "tls": t.ready}
 	if nodes != nil {
-		checks = append(checks, nodes.Check)
-		t.starts = append(t.starts, nodes.Start)
+		runnables = append(runnables, nodes.Start)
+		checks["nodes"] = nodes.Check
 	}
-	side := &http.Server{Handler: o.sideMux(prometheus.Gatherers{reg, ctrlmetrics.Registry}, checks), ReadHeaderTimeout: 10 * time.Second}
+	if err := addAll(mgr, runnables, checks, log.WithName("readiness")); err != nil {
+		t.abort()
+		return err
+	}
 
 	g, ctx := errgroup.WithContext(ctx)
-	for _, start := range t.starts {
-		g.Go(func() error { return start(ctx) })
-	}
-	// The webhook and side port outlive ctx by the drain delay.
+	// The manager outlives ctx by the drain delay.
 	serving, stopServing := context.WithCancel(context.WithoutCancel(ctx))
 	g.Go(func() error {
 		drain.run(ctx, stopServing, func() bool { return srv.StartedChecker()(nil) == nil }, log)
 		return nil
 	})
-	g.Go(func() error { return engines.Run(ctx) })
-	g.Go(func() error { return srv.Start(serving) })
-	g.Go(func() error {
-		if err := side.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			return err
+	g.Go(func() error { return mgr.Start(serving) })
+	log.Info("serving", "port", o.Port, "metricsAddr", o.MetricsAddr, "healthAddr", o.HealthAddr, "tlsMode", o.TLSMode, "revision", o.Revision)
+	return g.Wait()
+}
+
+// newManager is the manager serving the webhook (returned too, for its
+// readiness and handlers), metrics, health probes and pprof. Its health
+// and pprof listeners are open once it returns; nothing has started.
+func (o *Options) newManager(cfg *rest.Config, t servingTLS, drain *drainer) (manager.Manager, ctrlwebhook.Server, error) {
+	if cfg == nil {
+		cfg = offline
+	}
+	mgr, err := manager.New(cfg, manager.Options{
+		Logger:                  o.Log,
+		WebhookServer:           ctrlwebhook.NewServer(ctrlwebhook.Options{Host: o.Host, Port: o.Port, TLSOpts: t.opts}),
+		Metrics:                 metricsserver.Options{BindAddress: o.MetricsAddr},
+		HealthProbeBindAddress:  o.HealthAddr,
+		PprofBindAddress:        o.PprofAddr,
+		GracefulShutdownTimeout: &o.ShutdownTimeout,
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("manager: %w", err)
+	}
+	srv := mgr.GetWebhookServer() // also adds it to the manager
+	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
+		return nil, nil, fmt.Errorf("manager: %w", err)
+	}
+	return mgr, srv, nil
+}
+
+// addAll adds the runnables and readiness checks to mgr.
+func addAll(mgr manager.Manager, runnables []func(context.Context) error, checks map[string]func() error, log logr.Logger) error {
+	for _, r := range runnables {
+		if err := mgr.Add(manager.RunnableFunc(r)); err != nil {
+			return fmt.Errorf("manager: %w", err)
+		}
+	}
+	for name, c := range checks {
+		if err := mgr.AddReadyzCheck(name, readiness(name, c, log)); err != nil {
+			return fmt.Errorf("manager: %w", err)
+		}
+	}
+	return nil
+}
+
+// readiness adapts a readiness check to the manager's: /readyz withholds
+// the reason a check fails, so each change of its answer is logged with
+// the reason.
+func readiness(name string, check func() error, log logr.Logger) healthz.Checker {
+	var last atomic.Pointer[string]
+	return func(*http.Request) error {
+		err := check()
+		answer := "ok"
+		if err != nil {
+			answer = err.Error()
+		}
+		if prev := last.Swap(&answer); prev == nil && err != nil || prev != nil && *prev != answer {
+			log.Info("readiness changed", "check", name, "answer", answer)
+		}
+		return err
+	}
+}
+
+// webhookStarted is ready once the webhook serves TLS.
+func webhookStarted(srv ctrlwebhook.Server) func() error {
+	return func() error {
+		if err := srv.StartedChecker()(nil); err != nil {
+			return fmt.Errorf("webhook not serving TLS yet: %w", err)
 		}
 		return nil
-	})
-	g.Go(func() error {
-		<-serving.Done()
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), o.ShutdownTimeout)
-		defer cancel()
-		return side.Shutdown(sctx)
-	})
-	log.Info("serving", "port", o.Port, "healthAddr", lis.Addr().String(), "tlsMode", o.TLSMode, "revision", o.Revision)
-	return g.Wait()
+	}
 }
 
 // servingTLS is the webhook's TLS set up: its options, its readiness, and
@@ -212,11 +280,13 @@ type servingTLS struct {
 	opts   []func(*tls.Config)
 	ready  func() error
 	starts []func(context.Context) error
+	// abort releases what set-up holds when Run returns before starting.
+	abort func()
 }
 
 // setupTLS loads or provisions the serving certificate. Nothing starts.
 func (o *Options) setupTLS(ctx context.Context, client kubernetes.Interface, reg prometheus.Registerer, log logr.Logger) (servingTLS, error) {
-	t := servingTLS{ready: func() error { return nil }, opts: []func(*tls.Config){func(c *tls.Config) {
+	t := servingTLS{ready: func() error { return nil }, abort: func() {}, opts: []func(*tls.Config){func(c *tls.Config) {
 		c.MinVersion = tls.VersionTLS12
 		c.CipherSuites = tls12Suites
 		if !o.EnableHTTP2 {
@@ -231,6 +301,7 @@ func (o *Options) setupTLS(ctx context.Context, client kubernetes.Interface, reg
 		}
 		t.opts = append(t.opts, func(c *tls.Config) { c.GetCertificate = cw.GetCertificate })
 		t.starts = append(t.starts, cw.Start)
+		t.abort = func() { abortWatcher(cw) }
 	case TLSModeSelfManaged:
 		if client == nil {
 			return t, errors.New("--tls-mode=self-managed needs cluster access (--kubeconfig, or running in a pod)")
@@ -251,60 +322,41 @@ func (o *Options) setupTLS(ctx context.Context, client kubernetes.Interface, reg
 	return t, nil
 }
 
-// sideMux serves /metrics, /healthz, /readyz (every check must pass) and,
-// when enabled, /debug/pprof/.
-func (o *Options) sideMux(gatherers prometheus.Gatherers, checks []func() error) *http.ServeMux {
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(gatherers, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
-	if o.EnableProfiling {
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	}
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		for _, check := range checks {
-			if err := check(); err != nil {
-				http.Error(w, err.Error(), http.StatusServiceUnavailable)
-				return
-			}
-		}
-		_, _ = w.Write([]byte("ok"))
-	})
-	return mux
-}
-
-// client is the Kubernetes client, or nil without cluster access.
-func (o *Options) client() (kubernetes.Interface, error) {
+// client is the REST config and Kubernetes client, or nils without
+// cluster access.
+func (o *Options) client() (*rest.Config, kubernetes.Interface, error) {
 	restCfg, err := o.restConfig()
 	if err != nil || restCfg == nil {
-		return nil, err
+		return nil, nil, err
 	}
 	client, err := kubernetes.NewForConfig(restCfg)
 	if err != nil {
-		return nil, fmt.Errorf("kubernetes client: %w", err)
+		return nil, nil, fmt.Errorf("kubernetes client: %w", err)
 	}
-	return client, nil
+	return restCfg, client, nil
 }
 
-// listen opens the side port and checks that the webhook's port is free,
-// so a port in use fails here, naming the flag that moves it, before
-// anything starts or claims to serve. (controller-runtime binds the
-// webhook's port itself when it starts.)
-func listen(o Options) (net.Listener, error) {
-	addr := net.JoinHostPort(o.Host, strconv.Itoa(o.Port))
-	probe, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("webhook port: listen on %s: %w (move it with --port or --host)", addr, err)
+// checkPorts checks that every address Run binds is free, so a port in
+// use fails here, naming the flag that moves it, before anything starts
+// or claims to serve. (The manager binds them itself.)
+func checkPorts(o Options) error {
+	addrs := []struct{ name, addr, flags string }{
+		{"webhook port", net.JoinHostPort(o.Host, strconv.Itoa(o.Port)), "--port or --host"},
+		{"metrics address", o.MetricsAddr, "--metrics-addr"},
+		{"health address", o.HealthAddr, "--health-addr"},
+		{"pprof address", o.PprofAddr, "--pprof-addr"},
 	}
-	_ = probe.Close()
-	lis, err := net.Listen("tcp", o.HealthAddr)
-	if err != nil {
-		return nil, fmt.Errorf("side port: listen on %s: %w (move it with --health-addr)", o.HealthAddr, err)
+	for _, a := range addrs {
+		if a.addr == "" || a.addr == "0" {
+			continue
+		}
+		l, err := net.Listen("tcp", a.addr)
+		if err != nil {
+			return fmt.Errorf("%s: listen on %s: %w (move it with %s)", a.name, a.addr, err, a.flags)
+		}
+		_ = l.Close()
 	}
-	return lis, nil
+	return nil
 }
 
 func (o *Options) restConfig() (*rest.Config, error) {

@@ -46,9 +46,7 @@ func startServer(t *testing.T, dir string, opts Options) (string, string, *certs
 	writeServing(t, ca, dir)
 	ctx, cancel := context.WithCancel(t.Context())
 	opts.Host, opts.Port = "127.0.0.1", freePort(t)
-	if opts.HealthAddr == "" {
-		opts.HealthAddr = "127.0.0.1:" + strconv.Itoa(freePort(t))
-	}
+	freeAddrs(t, &opts)
 	opts.CertDir, opts.Log = dir, testr.New(t)
 	if opts.DrainDelay == 0 {
 		opts.DrainDelay = -1 // tests of shutdown set their own
@@ -70,6 +68,17 @@ func startServer(t *testing.T, dir string, opts Options) (string, string, *certs
 	health := "http://" + net.JoinHostPort(host, port)
 	waitReadyz(t, health, done)
 	return "https://127.0.0.1:" + strconv.Itoa(opts.Port), health, ca
+}
+
+// freeAddrs gives o free loopback metrics and health addresses where it
+// has none.
+func freeAddrs(t *testing.T, o *Options) {
+	t.Helper()
+	for _, a := range []*string{&o.MetricsAddr, &o.HealthAddr} {
+		if *a == "" {
+			*a = "127.0.0.1:" + strconv.Itoa(freePort(t))
+		}
+	}
 }
 
 // waitReadyz waits up to 30 s for health's /readyz to pass; it fails the
@@ -135,8 +144,9 @@ func (b *badResponse) Error() string { return "HTTP " + strconv.Itoa(b.code) + "
 
 func TestServeAndProbes(t *testing.T) {
 	t.Parallel()
-	// deploy/ binds the side port to [$(POD_IP)]:8080, brackets and all.
-	url, health, ca := startServer(t, t.TempDir(), Options{HealthAddr: "[127.0.0.1]:" + strconv.Itoa(freePort(t))})
+	// deploy/ binds [$(POD_IP)]:8080 and :8081, brackets and all.
+	metricsPort := strconv.Itoa(freePort(t))
+	url, health, ca := startServer(t, t.TempDir(), Options{MetricsAddr: "[127.0.0.1]:" + metricsPort, HealthAddr: "[127.0.0.1]:" + strconv.Itoa(freePort(t))})
 	c := client(ca, true)
 	if err := postReview(c, url); err != nil {
 		t.Fatal(err)
@@ -151,13 +161,13 @@ func TestServeAndProbes(t *testing.T) {
 			t.Errorf("%s: %d", p, resp.StatusCode)
 		}
 	}
-	resp, err := http.Get(health + "/metrics")
+	resp, err := http.Get("http://127.0.0.1:" + metricsPort + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
 	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, m := range []string{"sidecar_injection_requests_total 1", "sidecar_injection_success_total 1", "meshinject_certificate_expiry_timestamp_seconds", "controller_runtime_webhook_requests_total"} {
+	for _, m := range []string{"sidecar_injection_requests_total ", "sidecar_injection_success_total ", "meshinject_certificate_expiry_timestamp_seconds", "controller_runtime_webhook_requests_total"} {
 		if !bytes.Contains(b, []byte(m)) {
 			t.Errorf("/metrics lacks %s", m)
 		}
@@ -229,18 +239,37 @@ func TestCertSwapUnderLoad(t *testing.T) {
 	})
 }
 
-// TestProfiling serves /debug/pprof/ on the side port only when enabled.
+// TestProfiling serves /debug/pprof/ on its own address only when one is
+// given, never on the health or metrics address.
 func TestProfiling(t *testing.T) {
 	t.Parallel()
 	for _, on := range []bool{false, true} {
-		_, health, _ := startServer(t, t.TempDir(), Options{EnableProfiling: on})
-		resp, err := http.Get(health + "/debug/pprof/")
-		if err != nil {
-			t.Fatal(err)
+		o := Options{}
+		freeAddrs(t, &o)
+		if on {
+			o.PprofAddr = "127.0.0.1:" + strconv.Itoa(freePort(t))
 		}
-		resp.Body.Close()
-		if want := map[bool]int{false: http.StatusNotFound, true: http.StatusOK}[on]; resp.StatusCode != want {
-			t.Errorf("EnableProfiling=%v: /debug/pprof/ answered %d, want %d", on, resp.StatusCode, want)
+		_, health, _ := startServer(t, t.TempDir(), o)
+		for _, base := range []string{health, "http://" + o.MetricsAddr} {
+			if code := get(t, base+"/debug/pprof/"); code != http.StatusNotFound {
+				t.Errorf("%s/debug/pprof/ answered %d, want 404", base, code)
+			}
+		}
+		if on {
+			if code := get(t, "http://"+o.PprofAddr+"/debug/pprof/"); code != http.StatusOK {
+				t.Errorf("--pprof-addr: /debug/pprof/ answered %d, want 200", code)
+			}
 		}
 	}
+}
+
+// get is the status code of a GET of url.
+func get(t *testing.T, url string) int {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }

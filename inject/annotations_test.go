@@ -1,23 +1,26 @@
 package inject
 
 import (
+	"bytes"
+	"flag"
+	"fmt"
 	"go/ast"
 	"go/parser"
 	"go/token"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
 	"istio.io/api/annotation"
 )
 
 // TestAnnotationTable: the exported names are Istio's; every annotation
 // the engine's code names through istio.io/api/annotation is in
-// readAnnotations (or is one it writes); and the README's annotation
-// table and fuzzAnnotations name every annotation of the table.
+// annotationTable (or is one it writes), once; and the README's
+// annotation table is generated from it. (fuzzAnnotations is too.)
 func TestAnnotationTable(t *testing.T) {
 	for got, want := range map[string]string{AnnotationInject: annotation.SidecarInject.Name, AnnotationStatus: annotation.SidecarStatus.Name,
 		AnnotationOverrides: annotation.ProxyOverrides.Name, AnnotationTemplates: annotation.InjectTemplates.Name,
@@ -27,10 +30,11 @@ func TestAnnotationTable(t *testing.T) {
 		}
 	}
 	inTable := map[string]bool{}
-	for _, list := range readAnnotations {
-		for _, a := range list {
-			inTable[a.Name] = true
+	for _, r := range annotationTable {
+		if inTable[r.Name] {
+			t.Errorf("annotationTable lists %s twice", r.Name)
 		}
+		inTable[r.Name] = true
 	}
 	// Identifiers the code uses: annotation.X.Name in the package's files.
 	files, _ := filepath.Glob("*.go")
@@ -59,27 +63,42 @@ func TestAnnotationTable(t *testing.T) {
 	}
 	writes := map[string]bool{"IoIstioRev": true} // uninject removes the revision it wrote
 	for id := range used {
-		if writes[id] {
-			continue
+		if !writes[id] && !strings.Contains(string(tableSrc), "{annotation."+id+".Name,") {
+			t.Errorf("the engine reads annotation.%s, which annotationTable does not list", id)
 		}
-		if !strings.Contains(string(tableSrc), "&annotation."+id+",") && !strings.Contains(string(tableSrc), "&annotation."+id+"}") {
-			t.Errorf("the engine reads annotation.%s, which readAnnotations does not list", id)
-		}
+	}
+	checkREADMETable(t)
+}
+
+// checkREADMETable: the README's annotation table is annotationTable's
+// (refresh it with -update).
+func checkREADMETable(t *testing.T) {
+	t.Helper()
+	var b strings.Builder
+	b.WriteString("| annotation | step | effect | validated as |\n|---|---|---|---|\n")
+	for _, r := range annotationTable {
+		fmt.Fprintf(&b, "| `%s` | %s | %s | %s |\n", r.Name, r.Step, r.Effect, r.Valid)
 	}
 	readme, err := os.ReadFile("../README.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	section := string(readme)[strings.Index(string(readme), "## Annotations"):]
-	section = section[:strings.Index(section, "\n## ")]
-	cells := regexp.MustCompile("`([^`]+)`").FindAllStringSubmatch(section, -1)
-	for name := range inTable {
-		short := name[strings.LastIndex(name, "/")+1:]
-		if !slices.ContainsFunc(cells, func(c []string) bool { return c[1] == name || c[1] == short }) {
-			t.Errorf("the README's annotation table does not name %s", name)
+	const begin, end = "<!-- annotation table: go test ./inject -run TestAnnotationTable -update -->\n", "<!-- end of annotation table -->"
+	i, j := bytes.Index(readme, []byte(begin)), bytes.Index(readme, []byte(end))
+	if i < 0 || j < i {
+		t.Fatalf("the README has no annotation table between %q and %q", begin, end)
+	}
+	i += len(begin)
+	if *update {
+		out := slices.Concat(readme[:i], []byte(b.String()), readme[j:])
+		if err := os.WriteFile("../README.md", out, 0o644); err != nil {
+			t.Fatal(err)
 		}
-		if !slices.Contains(fuzzAnnotations, name) {
-			t.Errorf("fuzzAnnotations does not include %s", name)
-		}
+		return
+	}
+	if got := string(readme[i:j]); got != b.String() {
+		t.Errorf("the README's annotation table is not annotationTable's (refresh it with go test ./inject -run TestAnnotationTable -update):\n%s", cmp.Diff(b.String(), got))
 	}
 }
+
+var update = flag.Bool("update", false, "rewrite the README's annotation table")

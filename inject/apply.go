@@ -1,6 +1,7 @@
 package inject
 
 import (
+	"encoding/json"
 	"fmt"
 	"istio.io/api/annotation"
 	"maps"
@@ -9,6 +10,7 @@ import (
 
 	"k8s.io/utils/ptr"
 
+	"github.com/meshinject/meshinject/internal/podmerge"
 	"github.com/meshinject/meshinject/internal/preserve"
 	corev1 "k8s.io/api/core/v1"
 )
@@ -116,7 +118,7 @@ func (in *injection) merge() error {
 		if p.additive && addOverlay(in.pod, p.pod) {
 			continue
 		}
-		if err := overlay(in.pod, preserve.Copy(p.tree).(map[string]any), in.rec); err != nil {
+		if err := podmerge.Merge(in.pod, p.tree, in.rec.touch); err != nil {
 			return fmt.Errorf("template %s: %w", in.names[i], err)
 		}
 	}
@@ -126,7 +128,7 @@ func (in *injection) merge() error {
 // annotate writes the status and overrides annotations and the config's
 // injectedAnnotations.
 func (in *injection) annotate() error {
-	b, err := marshalJSON(in.status)
+	b, err := json.Marshal(in.status)
 	if err != nil {
 		return err
 	}
@@ -135,7 +137,7 @@ func (in *injection) annotate() error {
 	}
 	in.pod.Annotations[AnnotationStatus] = string(b)
 	if len(in.ov.Containers)+len(in.ov.InitContainers) > 0 {
-		b, err := marshalJSON(in.ov)
+		b, err := json.Marshal(in.ov)
 		if err != nil {
 			return err
 		}

@@ -4,16 +4,14 @@ import (
 	"encoding/json"
 	"errors"
 	"reflect"
-	"sort"
 	"strings"
 	"sync"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/util/strategicpatch"
 
 	"github.com/meshinject/meshinject/config"
-	"github.com/meshinject/meshinject/internal/preserve"
+	"github.com/meshinject/meshinject/internal/podmerge"
 )
 
 func TestInjectBasics(t *testing.T) {
@@ -123,64 +121,6 @@ func TestConcurrentInject(t *testing.T) {
 	}
 }
 
-// TestSparseOverlayMatchesStrategicMerge checks that the sparse overlay
-// gives what a strategic merge patch of the whole pod gives, up to the
-// order of name-keyed lists (the overlay puts template items first).
-func TestSparseOverlayMatchesStrategicMerge(t *testing.T) {
-	t.Parallel()
-	patches := map[string]string{
-		"add containers and volumes": `{"metadata":{"labels":{"x":"1"}},"spec":{"containers":[{"name":"proxy","image":"p"}],"volumes":[{"name":"v","emptyDir":{}}]}}`,
-		"merge into existing":        `{"spec":{"containers":[{"name":"app","env":[{"name":"E","value":"1"}]}]}}`,
-		"delete an item":             `{"spec":{"volumes":[{"name":"data","$patch":"delete"}]}}`,
-		"replace a list":             `{"spec":{"volumes":[{"name":"only","emptyDir":{}},{"$patch":"replace"}]}}`,
-		"null removes a label":       `{"metadata":{"labels":{"app":null}}}`,
-		"scalar and struct fields":   `{"spec":{"dnsPolicy":"None","securityContext":{"fsGroup":7}}}`,
-		"set element order":          `{"spec":{"$setElementOrder/containers":[{"name":"side"},{"name":"app"}],"containers":[{"name":"side","image":"s"}]}}`,
-	}
-	base := func() *corev1.Pod {
-		return testPod("web", func(p *corev1.Pod) {
-			p.Spec.Containers = append(p.Spec.Containers, corev1.Container{Name: "worker", Image: "w"})
-			p.Spec.Volumes = []corev1.Volume{{Name: "data"}, {Name: "cache"}}
-		})
-	}
-	for name, patch := range patches {
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			var pm map[string]any
-			if err := json.Unmarshal([]byte(patch), &pm); err != nil {
-				t.Fatal(err)
-			}
-			sparse := base()
-			if err := overlay(sparse, pm, &record{}); err != nil {
-				t.Fatal(err)
-			}
-			orig, err := json.Marshal(base())
-			if err != nil {
-				t.Fatal(err)
-			}
-			fullJSON, err := strategicpatch.StrategicMergePatch(orig, []byte(patch), &corev1.Pod{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			var full corev1.Pod
-			if err := json.Unmarshal(fullJSON, &full); err != nil {
-				t.Fatal(err)
-			}
-			sortByName(sparse)
-			sortByName(&full)
-			if !reflect.DeepEqual(sparse, &full) {
-				a, _ := json.Marshal(sparse)
-				t.Errorf("sparse overlay differs from a full strategic merge:\nsparse: %s\nfull:   %s", a, fullJSON)
-			}
-		})
-	}
-}
-
-func sortByName(p *corev1.Pod) {
-	sort.Slice(p.Spec.Containers, func(i, j int) bool { return p.Spec.Containers[i].Name < p.Spec.Containers[j].Name })
-	sort.Slice(p.Spec.Volumes, func(i, j int) bool { return p.Spec.Volumes[i].Name < p.Spec.Volumes[j].Name })
-}
-
 func containerNames(cs []corev1.Container) []string {
 	var out []string
 	for _, c := range cs {
@@ -245,7 +185,7 @@ func TestAdditiveOverlayMatchesOverlay(t *testing.T) {
 		if !addOverlay(fast, r.pod) {
 			t.Fatal("addOverlay refused a pod without injected items")
 		}
-		if err := overlay(slow, preserve.Copy(r.tree).(map[string]any), &record{}); err != nil {
+		if err := podmerge.Merge(slow, r.tree, nil); err != nil {
 			t.Fatal(err)
 		}
 		if !reflect.DeepEqual(fast, slow) {

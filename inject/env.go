@@ -2,6 +2,7 @@ package inject
 
 import (
 	"cmp"
+	"encoding/json"
 	"maps"
 	"slices"
 	"strings"
@@ -247,7 +248,7 @@ func podPorts(pod *corev1.Pod) string {
 	first := true
 	for i := range pod.Spec.Containers {
 		for _, p := range pod.Spec.Containers[i].Ports {
-			j, err := marshalJSON(p)
+			j, err := json.Marshal(p)
 			if err != nil {
 				continue
 			}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"unicode/utf8"
 
@@ -76,31 +77,24 @@ func FuzzInject(f *testing.F) {
 	})
 }
 
-// fuzzAnnotations are the annotations that change injection output.
-var fuzzAnnotations = []string{
-	"sidecar.istio.io/proxyCPU", "sidecar.istio.io/proxyMemory", "sidecar.istio.io/proxyCPULimit",
-	"sidecar.istio.io/proxyMemoryLimit", "sidecar.istio.io/proxyImage", "sidecar.istio.io/proxyImageType",
-	"sidecar.istio.io/logLevel", "sidecar.istio.io/componentLogLevel", "sidecar.istio.io/agentLogLevel",
-	"sidecar.istio.io/interceptionMode", "traffic.sidecar.istio.io/includeOutboundIPRanges",
-	"traffic.sidecar.istio.io/excludeOutboundIPRanges", "traffic.sidecar.istio.io/includeInboundPorts",
-	"traffic.sidecar.istio.io/excludeInboundPorts", "traffic.sidecar.istio.io/includeOutboundPorts",
-	"traffic.sidecar.istio.io/excludeOutboundPorts", "traffic.sidecar.istio.io/excludeInterfaces",
-	"traffic.sidecar.istio.io/kubevirtInterfaces", "istio.io/reroute-virtual-interfaces",
-	"status.sidecar.istio.io/port", "readiness.status.sidecar.istio.io/initialDelaySeconds",
-	"readiness.status.sidecar.istio.io/periodSeconds", "readiness.status.sidecar.istio.io/failureThreshold",
-	"sidecar.istio.io/rewriteAppHTTPProbers", "prometheus.istio.io/merge-metrics", "proxy.istio.io/config",
-	"sidecar.istio.io/nativeSidecar", "sidecar.istio.io/bootstrapOverride", "sidecar.istio.io/userVolume",
-	"sidecar.istio.io/userVolumeMount", "inject.istio.io/templates", "sidecar.istio.io/inject",
-	"prometheus.io/port", "prometheus.io.scrape",
-}
+// fuzzAnnotations are the annotations that change injection output:
+// annotationTable's, and Prometheus' scrape annotations.
+var fuzzAnnotations = func() []string {
+	var names []string
+	for _, r := range annotationTable {
+		names = append(names, r.Name)
+	}
+	return append(names, "prometheus.io/port", "prometheus.io.scrape")
+}()
 
 // FuzzAnnotations sets arbitrary values on two injection annotations of a
 // pod with probes: injection either fails with an *Error naming one of
 // them, or succeeds and uninjects back to the pod.
 func FuzzAnnotations(f *testing.F) {
-	f.Add(uint8(0), "100m", uint8(9), "TPROXY")
-	f.Add(uint8(25), "holdApplicationUntilProxyStarts: true", uint8(29), `{"v":{"emptyDir":{}}}`)
-	f.Add(uint8(30), "gateway,sidecar", uint8(19), "0")
+	at := func(name string) uint8 { return uint8(slices.Index(fuzzAnnotations, name)) }
+	f.Add(at("sidecar.istio.io/proxyCPU"), "100m", at("sidecar.istio.io/interceptionMode"), "TPROXY")
+	f.Add(at("proxy.istio.io/config"), "holdApplicationUntilProxyStarts: true", at("sidecar.istio.io/userVolume"), `{"v":{"emptyDir":{}}}`)
+	f.Add(at("inject.istio.io/templates"), "gateway,sidecar", at("status.sidecar.istio.io/port"), "0")
 	e := mustEngine(f, config.Sources{})
 	f.Fuzz(func(t *testing.T, k1 uint8, v1 string, k2 uint8, v2 string) {
 		if !utf8.ValidString(v1) || !utf8.ValidString(v2) {

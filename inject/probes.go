@@ -90,7 +90,7 @@ func rewriteProbes(pod *corev1.Pod, s *Settings, rec *record, warnings *[]string
 	if len(probers) == 0 {
 		return nil
 	}
-	b, err := marshalJSON(probers) // map keys marshal sorted
+	b, err := json.Marshal(probers) // map keys marshal sorted
 	if err != nil {
 		return err
 	}

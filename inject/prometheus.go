@@ -1,6 +1,7 @@
 package inject
 
 import (
+	"encoding/json"
 	"fmt"
 	"maps"
 	"slices"
@@ -125,7 +126,7 @@ func (e *Engine) prometheusMerge(pod *corev1.Pod, s *Settings) error {
 		}
 	}
 	if proxy := findProxy(pod); proxy != nil && !sc.empty() {
-		b, err := marshalJSON(sc)
+		b, err := json.Marshal(sc)
 		if err != nil {
 			return err
 		}

@@ -53,7 +53,7 @@ func (r *record) touch(part, field string, original any) {
 	if _, ok := (*m)[field]; ok {
 		return
 	}
-	b, err := marshalJSON(original)
+	b, err := json.Marshal(original)
 	if err != nil {
 		b = []byte("null")
 	}
@@ -98,7 +98,7 @@ func diffMaps(before, after map[string]string, skip map[string]bool) *mapDiff {
 func (r *record) finish(pod *corev1.Pod) error {
 	r.Labels = diffMaps(r.labels, pod.Labels, nil)
 	r.Annotations = diffMaps(r.annotations, pod.Annotations, internalAnnotations)
-	b, err := marshalJSON(r)
+	b, err := json.Marshal(r)
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package inject
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"sync"
@@ -13,6 +14,7 @@ import (
 	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 
+	"github.com/meshinject/meshinject/internal/preserve"
 	"github.com/meshinject/meshinject/templates"
 )
 
@@ -174,7 +176,7 @@ func newRendered(tree map[string]any) (*rendered, error) {
 		return r, nil
 	}
 	r.pod = &corev1.Pod{}
-	if err := fromTree(tree, r.pod); err != nil {
+	if err := preserve.FromTree(tree, r.pod); err != nil {
 		return nil, fmt.Errorf("output is not a Pod: %w", err)
 	}
 	r.additive = true
@@ -206,7 +208,7 @@ func isAdditive(tree map[string]any) bool {
 		case "spec":
 			for sk, sv := range m {
 				items, ok := sv.([]any)
-				if !keyedLists[sk] || !ok {
+				if !additiveLists[sk] || !ok {
 					return false
 				}
 				for _, it := range items {
@@ -280,7 +282,7 @@ func stripDirectives(j []byte) []byte {
 		return j
 	}
 	v = dropDirectiveKeys(v)
-	out, err := marshalJSON(v)
+	out, err := json.Marshal(v)
 	if err != nil {
 		return j
 	}

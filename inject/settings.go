@@ -12,7 +12,6 @@ import (
 	"google.golang.org/protobuf/proto"
 	meshv1alpha1 "istio.io/api/mesh/v1alpha1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/json"
 
 	"github.com/meshinject/meshinject/config"
@@ -129,37 +128,24 @@ func (a annotations) str(name, def string) string {
 	return def
 }
 
-func (a annotations) check(name string, fn func(string) error) error {
+// uint32 is the value of a checked (annotationTable) unsigned integer
+// annotation, or def.
+func (a annotations) uint32(name string, def int32) int32 {
 	if v, ok := a[name]; ok {
-		if err := fn(v); err != nil {
-			return fieldError(name, v, err)
-		}
+		n, _ := validate.Uint32(v)
+		return n
 	}
-	return nil
+	return def
 }
 
-func (a annotations) uint32(name string, def int32) (int32, error) {
-	v, ok := a[name]
-	if !ok {
-		return def, nil
+// boolean is the value of a checked (annotationTable) boolean annotation,
+// or def.
+func (a annotations) boolean(name string, def bool) bool {
+	if v, ok := a[name]; ok {
+		b, _ := validate.Bool(v)
+		return b
 	}
-	n, err := validate.Uint32(v)
-	if err != nil {
-		return 0, fieldError(name, v, err)
-	}
-	return n, nil
-}
-
-func (a annotations) boolean(name string, def bool) (bool, error) {
-	v, ok := a[name]
-	if !ok {
-		return def, nil
-	}
-	b, err := validate.Bool(v)
-	if err != nil {
-		return false, fieldError(name, v, err)
-	}
-	return b, nil
+	return def
 }
 
 // resolve computes the Settings for pod, validating every annotation that
@@ -172,6 +158,9 @@ func (e *Engine) resolve(pod *corev1.Pod, ns string, req Request) (*Settings, er
 	if err := a.checkPrintable(); err != nil {
 		return nil, err
 	}
+	if err := a.checkAnnotations(); err != nil {
+		return nil, err
+	}
 	s := &Settings{Revision: cfg.RevisionName(), namespace: ns}
 	if req.Workload != nil && req.Workload.Name != "" {
 		s.workload = *req.Workload
@@ -182,31 +171,18 @@ func (e *Engine) resolve(pod *corev1.Pod, ns string, req Request) (*Settings, er
 	if err != nil {
 		return nil, err
 	}
-	if err := s.resolveInterception(cfg, pc, a, req.NativeSidecars); err != nil {
-		return nil, err
-	}
-	if err := s.resolveProbes(cfg, pc, a); err != nil {
-		return nil, err
-	}
+	s.resolveInterception(cfg, pc, a, req.NativeSidecars)
+	s.resolveProbes(cfg, pc, a)
 	if err := s.resolveImages(cfg, a, pc); err != nil {
 		return nil, err
 	}
 	s.ImagePullPolicy = v.Global.ImagePullPolicy
 	s.ImagePullSecrets = v.Global.ImagePullSecrets
-	agentLevel, err := s.resolveAgentArgs(cfg, a)
-	if err != nil {
-		return nil, err
-	}
-	if err := s.resolveResources(pv, a); err != nil {
-		return nil, err
-	}
+	agentLevel := s.resolveAgentArgs(cfg, a)
+	s.resolveResources(pv, a)
 	s.resolveSecurity(pv)
-	if err := s.resolveTraffic(cfg, pod, a, agentLevel); err != nil {
-		return nil, err
-	}
-	if err := s.resolveVolumes(cfg, pc, a); err != nil {
-		return nil, err
-	}
+	s.resolveTraffic(cfg, a, agentLevel)
+	s.resolveVolumes(cfg, pc, a)
 	s.resolveMetadata(pod, a)
 	s.clusterEnv = e.clusterEnv(pod, req.ProxyEnv)
 	s.Env = e.proxyEnv(pod, s, req.ProxyEnv, false)
@@ -221,7 +197,7 @@ func (e *Engine) resolve(pod *corev1.Pod, ns string, req Request) (*Settings, er
 func (s *Settings) resolveProxyConfig(cfg *config.Config, a annotations) (*meshv1alpha1.ProxyConfig, error) {
 	pc := cfg.Mesh.GetDefaultConfig()
 	if raw, ok := a.get(AnnotationProxyConfig); ok {
-		over, err := config.ParseProxyConfig(raw)
+		over, err := config.ParseProxyConfig(raw) // checked: annotationTable
 		if err != nil {
 			return nil, fieldError(AnnotationProxyConfig, raw, err)
 		}
@@ -239,27 +215,17 @@ func (s *Settings) resolveProxyConfig(cfg *config.Config, a annotations) (*meshv
 
 // resolveInterception sets the interception mode, native sidecars, CNI
 // and whether an init container sets up traffic capture.
-func (s *Settings) resolveInterception(cfg *config.Config, pc *meshv1alpha1.ProxyConfig, a annotations, nativeDefault bool) error {
+func (s *Settings) resolveInterception(cfg *config.Config, pc *meshv1alpha1.ProxyConfig, a annotations, nativeDefault bool) {
 	s.InterceptionMode = pc.GetInterceptionMode().String()
-	if m, ok := a.get(annotation.SidecarInterceptionMode.Name); ok {
-		if _, known := meshv1alpha1.ProxyConfig_InboundInterceptionMode_value[m]; !known {
-			return fieldError(annotation.SidecarInterceptionMode.Name, m, fmt.Errorf("want REDIRECT, TPROXY or NONE"))
-		}
-		s.InterceptionMode = m
-	}
-	native, err := a.boolean(annotation.SidecarNativeSidecar.Name, nativeDefault)
-	if err != nil {
-		return err
-	}
-	s.native = native
+	s.InterceptionMode = a.str(annotation.SidecarInterceptionMode.Name, s.InterceptionMode)
+	s.native = a.boolean(annotation.SidecarNativeSidecar.Name, nativeDefault)
 	s.CNI = cfg.Typed.Pilot.CNI.Enabled
 	s.InitContainer = s.InterceptionMode != "NONE"
-	return nil
 }
 
 // resolveProbes sets the status port, the proxy's own probes, probe
 // rewriting, Prometheus merging and holding the application.
-func (s *Settings) resolveProbes(cfg *config.Config, pc *meshv1alpha1.ProxyConfig, a annotations) error {
+func (s *Settings) resolveProbes(cfg *config.Config, pc *meshv1alpha1.ProxyConfig, a annotations) {
 	v := &cfg.Typed
 	pv := &v.Global.Proxy
 	s.StatusPort = pv.StatusPort
@@ -267,54 +233,29 @@ func (s *Settings) resolveProbes(cfg *config.Config, pc *meshv1alpha1.ProxyConfi
 		s.StatusPort = pc.GetStatusPort()
 	}
 	if raw, ok := a.get(annotation.SidecarStatusPort.Name); ok {
-		p, err := validate.StatusPort(raw)
-		if err != nil {
-			return fieldError(annotation.SidecarStatusPort.Name, raw, err)
-		}
-		s.StatusPort = p
+		s.StatusPort, _ = validate.StatusPort(raw)
 	}
-	var err error
-	if s.ReadinessInitialDelaySeconds, err = a.uint32(annotation.SidecarStatusReadinessInitialDelaySeconds.Name, pv.ReadinessInitialDelaySeconds); err != nil {
-		return err
-	}
-	if s.ReadinessPeriodSeconds, err = a.uint32(annotation.SidecarStatusReadinessPeriodSeconds.Name, pv.ReadinessPeriodSeconds); err != nil {
-		return err
-	}
-	if s.ReadinessFailureThreshold, err = a.uint32(annotation.SidecarStatusReadinessFailureThreshold.Name, pv.ReadinessFailureThreshold); err != nil {
-		return err
-	}
+	s.ReadinessInitialDelaySeconds = a.uint32(annotation.SidecarStatusReadinessInitialDelaySeconds.Name, pv.ReadinessInitialDelaySeconds)
+	s.ReadinessPeriodSeconds = a.uint32(annotation.SidecarStatusReadinessPeriodSeconds.Name, pv.ReadinessPeriodSeconds)
+	s.ReadinessFailureThreshold = a.uint32(annotation.SidecarStatusReadinessFailureThreshold.Name, pv.ReadinessFailureThreshold)
 	s.StartupProbe, s.StartupFailureThreshold = pv.StartupProbe.Enabled, pv.StartupProbe.FailureThreshold
-	if s.rewriteProbes, err = a.boolean(annotation.SidecarRewriteAppHTTPProbers.Name, v.SidecarInjectorWebhook.RewriteAppHTTPProbe); err != nil {
-		return err
-	}
+	s.rewriteProbes = a.boolean(annotation.SidecarRewriteAppHTTPProbers.Name, v.SidecarInjectorWebhook.RewriteAppHTTPProbe)
 	meshMerge := cfg.Mesh.GetEnablePrometheusMerge() == nil || cfg.Mesh.GetEnablePrometheusMerge().GetValue()
-	if s.prometheusMerge, err = a.boolean(annotation.PrometheusMergeMetrics.Name, meshMerge); err != nil {
-		return err
-	}
+	s.prometheusMerge = a.boolean(annotation.PrometheusMergeMetrics.Name, meshMerge)
 	s.Hold = pv.HoldApplication
 	if h := pc.GetHoldApplicationUntilProxyStarts(); h != nil {
 		s.Hold = h.GetValue()
 	}
-	return nil
 }
 
 // resolveAgentArgs sets the cluster domain and pilot-agent's arguments
 // (log levels), and returns the agent's log level.
-func (s *Settings) resolveAgentArgs(cfg *config.Config, a annotations) (string, error) {
+func (s *Settings) resolveAgentArgs(cfg *config.Config, a annotations) string {
 	v := &cfg.Typed
 	pv := &v.Global.Proxy
 	logLevel := a.str(annotation.SidecarLogLevel.Name, pv.LogLevel)
-	if err := a.check(annotation.SidecarLogLevel.Name, validate.LogLevel); err != nil {
-		return "", err
-	}
 	componentLevel := a.str(annotation.SidecarComponentLogLevel.Name, pv.ComponentLogLevel)
-	if err := a.check(annotation.SidecarComponentLogLevel.Name, validate.ScopedLogLevels); err != nil {
-		return "", err
-	}
 	agentLevel := a.str(annotation.SidecarAgentLogLevel.Name, v.Global.Logging.Level)
-	if err := a.check(annotation.SidecarAgentLogLevel.Name, validate.ScopedLogLevels); err != nil {
-		return "", err
-	}
 	s.ClusterDomain = pv.ClusterDomain
 	if s.ClusterDomain == "" {
 		s.ClusterDomain = "cluster.local"
@@ -328,7 +269,7 @@ func (s *Settings) resolveAgentArgs(cfg *config.Config, a annotations) (string, 
 	if v.Global.LogAsJSON {
 		s.AgentArgs = append(s.AgentArgs, "--log_as_json")
 	}
-	return agentLevel, nil
+	return agentLevel
 }
 
 // resolveSecurity sets the proxy's user and privileges, its lifecycle
@@ -352,22 +293,14 @@ func (s *Settings) resolveSecurity(pv *config.ProxyValues) {
 
 // resolveVolumes sets the bootstrap override, the user's volumes, the
 // token audience and the discovery host.
-func (s *Settings) resolveVolumes(cfg *config.Config, pc *meshv1alpha1.ProxyConfig, a annotations) error {
-	if name, ok := a.get(annotation.SidecarBootstrapOverride.Name); ok {
-		if errs := validation.IsDNS1123Subdomain(name); len(errs) > 0 {
-			return fieldError(annotation.SidecarBootstrapOverride.Name, name, fmt.Errorf("not a ConfigMap name: %s", strings.Join(errs, "; ")))
-		}
-		s.BootstrapOverride = name
-	}
-	if err := s.resolveUserVolumes(a); err != nil {
-		return err
-	}
+func (s *Settings) resolveVolumes(cfg *config.Config, pc *meshv1alpha1.ProxyConfig, a annotations) {
+	s.BootstrapOverride = a.str(annotation.SidecarBootstrapOverride.Name, "")
+	s.resolveUserVolumes(a)
 	s.TokenAudience = cfg.Typed.Global.SDS.Token.Aud
 	if s.TokenAudience == "" {
 		s.TokenAudience = "istio-ca"
 	}
 	s.DiscoveryHost = strings.TrimSuffix(pc.GetDiscoveryAddress(), ":15012")
-	return nil
 }
 
 // resolveMetadata sets the canonical service labels and the default
@@ -388,15 +321,12 @@ func (s *Settings) resolveImages(cfg *config.Config, a annotations, pc *meshv1al
 	if t := pc.GetImage().GetImageType(); t != "" {
 		imageType = t
 	}
-	if t, ok := a.get(annotation.SidecarProxyImageType.Name); ok {
-		imageType = t
+	imageType = a.str(annotation.SidecarProxyImageType.Name, imageType)
+	if err := checkImageType(imageType); err != nil { // a variant of the configuration
+		return fieldError(annotation.SidecarProxyImageType.Name, imageType, err)
 	}
-	switch imageType {
-	case "", "default":
+	if imageType == "default" {
 		imageType = ""
-	case "distroless", "debug":
-	default:
-		return fieldError(annotation.SidecarProxyImageType.Name, imageType, fmt.Errorf("want default, debug or distroless"))
 	}
 	tag := fmt.Sprint(g.Tag)
 	image := func(name string) string {
@@ -416,9 +346,6 @@ func (s *Settings) resolveImages(cfg *config.Config, a annotations, pc *meshv1al
 	}
 	s.proxyInitImage = image(initName)
 	if img, ok := a.get(annotation.SidecarProxyImage.Name); ok {
-		if strings.TrimSpace(img) == "" || strings.ContainsAny(img, " \t\n") {
-			return fieldError(annotation.SidecarProxyImage.Name, img, fmt.Errorf("not an image reference"))
-		}
 		s.proxyImage, s.proxyInitImage = img, img
 	}
 	return nil
@@ -433,7 +360,7 @@ var resourceAnnotations = []struct{ name, kind, resource string }{
 
 // resolveResources applies Istio's all-or-nothing rule: when any of the four
 // resource annotations is set, only the annotated values are used.
-func (s *Settings) resolveResources(pv *config.ProxyValues, a annotations) error {
+func (s *Settings) resolveResources(pv *config.ProxyValues, a annotations) {
 	any := false
 	for _, r := range resourceAnnotations {
 		if _, ok := a[r.name]; ok {
@@ -442,7 +369,7 @@ func (s *Settings) resolveResources(pv *config.ProxyValues, a annotations) error
 	}
 	if !any {
 		s.Resources = pv.Resources
-		return nil
+		return
 	}
 	res := config.Resources{}
 	for _, r := range resourceAnnotations {
@@ -450,10 +377,7 @@ func (s *Settings) resolveResources(pv *config.ProxyValues, a annotations) error
 		if !ok {
 			continue
 		}
-		q, err := validate.Quantity(v)
-		if err != nil {
-			return fieldError(r.name, v, err)
-		}
+		q, _ := validate.Quantity(v) // checked: annotationTable
 		m := &res.Requests
 		if r.kind == "limits" {
 			m = &res.Limits
@@ -464,39 +388,21 @@ func (s *Settings) resolveResources(pv *config.ProxyValues, a annotations) error
 		(*m)[r.resource] = q.String()
 	}
 	s.Resources = res
-	return nil
 }
 
-func (s *Settings) resolveTraffic(cfg *config.Config, pod *corev1.Pod, a annotations, agentLevel string) error {
+func (s *Settings) resolveTraffic(cfg *config.Config, a annotations, agentLevel string) {
 	pv := &cfg.Typed.Global.Proxy
-	type field struct {
-		ann   string
-		def   string
-		check func(string) error
-		out   *string
-	}
-	var t traffic
-	fields := []field{
-		{annotation.SidecarTrafficIncludeOutboundIPRanges.Name, pv.IncludeIPRanges, func(v string) error { return validate.CIDRs(v, true) }, &t.inclIP},
-		{annotation.SidecarTrafficExcludeOutboundIPRanges.Name, pv.ExcludeIPRanges, func(v string) error { return validate.CIDRs(v, false) }, &t.exclIP},
-		{annotation.SidecarTrafficIncludeInboundPorts.Name, pv.IncludeInboundPorts, func(v string) error { return validate.Ports(v, true) }, &t.inclIn},
-		{annotation.SidecarTrafficExcludeInboundPorts.Name, pv.ExcludeInboundPorts, func(v string) error { return validate.Ports(v, false) }, &t.exclIn},
-		{annotation.SidecarTrafficIncludeOutboundPorts.Name, pv.IncludeOutboundPorts, func(v string) error { return validate.Ports(v, true) }, &t.inclOut},
-		{annotation.SidecarTrafficExcludeOutboundPorts.Name, pv.ExcludeOutboundPorts, func(v string) error { return validate.Ports(v, false) }, &t.exclOut},
-		{annotation.SidecarTrafficExcludeInterfaces.Name, "", validate.Interfaces, &t.exclIf},
-		{annotation.SidecarTrafficKubevirtInterfaces.Name, "", validate.Interfaces, &t.reroute},
-		{annotation.IoIstioRerouteVirtualInterfaces.Name, "", validate.Interfaces, nil},
-	}
-	for _, f := range fields {
-		if err := a.check(f.ann, f.check); err != nil {
-			return err
-		}
-		if f.out != nil {
-			*f.out = strings.TrimSpace(a.str(f.ann, f.def))
-		}
-	}
-	if v, ok := a.get(annotation.IoIstioRerouteVirtualInterfaces.Name); ok {
-		t.reroute = strings.TrimSpace(v)
+	get := func(name, def string) string { return strings.TrimSpace(a.str(name, def)) }
+	t := traffic{
+		inclIP:  get(annotation.SidecarTrafficIncludeOutboundIPRanges.Name, pv.IncludeIPRanges),
+		exclIP:  get(annotation.SidecarTrafficExcludeOutboundIPRanges.Name, pv.ExcludeIPRanges),
+		inclIn:  get(annotation.SidecarTrafficIncludeInboundPorts.Name, pv.IncludeInboundPorts),
+		exclIn:  get(annotation.SidecarTrafficExcludeInboundPorts.Name, pv.ExcludeInboundPorts),
+		inclOut: get(annotation.SidecarTrafficIncludeOutboundPorts.Name, pv.IncludeOutboundPorts),
+		exclOut: get(annotation.SidecarTrafficExcludeOutboundPorts.Name, pv.ExcludeOutboundPorts),
+		exclIf:  get(annotation.SidecarTrafficExcludeInterfaces.Name, ""),
+		// reroute-virtual-interfaces wins over kubevirtInterfaces.
+		reroute: get(annotation.IoIstioRerouteVirtualInterfaces.Name, get(annotation.SidecarTrafficKubevirtInterfaces.Name, "")),
 	}
 	status := ""
 	if s.StatusPort != 0 {
@@ -538,7 +444,6 @@ func (s *Settings) resolveTraffic(cfg *config.Config, pod *corev1.Pod, a annotat
 		s.setCNIAnnotations(cfg, a, status, t)
 	}
 	s.InitArgs = args
-	return nil
 }
 
 // traffic are the resolved traffic-capture settings.
@@ -591,12 +496,11 @@ func initModeArgs(g *config.GlobalValues, cni bool) []string {
 	return args
 }
 
-func (s *Settings) resolveUserVolumes(a annotations) error {
+// resolveUserVolumes reads the checked (annotationTable) user volumes and
+// mounts, sorted by name.
+func (s *Settings) resolveUserVolumes(a annotations) {
 	if raw, ok := a.get(annotation.SidecarUserVolume.Name); ok {
-		vols := map[string]corev1.Volume{}
-		if err := strictJSON(raw, &vols); err != nil {
-			return fieldError(annotation.SidecarUserVolume.Name, raw, err)
-		}
+		vols, _ := userVolumes(raw)
 		for _, name := range slices.Sorted(maps.Keys(vols)) {
 			v := vols[name]
 			v.Name = name
@@ -604,20 +508,13 @@ func (s *Settings) resolveUserVolumes(a annotations) error {
 		}
 	}
 	if raw, ok := a.get(annotation.SidecarUserVolumeMount.Name); ok {
-		mounts := map[string]corev1.VolumeMount{}
-		if err := strictJSON(raw, &mounts); err != nil {
-			return fieldError(annotation.SidecarUserVolumeMount.Name, raw, err)
-		}
+		mounts, _ := userMounts(raw)
 		for _, name := range slices.Sorted(maps.Keys(mounts)) {
 			m := mounts[name]
 			m.Name = name
-			if m.MountPath == "" {
-				return fieldError(annotation.SidecarUserVolumeMount.Name, raw, fmt.Errorf("mount %q has no mountPath", name))
-			}
 			s.UserVolumeMounts = append(s.UserVolumeMounts, m)
 		}
 	}
-	return nil
 }
 
 // strictJSON decodes raw into out, refusing unknown fields.

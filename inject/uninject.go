@@ -4,13 +4,15 @@ import (
 	"cmp"
 	"encoding/json"
 	"fmt"
-	"istio.io/api/annotation"
-	"reflect"
 	"slices"
 	"sort"
 	"strings"
 
+	"istio.io/api/annotation"
 	corev1 "k8s.io/api/core/v1"
+	kjson "sigs.k8s.io/json"
+
+	"github.com/meshinject/meshinject/internal/preserve"
 )
 
 // Uninject removes an injection from pod, in place: the containers,
@@ -80,10 +82,10 @@ func Uninject(pod *corev1.Pod) error {
 	pod.Spec.Volumes = removeNamed(pod.Spec.Volumes, st.Volumes, func(v *corev1.Volume) string { return v.Name })
 	pod.Spec.ImagePullSecrets = removeNamed(pod.Spec.ImagePullSecrets, st.ImagePullSecrets, func(r *corev1.LocalObjectReference) string { return r.Name })
 
-	if err := restoreFields(reflect.ValueOf(&pod.Spec).Elem(), specFields, rec.Spec, "spec"); err != nil {
+	if err := restoreFields(&pod.Spec, rec.Spec, "spec"); err != nil {
 		return err
 	}
-	if err := restoreFields(reflect.ValueOf(&pod.ObjectMeta).Elem(), metaFields, rec.Metadata, "metadata"); err != nil {
+	if err := restoreFields(&pod.ObjectMeta, rec.Metadata, "metadata"); err != nil {
 		return err
 	}
 	pod.Labels = restoreMap(pod.Labels, rec.Labels)
@@ -146,21 +148,41 @@ func positionOf(positions map[string]int, key string) int {
 	return int(^uint(0) >> 1)
 }
 
-// restoreFields sets each recorded field of target back to its original
-// JSON value (null restores the zero value).
-func restoreFields(target reflect.Value, index map[string]int, fields map[string]json.RawMessage, part string) error {
-	for k, raw := range fields {
-		fi, ok := index[k]
-		if !ok {
-			return fmt.Errorf("restore %s.%s: no such field", part, k)
-		}
-		f := target.Field(fi)
-		nv := reflect.New(f.Type())
-		if err := json.Unmarshal(raw, nv.Interface()); err != nil {
-			return fmt.Errorf("restore %s.%s: %w", part, k, err)
-		}
-		f.Set(nv.Elem())
+// restoreFields sets the recorded fields of part (the pod's spec or
+// metadata) back to their values before injection (null: unset).
+func restoreFields[T any](part *T, fields map[string]json.RawMessage, name string) error {
+	if len(fields) == 0 {
+		return nil
 	}
+	tree, err := preserve.Value(part)
+	if err != nil {
+		return err
+	}
+	m, _ := tree.(map[string]any)
+	for k, raw := range fields {
+		var v any
+		if err := json.Unmarshal(raw, &v); err != nil {
+			return fmt.Errorf("restore %s.%s: %w", name, k, err)
+		}
+		if v == nil {
+			delete(m, k)
+		} else {
+			m[k] = v
+		}
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	var out T
+	strict, err := kjson.UnmarshalStrict(b, &out, kjson.DisallowUnknownFields)
+	if err == nil && len(strict) > 0 {
+		err = strict[0]
+	}
+	if err != nil {
+		return fmt.Errorf("restore %s: %w", name, err)
+	}
+	*part = out
 	return nil
 }
 

@@ -210,6 +210,16 @@ func Value(v any) (any, error) {
 	return out, nil
 }
 
+// FromTree decodes a JSON tree (as Value returns) into out, a typed
+// object, as Kubernetes decodes: case-sensitively.
+func FromTree(tree any, out any) error {
+	b, err := json.Marshal(tree)
+	if err != nil {
+		return err
+	}
+	return kjson.UnmarshalCaseSensitivePreserveInts(b, out)
+}
+
 // Copy returns a deep copy of a JSON tree (maps, slices and scalars).
 func Copy(v any) any {
 	switch t := v.(type) {

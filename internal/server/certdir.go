@@ -46,8 +46,8 @@ func newCertDirWatcher(dir string, reg prometheus.Registerer, log logr.Logger) (
 // abortWatcher closes the fsnotify watcher certwatcher.New opened (it has
 // no Close): Start with an ended context adds its watches, starts its
 // event loop and closes the watcher at once, which ends the loop.
-func abortWatcher(cw *certwatcher.CertWatcher) {
-	ctx, cancel := context.WithCancel(context.Background())
+func abortWatcher(ctx context.Context, cw *certwatcher.CertWatcher) {
+	ctx, cancel := context.WithCancel(ctx)
 	cancel()
 	_ = cw.Start(ctx)
 }

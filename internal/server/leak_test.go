@@ -111,5 +111,5 @@ func TestAbortWatcher(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	abortWatcher(cw)
+	abortWatcher(t.Context(), cw)
 }

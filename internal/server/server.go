@@ -301,7 +301,7 @@ func (o *Options) setupTLS(ctx context.Context, client kubernetes.Interface, reg
 		}
 		t.opts = append(t.opts, func(c *tls.Config) { c.GetCertificate = cw.GetCertificate })
 		t.starts = append(t.starts, cw.Start)
-		t.abort = func() { abortWatcher(cw) }
+		t.abort = func() { abortWatcher(ctx, cw) }
 	case TLSModeSelfManaged:
 		if client == nil {
 			return t, errors.New("--tls-mode=self-managed needs cluster access (--kubeconfig, or running in a pod)")

@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	corev1 "k8s.io/api/core/v1"
+	apiequality "k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"github.com/meshinject/meshinject/config"
@@ -41,7 +42,7 @@ func goldenPods(f *testing.F) [][]byte {
 
 // FuzzInject feeds arbitrary pods (seeded from the goldens) to the engine:
 // it must never panic, and an injected pod must encode, decode, re-inject
-// to the same pod (byte for byte) and uninject cleanly.
+// to the same pod (byte for byte) and uninject to the pod it was.
 func FuzzInject(f *testing.F) {
 	for _, p := range goldenPods(f) {
 		f.Add(p, false)
@@ -52,6 +53,10 @@ func FuzzInject(f *testing.F) {
 		if err := json.Unmarshal(podJSON, &pod); err != nil {
 			t.Skip()
 		}
+		if _, err := json.Marshal(&pod); err != nil {
+			t.Skip() // not a pod any API server holds
+		}
+		original := pod.DeepCopy()
 		res, err := e.Inject(Request{Pod: &pod, NativeSidecars: native, ForcePolicy: true})
 		if err != nil || res.Skipped {
 			return
@@ -73,6 +78,12 @@ func FuzzInject(f *testing.F) {
 		}
 		if err := Uninject(res.Pod); err != nil {
 			t.Fatalf("uninject failed: %v", err)
+		}
+		// Semantically: an empty list is the same as none.
+		if !apiequality.Semantic.DeepEqual(res.Pod, original) {
+			want, _ := json.Marshal(original)
+			got, _ := json.Marshal(res.Pod)
+			t.Fatalf("uninject(inject(pod)) is not the pod\nwant %s\ngot  %s", want, got)
 		}
 	})
 }

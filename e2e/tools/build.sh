@@ -45,6 +45,8 @@ istio)
 	ldflags="-s -w"
 	targets=(
 		"istioctl=istio.io/istio/istioctl/cmd/istioctl"
+		"pilot-discovery=istio.io/istio/pilot/cmd/pilot-discovery"
+		"pilot-agent=istio.io/istio/pilot/cmd/pilot-agent"
 		"chartrender=./chartrender"
 	)
 	;;

@@ -129,7 +129,7 @@ saying why. A plain-HTTP side port serves /metrics, /healthz and /readyz.`,
 	f.StringVar(&o.SelfManaged.SecretName, "tls-secret", "", "TLS Secret name in self-managed mode (default meshinject[-<revision>]-tls)")
 	f.StringVar(&o.SelfManaged.ServiceName, "service-name", "", "webhook Service name the certificate is for (default meshinject[-<revision>])")
 	f.StringVar(&o.extraNames, "tls-extra-names", "", "extra DNS names or IPs for the self-managed certificate, comma-separated")
-	f.StringVar(&o.SelfManaged.WebhookSelector, "webhook-selector", "", "label selector of the MutatingWebhookConfigurations whose caBundle is managed (default istio.io/rev=<revision|default>)")
+	f.StringVar(&o.SelfManaged.WebhookSelector, "webhook-selector", "", "label selector of the MutatingWebhookConfigurations whose caBundle is managed (default meshinject.io/rev=<revision|default>)")
 	f.DurationVar(&o.SelfManaged.ServingDuration, "tls-serving-duration", 0, "lifetime of the self-managed serving certificate, renewed two thirds through (default 2160h)")
 	f.DurationVar(&o.SelfManaged.CheckInterval, "tls-check-interval", 0, "how often the self-managed Secret and renewal time are checked (default 1m)")
 	f.StringVar(&o.ConfigDir, "config-dir", "", "directory with the config, values and mesh files (a mounted ConfigMap), reloaded on change (default: built-in configuration)")

@@ -52,7 +52,7 @@ type Options struct {
 	// ExtraNames are further DNS names or IP addresses for the certificate.
 	ExtraNames []string
 	// WebhookSelector selects the MutatingWebhookConfigurations whose
-	// caBundle is managed. Default "istio.io/rev=<revision|default>".
+	// caBundle is managed. Default "meshinject.io/rev=<revision|default>".
 	WebhookSelector string
 	// ServingDuration is the serving certificate's lifetime; it is renewed
 	// two thirds through. Default 90 days.
@@ -85,7 +85,7 @@ func (o *Options) SetDefaults(revision string) {
 		if rev == "" {
 			rev = "default"
 		}
-		o.WebhookSelector = "istio.io/rev=" + rev
+		o.WebhookSelector = "meshinject.io/rev=" + rev
 	}
 	if o.ServingDuration == 0 {
 		o.ServingDuration = 90 * 24 * time.Hour

@@ -23,9 +23,9 @@ import (
 
 func mwc(name string) *admissionregistrationv1.MutatingWebhookConfiguration {
 	return &admissionregistrationv1.MutatingWebhookConfiguration{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"istio.io/rev": "default"}},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"meshinject.io/rev": "default"}},
 		Webhooks: []admissionregistrationv1.MutatingWebhook{
-			{Name: "namespace.sidecar-injector.istio.io"}, {Name: "object.sidecar-injector.istio.io"},
+			{Name: "namespace.meshinject.istio.io"}, {Name: "object.meshinject.istio.io"},
 		},
 	}
 }
@@ -75,7 +75,7 @@ func TestSelfManagedCABundle(t *testing.T) {
 	t.Parallel()
 	client := fake.NewClientset(mwc("meshinject-default"))
 	unrelated := mwc("other")
-	unrelated.Labels = map[string]string{"istio.io/rev": "canary"}
+	unrelated.Labels = map[string]string{"meshinject.io/rev": "canary"}
 	if _, err := client.AdmissionregistrationV1().MutatingWebhookConfigurations().Create(t.Context(), unrelated, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}

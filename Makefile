@@ -103,14 +103,36 @@ E2E_TIMEOUT ?= 20m
 E2E_FLAGS   ?=
 
 .PHONY: e2e-tools
-e2e-tools: ## Build (or reuse) the e2e control-plane binaries in .cache/tools.
+e2e-tools: ## Build (or reuse) the e2e control-plane and Istio binaries in .cache/tools.
 	e2e/tools/build.sh k8s $(TOOLS_CACHE) >/dev/null
 	e2e/tools/build.sh cert-manager $(TOOLS_CACHE) >/dev/null
+	e2e/tools/build.sh istio $(TOOLS_CACHE) >/dev/null
+
+# Where it can (root, with apt-get), the e2e suite applies istio-init's rules
+# for real in a network namespace: that takes iptables from Debian's
+# packages. Elsewhere those checks are skipped, saying why.
+.PHONY: e2e-host-tools
+e2e-host-tools: ## Install iptables from Debian's packages when root (for the e2e suite's network-namespace checks).
+	@if ! command -v iptables-restore >/dev/null && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "e2e-host-tools: installing iptables" >&2; \
+		apt-get install -y -q iptables >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q iptables >/dev/null; }; \
+	fi
+
+# Istio as the e2e suite runs it: the pinned istio.io/istio (e2e/tools/istio)
+# from the module cache, its binaries, and its istio-discovery chart rendered
+# with Helm into .cache/e2e-istio.
+ISTIO_VERSION := $(shell awk '$$1 == "istio.io/istio" { print $$2 }' e2e/tools/istio/go.mod)
 
 .PHONY: test-e2e
-test-e2e: build e2e-tools ## Run the e2e suite against a real kube-apiserver, etcd and kube-controller-manager (no Docker).
+test-e2e: build e2e-tools e2e-host-tools ## Run the e2e suite against a real kube-apiserver, etcd and kube-controller-manager, with Istio's istiod, pilot-agent and istioctl (no Docker).
+	@istio=$$(e2e/tools/build.sh istio $(TOOLS_CACHE)); \
+	mod=$$(cd e2e/tools/istio && go mod download -json istio.io/istio@$(ISTIO_VERSION) | awk -F'"' '$$2 == "Dir" { print $$4 }'); \
+	[[ -n $$mod ]] || { echo "test-e2e: istio.io/istio@$(ISTIO_VERSION) is not served" >&2; exit 1; }; \
+	$$istio/chartrender -chart $$mod/manifests/charts/istio-control/istio-discovery -out $(CURDIR)/.cache/e2e-istio \
+		-set global.hub=docker.io/istio,global.tag=$(COMPAT_TAG) && \
 	E2E_K8S_ASSETS=$$(e2e/tools/build.sh k8s $(TOOLS_CACHE)) \
 	E2E_CERT_MANAGER=$$(e2e/tools/build.sh cert-manager $(TOOLS_CACHE)) \
+	E2E_ISTIO=$$istio E2E_ISTIO_MODULE=$$mod E2E_ISTIO_CHART=$(CURDIR)/.cache/e2e-istio \
 	E2E_MESHINJECT=$(BIN)/meshinject \
 	go test -tags e2e -count=1 -timeout $(E2E_TIMEOUT) -v $(E2E_FLAGS) ./e2e/
 

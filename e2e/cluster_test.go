@@ -63,6 +63,9 @@ var suite struct {
 
 	meshinject  string // binary
 	certManager string // directory of the trimmed cert-manager binaries
+	istio       string // directory of Istio's binaries: istioctl, pilot-agent, pilot-discovery
+	istioModule string // istio.io/istio in the module cache (CRDs, charts)
+	istioChart  string // Istio's istio-discovery chart rendered (istio-sidecar-injector.yaml, mesh)
 	ca          *certs.Bundle
 	def         *server // meshinject serve for the default revision
 	procs       []*process
@@ -109,6 +112,10 @@ func setup() error {
 		return errors.New("E2E_K8S_ASSETS, E2E_CERT_MANAGER and E2E_MESHINJECT must be set (run `make test-e2e`)")
 	}
 	suite.kubectl, suite.certManager, suite.meshinject = filepath.Join(assets, "kubectl"), cm, bin
+	suite.istio, suite.istioModule, suite.istioChart = os.Getenv("E2E_ISTIO"), os.Getenv("E2E_ISTIO_MODULE"), os.Getenv("E2E_ISTIO_CHART")
+	if suite.istio == "" || suite.istioModule == "" || suite.istioChart == "" {
+		return errors.New("E2E_ISTIO, E2E_ISTIO_MODULE and E2E_ISTIO_CHART must be set (run `make test-e2e`)")
+	}
 
 	start := time.Now()
 	suite.env = &envtest.Environment{

@@ -334,40 +334,7 @@ func metric(t *testing.T, s *server, series string) float64 {
 func TestSelfManagedTLS(t *testing.T) {
 	needsLocal(t)
 	ctx := t.Context()
-	if out, err := kubectl("apply", "-f", filepath.Join(suite.repo, "deploy/overlays/self-managed/rbac.yaml")); err != nil {
-		t.Fatalf("apply self-managed RBAC: %v\n%s", err, out)
-	}
-	sa, err := writeKubeconfig("meshinject-sa", suite.cfg, "system:serviceaccount:meshinject:meshinject")
-	if err != nil {
-		t.Fatal(err)
-	}
-	suite.def.stop()
-	defer func() {
-		// Back to the suite's certificate for the scenarios that follow.
-		if err := setCABundle(context.Background(), mwcDefault, suite.ca.CertPEM); err != nil {
-			t.Error(err)
-		}
-		if err := suite.def.restart(); err != nil {
-			t.Error(err)
-		}
-	}()
-
-	sm := &server{port: defaultPort, healthPort: defaultPort - 1000, configDir: suite.def.configDir}
-	args := []string{"serve", "--host=127.0.0.1", "--port=" + strconv.Itoa(defaultPort),
-		"--health-addr=127.0.0.1:" + strconv.Itoa(sm.healthPort), "--metrics-addr=127.0.0.1:" + strconv.Itoa(sm.port-2000), "--config-dir=" + sm.configDir,
-		"--kubeconfig=" + sa, "--tls-mode=self-managed", "--namespace=meshinject",
-		"--tls-extra-names=127.0.0.1", "--tls-check-interval=1s", "--log-level=debug"}
-	err = sm.start("self-managed", args)
-	defer sm.stop() // also when it never got ready: the port goes back to the default server
-	if err != nil {
-		t.Fatal(err)
-	}
-
-	sec, err := suite.client.CoreV1().Secrets("meshinject").Get(ctx, "meshinject-tls", metav1.GetOptions{})
-	if err != nil {
-		t.Fatalf("self-managed Secret: %v", err)
-	}
-	ca := sec.Data["ca.crt"]
+	ca := startSelfManaged(t)
 	mwc, err := suite.client.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, mwcDefault, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -396,6 +363,44 @@ func TestSelfManagedTLS(t *testing.T) {
 		return nil
 	})
 	assertSidecar(t, create(t, ns, appPod("after-tamper")), true, "default")
+}
+
+// startSelfManaged replaces the default server with one in self-managed
+// TLS mode, with the RBAC of deploy/overlays/self-managed, and returns the
+// CA it keeps; the default server is back when the test ends.
+func startSelfManaged(t *testing.T) []byte {
+	t.Helper()
+	if out, err := kubectl("apply", "-f", filepath.Join(suite.repo, "deploy/overlays/self-managed/rbac.yaml")); err != nil {
+		t.Fatalf("apply self-managed RBAC: %v\n%s", err, out)
+	}
+	sa, err := writeKubeconfig("meshinject-sa", suite.cfg, "system:serviceaccount:meshinject:meshinject")
+	if err != nil {
+		t.Fatal(err)
+	}
+	suite.def.stop()
+	sm := &server{port: defaultPort, healthPort: defaultPort - 1000, configDir: suite.def.configDir}
+	t.Cleanup(func() {
+		sm.stop() // also when it never got ready: the port goes back to the default server
+		// Back to the suite's certificate for the scenarios that follow.
+		if err := setCABundle(context.Background(), mwcDefault, suite.ca.CertPEM); err != nil {
+			t.Error(err)
+		}
+		if err := suite.def.restart(); err != nil {
+			t.Error(err)
+		}
+	})
+	args := []string{"serve", "--host=127.0.0.1", "--port=" + strconv.Itoa(defaultPort),
+		"--health-addr=127.0.0.1:" + strconv.Itoa(sm.healthPort), "--metrics-addr=127.0.0.1:" + strconv.Itoa(sm.port-2000), "--config-dir=" + sm.configDir,
+		"--kubeconfig=" + sa, "--tls-mode=self-managed", "--namespace=meshinject",
+		"--tls-extra-names=127.0.0.1", "--tls-check-interval=1s", "--log-level=debug"}
+	if err := sm.start("self-managed", args); err != nil {
+		t.Fatal(err)
+	}
+	sec, err := suite.client.CoreV1().Secrets("meshinject").Get(t.Context(), "meshinject-tls", metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("self-managed Secret: %v", err)
+	}
+	return sec.Data["ca.crt"]
 }
 
 func base64JSON(b []byte) string {

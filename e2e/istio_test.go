@@ -15,7 +15,10 @@ import (
 	"strings"
 	"testing"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 )
 
@@ -338,4 +341,92 @@ func checkInjectRow(out, name string) []string {
 		}
 	}
 	return nil
+}
+
+// TestIstioctlTagLeavesMeshinjectAlone: `istioctl tag set default
+// --revision <rev>`, Istio's documented upgrade step, deactivates "the"
+// untagged webhook configuration of the default revision by giving its
+// entries selectors that never match. It does not take meshinject's for
+// that configuration: meshinject's selectors are unchanged afterwards.
+func TestIstioctlTagLeavesMeshinjectAlone(t *testing.T) {
+	needsIstio(t)
+	needsLocal(t)
+	namespaceNamed(t, "istio-system", nil) // the tag's Service goes there
+	mwcs := suite.client.AdmissionregistrationV1().MutatingWebhookConfigurations()
+	before, err := mwcs.Get(t.Context(), mwcDefault, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rev := istioRevisionConfiguration("e2e-rev")
+	if _, err := mwcs.Create(t.Context(), rev, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for _, name := range []string{rev.Name, "istio-revision-tag-default"} {
+			_ = mwcs.Delete(context.Background(), name, metav1.DeleteOptions{})
+		}
+	})
+	out, err := istioTool(t, "istioctl", "tag", "set", "default", "--revision", "e2e-rev", "--skip-confirmation",
+		"--kubeconfig", suite.kubeconfig, "--istioNamespace", "istio-system")
+	if err != nil {
+		t.Fatalf("istioctl tag set default --revision e2e-rev: %v\n%s", err, out)
+	}
+	if _, err := mwcs.Get(t.Context(), "istio-revision-tag-default", metav1.GetOptions{}); err != nil {
+		t.Fatalf("istioctl tag set made no tag configuration (%v):\n%s", err, out)
+	}
+	after, err := mwcs.Get(t.Context(), mwcDefault, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range before.Webhooks {
+		b, a := before.Webhooks[i], after.Webhooks[i]
+		if !equality.Semantic.DeepEqual(b.NamespaceSelector, a.NamespaceSelector) || !equality.Semantic.DeepEqual(b.ObjectSelector, a.ObjectSelector) {
+			t.Errorf("istioctl tag set changed %s's entry %s: namespaceSelector %v, objectSelector %v (were %v, %v)",
+				mwcDefault, a.Name, a.NamespaceSelector, a.ObjectSelector, b.NamespaceSelector, b.ObjectSelector)
+		}
+	}
+}
+
+// istioRevisionConfiguration is the webhook configuration Istio's chart
+// installs for revision rev: labelled istio.io/rev=rev, its revision
+// entries named *.sidecar-injector.istio.io, served by istiod-<rev>.
+func istioRevisionConfiguration(rev string) *admissionregistrationv1.MutatingWebhookConfiguration {
+	none, fail := admissionregistrationv1.SideEffectClassNone, admissionregistrationv1.Fail
+	path := "/inject"
+	entry := func(name string, ns, obj []metav1.LabelSelectorRequirement) admissionregistrationv1.MutatingWebhook {
+		return admissionregistrationv1.MutatingWebhook{
+			Name: name,
+			ClientConfig: admissionregistrationv1.WebhookClientConfig{
+				Service: &admissionregistrationv1.ServiceReference{Namespace: "istio-system", Name: "istiod-" + rev, Path: &path},
+			},
+			Rules: []admissionregistrationv1.RuleWithOperations{{
+				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
+				Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}},
+			}},
+			NamespaceSelector:       &metav1.LabelSelector{MatchExpressions: ns},
+			ObjectSelector:          &metav1.LabelSelector{MatchExpressions: obj},
+			SideEffects:             &none,
+			FailurePolicy:           &fail,
+			AdmissionReviewVersions: []string{"v1"},
+		}
+	}
+	in := func(k, v string) metav1.LabelSelectorRequirement {
+		return metav1.LabelSelectorRequirement{Key: k, Operator: metav1.LabelSelectorOpIn, Values: []string{v}}
+	}
+	notIn := func(k, v string) metav1.LabelSelectorRequirement {
+		return metav1.LabelSelectorRequirement{Key: k, Operator: metav1.LabelSelectorOpNotIn, Values: []string{v}}
+	}
+	absent := func(k string) metav1.LabelSelectorRequirement {
+		return metav1.LabelSelectorRequirement{Key: k, Operator: metav1.LabelSelectorOpDoesNotExist}
+	}
+	return &admissionregistrationv1.MutatingWebhookConfiguration{
+		ObjectMeta: metav1.ObjectMeta{Name: "istio-sidecar-injector-" + rev, Labels: map[string]string{
+			"istio.io/rev": rev, "app": "sidecar-injector", "app.kubernetes.io/name": "istiod"}},
+		Webhooks: []admissionregistrationv1.MutatingWebhook{
+			entry("rev.namespace.sidecar-injector.istio.io", []metav1.LabelSelectorRequirement{in("istio.io/rev", rev), absent("istio-injection")},
+				[]metav1.LabelSelectorRequirement{notIn("sidecar.istio.io/inject", "false")}),
+			entry("rev.object.sidecar-injector.istio.io", []metav1.LabelSelectorRequirement{absent("istio.io/rev"), absent("istio-injection")},
+				[]metav1.LabelSelectorRequirement{notIn("sidecar.istio.io/inject", "false"), in("istio.io/rev", rev)}),
+		},
+	}
 }

@@ -348,6 +348,8 @@ func checkInjectRow(out, name string) []string {
 // untagged webhook configuration of the default revision by giving its
 // entries selectors that never match. It does not take meshinject's for
 // that configuration: meshinject's selectors are unchanged afterwards.
+// The tag's own configuration then claims the default revision's
+// namespaces too, which istioctl x check-inject reports.
 func TestIstioctlTagLeavesMeshinjectAlone(t *testing.T) {
 	needsIstio(t)
 	needsLocal(t)
@@ -373,6 +375,11 @@ func TestIstioctlTagLeavesMeshinjectAlone(t *testing.T) {
 	}
 	if _, err := mwcs.Get(t.Context(), "istio-revision-tag-default", metav1.GetOptions{}); err != nil {
 		t.Fatalf("istioctl tag set made no tag configuration (%v):\n%s", err, out)
+	}
+	// Both now claim istio-injection=enabled, and istioctl says so.
+	enabled := namespace(t, "tagged", map[string]string{"istio-injection": "enabled"})
+	if out, _ := istioTool(t, "istioctl", "x", "check-inject", "--kubeconfig", suite.kubeconfig, "-n", enabled, "-l", "app=web"); !strings.Contains(out, "multiple webhooks will inject") {
+		t.Errorf("after istioctl tag set default, check-inject does not report two webhooks injecting:\n%s", out)
 	}
 	after, err := mwcs.Get(t.Context(), mwcDefault, metav1.GetOptions{})
 	if err != nil {

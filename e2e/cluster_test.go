@@ -266,22 +266,19 @@ type process struct {
 }
 
 func startProcess(name, bin string, args ...string) (*process, error) {
-	return startProcessIn(name, "", nil, bin, args...)
+	return startProcessEnv(name, "", nil, bin, args...)
 }
 
-// startProcessIn starts a process in dir ("": the test's) with env added
-// to the test's environment.
-func startProcessIn(name, dir string, env []string, bin string, args ...string) (*process, error) {
+// startProcessEnv starts a process in dir ("": the test's) with the
+// environment env (nil: the test's).
+func startProcessEnv(name, dir string, env []string, bin string, args ...string) (*process, error) {
 	log := filepath.Join(suite.work, name+".log")
 	f, err := os.OpenFile(log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
 	}
 	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr, cmd.Dir = f, f, dir
-	if env != nil {
-		cmd.Env = append(os.Environ(), env...)
-	}
+	cmd.Stdout, cmd.Stderr, cmd.Dir, cmd.Env = f, f, dir, env
 	if err := cmd.Start(); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)

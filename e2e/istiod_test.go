@@ -27,7 +27,7 @@ import (
 // config and sidecar-injector ConfigMap of Istio's chart in istio-system:
 // its sidecar injector is on, so its webhook caBundle patcher runs. It
 // returns once istiod is ready, and is stopped when the test ends.
-func startIstiod(t *testing.T) *process {
+func startIstiod(t *testing.T) *istiodProc {
 	t.Helper()
 	crds := filepath.Join(suite.istioModule, "manifests/charts/base/files/crd-all.gen.yaml")
 	if out, err := kubectl("apply", "--server-side", "-f", crds); err != nil {
@@ -50,13 +50,13 @@ func startIstiod(t *testing.T) *process {
 		t.Fatal(err)
 	}
 	addr := func() string { return "127.0.0.1:" + strconv.Itoa(freePort(t)) }
-	httpAddr := addr()
-	p, err := startProcessIn("istiod", dir, []string{
+	httpAddr, secureGRPC := addr(), addr()
+	p, err := startProcessEnv("istiod", dir, append(os.Environ(),
 		"POD_NAMESPACE=istio-system", "POD_NAME=istiod-e2e", "REVISION=default",
 		"INJECTION_WEBHOOK_CONFIG_NAME=istio-sidecar-injector", "PILOT_CERT_PROVIDER=istiod",
-	}, filepath.Join(suite.istio, "pilot-discovery"), "discovery",
+	), filepath.Join(suite.istio, "pilot-discovery"), "discovery",
 		"--kubeconfig="+suite.kubeconfig, "--meshConfig="+filepath.Join(dir, "mesh"),
-		"--httpAddr="+httpAddr, "--grpcAddr="+addr(), "--secureGRPCAddr="+addr(), "--httpsAddr="+addr(),
+		"--httpAddr="+httpAddr, "--grpcAddr="+addr(), "--secureGRPCAddr="+secureGRPC, "--httpsAddr="+addr(),
 		"--monitoringAddr="+addr(), "--ctrlz_address=127.0.0.1", "--ctrlz_port="+strconv.Itoa(freePort(t)),
 		"--log_output_level=default:info")
 	if err != nil {
@@ -78,7 +78,7 @@ func startIstiod(t *testing.T) *process {
 		}
 		return nil
 	})
-	return p
+	return &istiodProc{process: p, secureGRPC: secureGRPC}
 }
 
 // freePort is a port free on 127.0.0.1 now.
@@ -117,7 +117,7 @@ func TestBesideIstiod(t *testing.T) {
 
 // besideRounds runs the rounds of TestBesideIstiod while meshinject's
 // configuration holds ours, the CA meshinject serves with.
-func besideRounds(t *testing.T, istiod *process, decoy, ns string, ours []byte) {
+func besideRounds(t *testing.T, istiod *istiodProc, decoy, ns string, ours []byte) {
 	mwcs := suite.client.AdmissionregistrationV1().MutatingWebhookConfigurations()
 	for round := range 3 {
 		// An update to each configuration is an event istiod reconciles.

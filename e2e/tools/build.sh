@@ -48,6 +48,7 @@ istio)
 		"pilot-discovery=istio.io/istio/pilot/cmd/pilot-discovery"
 		"pilot-agent=istio.io/istio/pilot/cmd/pilot-agent"
 		"chartrender=./chartrender"
+		"envoystandin=./envoystandin"
 	)
 	;;
 *)

@@ -19,6 +19,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/yaml"
 )
 
@@ -319,6 +320,28 @@ func TestCheckInject(t *testing.T) {
 		if strings.Contains(out, "multiple webhooks will inject") {
 			t.Errorf("%s/%s: check-inject sees more than one webhook injecting:\n%s", c.ns, c.pod, out)
 		}
+	}
+}
+
+// TestIstioctlAnalyze: istioctl analyze has nothing to say about a pod
+// meshinject injected, in the same namespace where it reports the pod
+// created before injection was turned on (IST0103, the proxy is missing),
+// which shows its injection analyzers ran.
+func TestIstioctlAnalyze(t *testing.T) {
+	needsIstio(t)
+	ns := namespace(t, "analyze", nil)
+	create(t, ns, appPod("before"))
+	patch := []byte(`{"metadata":{"labels":{"istio-injection":"enabled"}}}`)
+	if _, err := suite.client.CoreV1().Namespaces().Patch(t.Context(), ns, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	assertSidecar(t, create(t, ns, appPod("web")), true, "default")
+	out, _ := istioTool(t, "istioctl", "analyze", "--kubeconfig", suite.kubeconfig, "-n", ns)
+	if !strings.Contains(out, "IST0103") || !strings.Contains(out, "Pod "+ns+"/before") {
+		t.Errorf("istioctl analyze -n %s does not report the pod created before injection (IST0103), so it proves nothing:\n%s", ns, out)
+	}
+	if strings.Contains(out, "Pod "+ns+"/web") {
+		t.Errorf("istioctl analyze -n %s reports the pod meshinject injected:\n%s", ns, out)
 	}
 }
 

@@ -174,7 +174,8 @@ e2e-kind: docker-build $(KIND) e2e-tools ## Run the e2e suite on a kind cluster 
 	$$K --context kind-$(KIND_CLUSTER) -n cert-manager wait --for=condition=Available deployment --all --timeout=180s && \
 	$$K --context kind-$(KIND_CLUSTER) apply -k deploy/overlays/kind && \
 	$$K --context kind-$(KIND_CLUSTER) -n meshinject wait --for=condition=Available deployment/meshinject --timeout=180s && \
-	E2E_EXISTING_CLUSTER=true E2E_KUBECTL=$$K go test -tags e2e -count=1 -timeout $(E2E_TIMEOUT) -v ./e2e/
+	E2E_EXISTING_CLUSTER=true E2E_KUBECTL=$$K E2E_ISTIO=$$(e2e/tools/build.sh istio $(TOOLS_CACHE)) \
+		go test -tags e2e -count=1 -timeout $(E2E_TIMEOUT) -v ./e2e/
 
 $(KIND):
 	@mkdir -p $(BIN)

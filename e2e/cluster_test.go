@@ -192,6 +192,7 @@ func setup() error {
 // setupExisting uses the cluster of the current kubeconfig, where
 // deploy/overlays/kind is installed (make e2e-kind).
 func setupExisting() error {
+	suite.istio = os.Getenv("E2E_ISTIO") // optional: the scenarios that need it skip without
 	suite.kubectl = os.Getenv("E2E_KUBECTL")
 	if suite.kubectl == "" {
 		suite.kubectl = "kubectl"

@@ -102,6 +102,18 @@ var iptablesCases = []iptablesCase{
 		`-A PREROUTING -d 10.0.0.0/8 -i net1 -j ISTIO_REDIRECT`,
 		`-A PREROUTING -i eth9 -j RETURN`,
 	}},
+	{name: "ports", opts: []podOpt{withAnnotations(
+		"traffic.sidecar.istio.io/excludeInboundPorts", "8081",
+		"traffic.sidecar.istio.io/includeOutboundPorts", "9000",
+	)}, rules: []string{
+		`-A ISTIO_INBOUND -p tcp --dport 15020 -j RETURN`,
+		`-A ISTIO_INBOUND -p tcp --dport 8081 -j RETURN`,
+		`-A ISTIO_INBOUND -p tcp -j ISTIO_IN_REDIRECT`,
+		`-A ISTIO_OUTPUT -p tcp --dport 9000 -j ISTIO_REDIRECT`,
+	}, applied: []string{
+		`-A ISTIO_INBOUND -p tcp -m tcp --dport 8081 -j RETURN`,
+		`-A ISTIO_OUTPUT -p tcp -m tcp --dport 9000 -j ISTIO_REDIRECT`,
+	}},
 	{name: "tproxy", opts: []podOpt{withAnnotations("sidecar.istio.io/interceptionMode", "TPROXY")}, rules: []string{
 		`-A ISTIO_TPROXY ! -d 127.0.0.1/32 -p tcp -j TPROXY --tproxy-mark 1337/0xffffffff --on-port 15006`,
 		`-A ISTIO_REDIRECT -p tcp -j REDIRECT --to-ports 15001`,

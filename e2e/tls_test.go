@@ -11,12 +11,16 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/dynamic"
+	"sigs.k8s.io/yaml"
 
 	"github.com/meshinject/meshinject/certs"
+	"github.com/meshinject/meshinject/manifest"
 )
 
 var certificates = schema.GroupVersionResource{Group: "cert-manager.io", Version: "v1", Resource: "certificates"}
@@ -196,6 +200,33 @@ func TestManifestsDryRun(t *testing.T) {
 			if err != nil {
 				t.Errorf("kubectl apply --dry-run=server -k deploy/%s: %v\n%s", dir, err, out)
 			}
+			checkServicePorts(t, dir)
 		})
+	}
+}
+
+// checkServicePorts: the webhook Services of an overlay target a port
+// number, not a port name: istioctl kube-inject (cluster mode)
+// port-forwards to the targetPort as a number, so a name reaches port 0.
+func checkServicePorts(t *testing.T, dir string) {
+	t.Helper()
+	out, err := kubectl("kustomize", filepath.Join(suite.repo, "deploy", dir))
+	if err != nil {
+		t.Fatalf("kubectl kustomize deploy/%s: %v\n%s", dir, err, out)
+	}
+	docs, err := manifest.Split([]byte(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range docs {
+		var svc corev1.Service
+		if err := yaml.Unmarshal(d.Raw, &svc); err != nil || svc.Kind != "Service" {
+			continue
+		}
+		for _, p := range svc.Spec.Ports {
+			if p.TargetPort.Type != intstr.Int {
+				t.Errorf("deploy/%s: Service %s port %s targets %q, a name; istioctl kube-inject needs a number", dir, svc.Name, p.Name, p.TargetPort.String())
+			}
+		}
 	}
 }

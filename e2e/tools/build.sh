@@ -59,8 +59,11 @@ esac
 [[ -n $version ]] || { echo "build.sh: no version found in $mod/go.mod" >&2; exit 1; }
 
 # The key covers everything that decides the binaries: the module's go.mod,
-# go.sum and Go files, and this script (the flags).
-hash=$(cd "$mod" && find . -name go.mod -o -name go.sum -o -name '*.go' | LC_ALL=C sort | xargs cat "$here/build.sh" | sha256sum | cut -c1-12)
+# go.sum and Go files, this module's case above (targets and flags) and the
+# build steps below, so a change to another module's targets leaves this
+# module's cache warm.
+script=$(awk -v c="$name)" '$1 == c { p = 1 } p { print } p && /;;/ { exit }' "$here/build.sh"; sed -n '/^esac$/,$p' "$here/build.sh")
+hash=$( (cd "$mod" && find . -name go.mod -o -name go.sum -o -name '*.go' | LC_ALL=C sort | xargs cat; printf '%s' "$script") | sha256sum | cut -c1-12)
 out=$root/$name-$version-$hash
 if [[ -f $out/.complete ]]; then
 	echo "$out"

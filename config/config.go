@@ -55,6 +55,10 @@ type Config struct {
 	CompliancePolicy string
 	// NeverInject and AlwaysInject are the compiled selectors.
 	NeverInject, AlwaysInject []labels.Selector
+	// Hash names the configuration's inputs: the first 12 hex digits of a
+	// SHA-256 over the sources Load was given. Equal sources give equal
+	// hashes, so it says which configuration injected a pod.
+	Hash string
 }
 
 // RevisionName returns the revision as it appears on pods: "default" for

@@ -2,7 +2,9 @@ package config
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"embed"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -78,7 +80,18 @@ func Load(src Sources) (*Config, error) {
 	if err := loadInjection(src.InjectionConfig, cfg); err != nil {
 		return nil, err
 	}
+	cfg.Hash = src.hash()
 	return cfg, nil
+}
+
+// hash is Config.Hash for src: each input length-prefixed, so no two
+// different sources run together into the same bytes.
+func (src Sources) hash() string {
+	h := sha256.New()
+	for _, part := range append([]string{string(src.InjectionConfig), string(src.Values), string(src.Mesh), src.Revision}, src.Set...) {
+		fmt.Fprintf(h, "%d:%s", len(part), part)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:12]
 }
 
 func compliancePolicy(env map[string]any) string {

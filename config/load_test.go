@@ -183,3 +183,36 @@ func TestIstioValuesJSON(t *testing.T) {
 		t.Errorf("hub %q, compliance policy %q", cfg.Typed.Global.Hub, cfg.CompliancePolicy)
 	}
 }
+
+// TestHashNamesTheSources: equal sources give the configuration the same
+// hash; any change to one source gives another.
+func TestHashNamesTheSources(t *testing.T) {
+	t.Parallel()
+	base := Sources{Values: []byte("global:\n  hub: registry.example\n"), Set: []string{"global.tag=1.31.4"}}
+	load := func(src Sources) string {
+		t.Helper()
+		cfg, err := Load(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg.Hash
+	}
+	h := load(Sources{Values: base.Values, Set: []string{"global.tag=1.31.4", "global.hub=x"}})
+	if joined := load(Sources{Values: base.Values, Set: []string{"global.tag=1.31.4global.hub=x"}}); joined == h {
+		t.Errorf("two overrides and their concatenation share the hash %s", h)
+	}
+	h = load(base)
+	if len(h) != 12 || load(base) != h {
+		t.Fatalf("hash %q, and %q loading the same sources again", h, load(base))
+	}
+	for name, src := range map[string]Sources{
+		"values":   {Values: []byte("global:\n  hub: registry.other\n"), Set: base.Set},
+		"set":      {Values: base.Values, Set: []string{"global.tag=1.31.5"}},
+		"mesh":     {Values: base.Values, Set: base.Set, Mesh: []byte("trustDomain: example.org\n")},
+		"revision": {Values: base.Values, Set: base.Set, Revision: "canary"},
+	} {
+		if load(src) == h {
+			t.Errorf("%s: a different source gives the same hash %s", name, h)
+		}
+	}
+}

@@ -122,6 +122,7 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 		h.opts.Metrics.failure("path")
 		return admission.Errored(http.StatusBadRequest, err)
 	}
+	eng := h.opts.Engines.Engine() // the review keeps the engine it started with
 	var res inject.Result
 	current, changed, err := preserve.RoundTrip(req.Object.Raw, preserve.Options{}, func(pod *corev1.Pod) (bool, error) {
 		if err := ctx.Err(); err != nil {
@@ -133,7 +134,7 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 		managed, namespace := pod.ManagedFields, pod.Namespace
 		pod.ManagedFields = nil
 		pod.Namespace = cmp.Or(namespace, req.Namespace)
-		res, err = h.opts.Engines.Engine().Inject(inject.Request{
+		res, err = eng.Inject(inject.Request{
 			Pod: pod, Namespace: req.Namespace, ProxyEnv: env, NativeSidecars: h.opts.Native.NativeSidecars(pod),
 		})
 		if err != nil || res.Skipped {
@@ -148,7 +149,9 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 	})
 	warnings := prefixed(res.Warnings)
 	if err != nil || !changed {
-		return h.notInjected(req, log, res, warnings, err)
+		resp := h.notInjected(req, log, res, warnings, err)
+		resp.AuditAnnotations = audit(eng, decisionOf(resp, res, err), nil)
+		return resp
 	}
 	resp, n, err := patchResponse(req.Object.Raw, current)
 	if err != nil {
@@ -158,7 +161,33 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 	}
 	h.opts.Metrics.success(time.Since(start))
 	log.V(1).Info("injected", "templates", res.Templates, "patchOperations", n)
+	resp.AuditAnnotations = audit(eng, "injected", res.Templates)
 	return resp.WithWarnings(warnings...)
+}
+
+// audit is a review's audit annotations, which the API server records in
+// its audit log under the webhook entry's name (namespace.meshinject.istio.io/decision):
+// the decision, the revision, the templates applied and the
+// configuration's hash.
+func audit(eng *inject.Engine, decision string, templates []string) map[string]string {
+	cfg := eng.Config()
+	a := map[string]string{"decision": decision, "revision": cfg.RevisionName(), "config": cfg.Hash}
+	if len(templates) > 0 {
+		a["templates"] = strings.Join(templates, ",")
+	}
+	return a
+}
+
+// decisionOf is the audit decision of a review not injected: skipped:<kind>
+// when the engine skipped the pod, denied when it refused it, else error.
+func decisionOf(resp admission.Response, res inject.Result, err error) string {
+	switch {
+	case err == nil && res.Skipped:
+		return "skipped:" + res.SkipKind
+	case !resp.Allowed && resp.Result != nil && resp.Result.Code == http.StatusForbidden:
+		return "denied"
+	}
+	return "error"
 }
 
 // errExpired is the review's deadline passing.

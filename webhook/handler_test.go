@@ -3,8 +3,11 @@ package webhook
 import (
 	"context"
 	"encoding/json"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	jsonpatch "github.com/evanphx/json-patch/v5"
 	"github.com/go-logr/logr/testr"
@@ -354,5 +357,67 @@ func TestPatchMatchesEngine(t *testing.T) {
 				t.Errorf("%s: %s %s: a user volume is rewritten", p.Name, op.Op, op.Path)
 			}
 		}
+	}
+}
+
+// TestHandleAuditAnnotations: every response carries the decision, the
+// revision and the configuration's hash for the API server's audit log,
+// and the templates when the pod was injected.
+func TestHandleAuditAnnotations(t *testing.T) {
+	t.Parallel()
+	h, _ := newTestHandler(t, true)
+	hash := h.opts.Engines.Engine().Config().Hash
+	if len(hash) != 12 {
+		t.Fatalf("configuration hash %q, want 12 hex digits", hash)
+	}
+	for _, c := range []struct {
+		name string
+		req  admission.Request
+		want map[string]string
+	}{
+		{"injected", podRequest("", ""), map[string]string{"decision": "injected", "templates": "sidecar"}},
+		{"skipped", podRequest("", `,"hostNetwork":true`), map[string]string{"decision": "skipped:host_network"}},
+		{"denied", podRequest(`,"annotations":{"sidecar.istio.io/proxyCPU":"fast"}`, ""), map[string]string{"decision": "denied"}},
+		{"error", rawRequest([]byte(`{"apiVersion":"v1","kind":"Pod","spec":{"containers":"no"}}`)), map[string]string{"decision": "error"}},
+	} {
+		resp := h.Handle(testCtx(t, "/inject"), c.req)
+		want := map[string]string{"revision": "default", "config": hash}
+		maps.Copy(want, c.want)
+		if !maps.Equal(resp.AuditAnnotations, want) {
+			t.Errorf("%s: audit annotations %v, want %v", c.name, resp.AuditAnnotations, want)
+		}
+	}
+}
+
+// TestInjectionTimeBuckets: the injection-time histogram has Istio's
+// bucket boundaries, so istiod's alerts and dashboards read it, and ours
+// below a millisecond.
+func TestInjectionTimeBuckets(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewRegistry()
+	m, err := NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.success(time.Millisecond)
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bounds []float64
+	for _, f := range families {
+		if f.GetName() == "sidecar_injection_time_seconds" {
+			for _, b := range f.GetMetric()[0].GetHistogram().GetBucket() {
+				bounds = append(bounds, b.GetUpperBound())
+			}
+		}
+	}
+	for _, want := range append([]float64{0.00005, 0.0008}, istioBuckets...) {
+		if !slices.Contains(bounds, want) {
+			t.Errorf("no bucket bound %v in %v", want, bounds)
+		}
+	}
+	if !slices.IsSorted(bounds) {
+		t.Errorf("bounds not sorted: %v", bounds)
 	}
 }

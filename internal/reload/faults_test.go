@@ -154,6 +154,11 @@ func TestReloadPlainFileFaults(t *testing.T) {
 	if got := promtestutil.ToFloat64(r.stale); got != 0 {
 		t.Errorf("stale = %v after a good change, want 0", got)
 	}
+	// meshinject_config_info names the configuration in force, only it.
+	hash := r.Engine().Config().Hash
+	if n := promtestutil.CollectAndCount(r.info); n != 1 || promtestutil.ToFloat64(r.info.WithLabelValues(hash)) != 1 {
+		t.Errorf("meshinject_config_info: %d series, {hash=%s} = %v; want that one series at 1", n, hash, promtestutil.ToFloat64(r.info.WithLabelValues(hash)))
+	}
 
 	// The directory deleted: not ready; recreated: watched again.
 	if err := os.RemoveAll(dir); err != nil {

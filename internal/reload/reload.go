@@ -56,8 +56,9 @@ type Options struct {
 	// it finds a directory that was deleted and created again. Unchanged
 	// files cost a read and a comparison. Default 5s.
 	Resync time.Duration
-	// Registerer receives meshinject_config_reloads_total{result} and
-	// meshinject_config_stale. Default: not registered.
+	// Registerer receives meshinject_config_reloads_total{result},
+	// meshinject_config_stale and meshinject_config_info{hash}. Default:
+	// not registered.
 	Registerer prometheus.Registerer
 	// Log receives reload outcomes. Default: discard.
 	Log logr.Logger
@@ -69,6 +70,7 @@ type Reloader struct {
 	current atomic.Pointer[inject.Engine]
 	reloads *prometheus.CounterVec
 	stale   prometheus.Gauge
+	info    *prometheus.GaugeVec
 
 	// required are the files present at the first load.
 	required [len(fileNames)]bool
@@ -103,9 +105,14 @@ func New(opts Options) (*Reloader, error) {
 			Name: "meshinject_config_stale",
 			Help: "1 when the configuration in force is not the directory's: a change was refused or the directory cannot be watched.",
 		}),
+		info: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "meshinject_config_info",
+			Help: "1 for the hash of the configuration in force (the config audit annotation of the reviews it answers).",
+		}, []string{"hash"}),
 	}
 	if opts.Registerer != nil {
-		if err := errors.Join(promreg.Register(opts.Registerer, &r.reloads), promreg.Register(opts.Registerer, &r.stale)); err != nil {
+		if err := errors.Join(promreg.Register(opts.Registerer, &r.reloads), promreg.Register(opts.Registerer, &r.stale),
+			promreg.Register(opts.Registerer, &r.info)); err != nil {
 			return nil, fmt.Errorf("register configuration metrics: %w", err)
 		}
 	}
@@ -121,9 +128,16 @@ func New(opts Options) (*Reloader, error) {
 	if err != nil {
 		return nil, err
 	}
-	r.current.Store(e)
+	r.use(e)
 	r.loaded = s
 	return r, nil
+}
+
+// use puts e in force.
+func (r *Reloader) use(e *inject.Engine) {
+	r.current.Store(e)
+	r.info.Reset()
+	r.info.WithLabelValues(e.Config().Hash).Set(1)
 }
 
 // Engine returns the engine of the last good configuration.
@@ -181,11 +195,11 @@ func (r *Reloader) attempt(now time.Time) (again bool) {
 	case err == nil:
 		var e *inject.Engine
 		if e, err = r.build(s); err == nil {
-			r.current.Store(e)
+			r.use(e)
 			r.loaded, r.refused, r.suspect = s, nil, nil
 			r.setStale()
 			r.reloads.WithLabelValues("success").Inc()
-			r.opts.Log.Info("configuration reloaded", "dir", r.opts.Dir)
+			r.opts.Log.Info("configuration reloaded", "dir", r.opts.Dir, "hash", e.Config().Hash)
 			return false
 		}
 	}

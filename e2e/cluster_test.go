@@ -47,6 +47,20 @@ const (
 	wait = 60 * time.Second
 )
 
+// auditPolicy logs pod creations at Metadata level, which carries the
+// admission webhooks' audit annotations; nothing else.
+const auditPolicy = `apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: Metadata
+  verbs: [create]
+  resources:
+  - group: ""
+    resources: [pods]
+- level: None
+`
+
 // localIPs are the serving addresses of the local webhooks.
 var localIPs = []net.IP{net.IPv4(127, 0, 0, 1)}
 
@@ -66,6 +80,7 @@ var suite struct {
 	istio       string // directory of Istio's binaries: istioctl, pilot-agent, pilot-discovery
 	istioModule string // istio.io/istio in the module cache (CRDs, charts)
 	istioChart  string // Istio's istio-discovery chart rendered (istio-sidecar-injector.yaml, mesh)
+	auditLog    string // the API server's audit log (local control plane)
 	ca          *certs.Bundle
 	def         *server // meshinject serve for the default revision
 	procs       []*process
@@ -130,6 +145,15 @@ func setup() error {
 	// does, and injected pods need serviceAccountName set (the istio-token
 	// volume), as on every real cluster.
 	suite.env.ControlPlane.GetAPIServer().Configure().Disable("disable-admission-plugins")
+	// An audit log of pod creations, where the webhook's audit annotations
+	// land (TestAuditAnnotations).
+	policy := filepath.Join(suite.work, "audit-policy.yaml")
+	suite.auditLog = filepath.Join(suite.work, "audit.log")
+	if err := os.WriteFile(policy, []byte(auditPolicy), 0o644); err != nil {
+		return err
+	}
+	suite.env.ControlPlane.GetAPIServer().Configure().
+		Set("audit-policy-file", policy).Set("audit-log-path", suite.auditLog).Set("audit-log-format", "json")
 	if _, err := suite.env.Start(); err != nil {
 		return fmt.Errorf("start control plane: %w", err)
 	}

@@ -407,3 +407,62 @@ func base64JSON(b []byte) string {
 	v, _ := json.Marshal(b) // []byte encodes as a base64 string
 	return string(v)
 }
+
+// TestAuditAnnotations: the API server's audit log records, for each pod
+// creation the webhook answered, the decision, revision, configuration
+// hash and templates under the webhook entry's name.
+func TestAuditAnnotations(t *testing.T) {
+	needsLocal(t)
+	ns := namespace(t, "audit", map[string]string{"istio-injection": "enabled"})
+	create(t, ns, appPod("injected"))
+	hostNet := appPod("skipped")
+	hostNet.Spec.HostNetwork = true
+	create(t, ns, hostNet)
+	_ = createErr(t, ns, appPod("denied", withAnnotations("sidecar.istio.io/proxyCPU", "fast")))
+	want := map[string]map[string]string{
+		"injected": {"decision": "injected", "templates": "sidecar", "revision": "default"},
+		"skipped":  {"decision": "skipped:host_network", "revision": "default"},
+		"denied":   {"decision": "denied", "revision": "default"},
+	}
+	for pod, w := range want {
+		var got map[string]string
+		eventually(t, wait, "audit event of pod "+pod, func() error {
+			var err error
+			got, err = auditAnnotations(ns, pod)
+			return err
+		})
+		for k, v := range w {
+			if key := "namespace.meshinject.istio.io/" + k; got[key] != v {
+				t.Errorf("pod %s: audit annotation %s = %q, want %q (all: %v)", pod, key, got[key], v, got)
+			}
+		}
+		if h := got["namespace.meshinject.istio.io/config"]; len(h) != 12 {
+			t.Errorf("pod %s: audit annotation config = %q, want the configuration's 12-digit hash", pod, h)
+		}
+	}
+}
+
+// auditAnnotations are the annotations of the audit event of the creation
+// of pod ns/name.
+func auditAnnotations(ns, name string) (map[string]string, error) {
+	b, err := os.ReadFile(suite.auditLog)
+	if err != nil {
+		return nil, err
+	}
+	for _, line := range bytes.Split(b, []byte("\n")) {
+		var ev struct {
+			Stage     string `json:"stage"`
+			ObjectRef struct {
+				Namespace, Name, Resource string
+			} `json:"objectRef"`
+			Annotations map[string]string `json:"annotations"`
+		}
+		if json.Unmarshal(line, &ev) != nil || ev.Stage != "ResponseComplete" {
+			continue
+		}
+		if ev.ObjectRef.Resource == "pods" && ev.ObjectRef.Namespace == ns && ev.ObjectRef.Name == name {
+			return ev.Annotations, nil
+		}
+	}
+	return nil, fmt.Errorf("no audit event for pod %s/%s yet", ns, name)
+}

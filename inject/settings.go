@@ -165,7 +165,7 @@ func (e *Engine) resolve(pod *corev1.Pod, ns string, req Request) (*Settings, er
 	if req.Workload != nil && req.Workload.Name != "" {
 		s.workload = *req.Workload
 	} else {
-		s.workload = workloadOf(pod)
+		s.workload = WorkloadOf(pod)
 	}
 	pc, err := s.resolveProxyConfig(cfg, a)
 	if err != nil {

@@ -12,10 +12,10 @@ import (
 // (the scheduled time in minutes since the epoch).
 var cronJobName = regexp.MustCompile(`^(.+)-\d{8,10}$`)
 
-// workloadOf returns the workload that owns pod: the Deployment behind a
+// WorkloadOf returns the workload that owns pod, as Istio names it: the Deployment behind a
 // ReplicaSet with a pod-template-hash, the CronJob behind a Job, the
 // controller owner, or the pod itself.
-func workloadOf(pod *corev1.Pod) Workload {
+func WorkloadOf(pod *corev1.Pod) Workload {
 	var ref *metav1.OwnerReference
 	for i := range pod.OwnerReferences {
 		r := &pod.OwnerReferences[i]

@@ -31,9 +31,9 @@ func TestWorkloadOf(t *testing.T) {
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			w := workloadOf(tc.pod)
+			w := WorkloadOf(tc.pod)
 			if w.Kind != tc.kind || w.Name != tc.name {
-				t.Errorf("workloadOf = %s %s, want %s %s", w.Kind, w.Name, tc.kind, tc.name)
+				t.Errorf("WorkloadOf = %s %s, want %s %s", w.Kind, w.Name, tc.kind, tc.name)
 			}
 			if got := ownerURI(w, "ns"); got != tc.ownerURI {
 				t.Errorf("ownerURI = %s, want %s", got, tc.ownerURI)

@@ -61,6 +61,10 @@ type Options struct {
 	Native NativeSidecarPolicy
 	// Metrics records injection metrics. Default: none recorded.
 	Metrics *Metrics
+	// Events records an event on the pod's workload for each review that
+	// reaches the engine: Injected, NotInjected (skipped) or
+	// InjectionDenied. Default: none.
+	Events *Events
 	// MaxPodBytes is the largest pod, as JSON, that is injected; a larger
 	// one is refused before it is decoded. A review allocates up to about
 	// 66 bytes per byte of pod (a pod of thousands of probed containers,
@@ -124,11 +128,13 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 	}
 	eng := h.opts.Engines.Engine() // the review keeps the engine it started with
 	var res inject.Result
+	var workload inject.Workload
 	current, changed, err := preserve.RoundTrip(req.Object.Raw, preserve.Options{}, func(pod *corev1.Pod) (bool, error) {
 		if err := ctx.Err(); err != nil {
 			return false, errExpired{err}
 		}
 		log = log.WithValues("pod", klog.KRef(req.Namespace, cmp.Or(pod.Name, pod.GenerateName)))
+		workload = inject.WorkloadOf(pod)
 		// The engine sees the pod without managedFields and with the
 		// request's namespace; the pod goes back as the request had them.
 		managed, namespace := pod.ManagedFields, pod.Namespace
@@ -150,7 +156,15 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 	warnings := prefixed(res.Warnings)
 	if err != nil || !changed {
 		resp := h.notInjected(req, log, res, warnings, err)
-		resp.AuditAnnotations = audit(eng, decisionOf(resp, res, err), nil)
+		decision := decisionOf(resp, res, err)
+		resp.AuditAnnotations = audit(eng, decision, nil)
+		switch decision {
+		case "denied":
+			h.opts.Events.emit(workload, req.Namespace, corev1.EventTypeWarning, ReasonInjectionDenied, resp.Result.Message)
+		case "error":
+		default:
+			h.opts.Events.emit(workload, req.Namespace, corev1.EventTypeWarning, ReasonNotInjected, "not injected: "+res.Reason)
+		}
 		return resp
 	}
 	resp, n, err := patchResponse(req.Object.Raw, current)
@@ -162,6 +176,8 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 	h.opts.Metrics.success(time.Since(start))
 	log.V(1).Info("injected", "templates", res.Templates, "patchOperations", n)
 	resp.AuditAnnotations = audit(eng, "injected", res.Templates)
+	h.opts.Events.emit(workload, req.Namespace, corev1.EventTypeNormal, ReasonInjected, fmt.Sprintf("injected revision %s with templates %s (config %s)",
+		resp.AuditAnnotations["revision"], resp.AuditAnnotations["templates"], resp.AuditAnnotations["config"]))
 	return resp.WithWarnings(warnings...)
 }
 

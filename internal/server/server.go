@@ -151,19 +151,11 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return fmt.Errorf("load configuration: %w", err)
 	}
-	metrics, err := webhook.NewMetrics(reg)
-	if err != nil {
-		return err
-	}
 	restCfg, client, err := o.client()
 	if err != nil {
 		return err
 	}
 	native, nodes, err := o.nativePolicy(client, log)
-	if err != nil {
-		return err
-	}
-	handler, err := webhook.NewHandler(webhook.Options{Engines: engines, Native: native, Metrics: metrics, MaxPodBytes: o.MaxPodBytes})
 	if err != nil {
 		return err
 	}
@@ -180,10 +172,16 @@ func Run(ctx context.Context, o Options) error {
 		t.abort()
 		return err
 	}
+	handler, runnables, err := o.newHandler(mgr, client != nil, engines, native, reg)
+	if err != nil {
+		t.abort()
+		return err
+	}
 	reviews := drain.wrap(webhook.NewHTTPHandler(webhook.NewWebhook(handler), webhook.HTTPOptions{}))
 	srv.Register("/inject", reviews)
 	srv.Register("/inject/", reviews)
-	runnables := append(t.starts, engines.Run)
+	runnables = append(runnables, t.starts...)
+	runnables = append(runnables, engines.Run)
 	checks := map[string]func() error{"drain": drain.check, "webhook": webhookStarted(srv), "config": engines.Check, "tls": t.ready}
 	if nodes != nil {
 		runnables = append(runnables, nodes.Start)
@@ -229,6 +227,29 @@ func (o *Options) newManager(cfg *rest.Config, t servingTLS, drain *drainer) (ma
 		return nil, nil, fmt.Errorf("manager: %w", err)
 	}
 	return mgr, srv, nil
+}
+
+// newHandler is the injection handler, with its metrics and, with cluster
+// access, its events (through the manager's event recorder, events.k8s.io,
+// which aggregates repeats into a series), and what it needs running.
+func (o *Options) newHandler(mgr manager.Manager, cluster bool, engines webhook.EngineSource, native webhook.NativeSidecarPolicy, reg prometheus.Registerer) (*webhook.Handler, []func(context.Context) error, error) {
+	metrics, err := webhook.NewMetrics(reg)
+	if err != nil {
+		return nil, nil, err
+	}
+	var events *webhook.Events
+	var runnables []func(context.Context) error
+	if cluster {
+		if events, err = webhook.NewEvents(mgr.GetEventRecorder("meshinject"), 0, reg); err != nil {
+			return nil, nil, err
+		}
+		runnables = append(runnables, events.Run)
+	}
+	handler, err := webhook.NewHandler(webhook.Options{Engines: engines, Native: native, Metrics: metrics, Events: events, MaxPodBytes: o.MaxPodBytes})
+	if err != nil {
+		return nil, nil, err
+	}
+	return handler, runnables, nil
 }
 
 // addAll adds the runnables and readiness checks to mgr.

@@ -176,3 +176,13 @@ func userMounts(raw string) (map[string]corev1.VolumeMount, error) {
 	}
 	return mounts, nil
 }
+
+// AnnotationNames are the annotations that change injection, in the
+// table's order.
+func AnnotationNames() []string {
+	names := make([]string, len(annotationTable))
+	for i, r := range annotationTable {
+		names[i] = r.Name
+	}
+	return names
+}

@@ -1,0 +1,144 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/meshinject/meshinject/inject"
+	"github.com/meshinject/meshinject/internal/explain"
+	"github.com/meshinject/meshinject/manifest"
+)
+
+// ExplainOptions are the options of meshinject explain.
+type ExplainOptions struct {
+	ConfigOptions
+	// Filename is a file, a directory or "-" for stdin. Required.
+	Filename string
+	// NamespaceLabels are the labels of the objects' namespace, k=v,...
+	NamespaceLabels string
+	// Output is "text" (default) or "json".
+	Output string
+	// NativeSidecars is auto, true or false. Default auto (offline: off).
+	NativeSidecars string
+}
+
+func newExplainCommand(s Streams) *cobra.Command {
+	o := &ExplainOptions{Output: "text", NativeSidecars: "auto"}
+	cmd := &cobra.Command{
+		Use:   "explain -f FILE|DIR|-",
+		Short: "Say whether and why each pod or workload would be injected, with the diff",
+		Long: `For each pod or workload of the manifests, say which entry of meshinject's
+webhook configuration (as deploy/ installs it) the API server would call,
+given the namespace's labels (--namespace-labels) and the pod's; the
+engine's decision and its reason; the templates and where they came from;
+the annotations that change the output; and the diff of the pod. Offline:
+no cluster is contacted.`,
+		Example: `  meshinject explain -f app.yaml --namespace-labels istio-injection=enabled
+  meshinject explain -f deploy.yaml -o json | jq '.items[].decision'`,
+		Args: cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error { return o.Run(s) },
+	}
+	o.AddFlags(cmd.Flags())
+	cmd.Flags().StringVarP(&o.Filename, "filename", "f", "", "manifest file, directory (recursive: *.yaml, *.yml, *.json) or - for stdin")
+	cmd.Flags().StringVar(&o.NamespaceLabels, "namespace-labels", "", "labels of the objects' namespace, k=v,... (kubernetes.io/metadata.name is added)")
+	cmd.Flags().StringVarP(&o.Output, "output", "o", "text", "text, or json (the schema is in the README)")
+	cmd.Flags().StringVar(&o.NativeSidecars, "native-sidecars", "auto", "native sidecars: auto (offline: off), true or false")
+	return cmd
+}
+
+// Run explains the manifests.
+func (o *ExplainOptions) Run(s Streams) error {
+	if o.Output != "text" && o.Output != "json" {
+		return fmt.Errorf("-o %q: want text or json", o.Output)
+	}
+	nsLabels, err := parseLabels(o.NamespaceLabels)
+	if err != nil {
+		return err
+	}
+	native, err := parseNative(o.NativeSidecars)
+	if err != nil {
+		return err
+	}
+	cfg, err := o.Load()
+	if err != nil {
+		return err
+	}
+	eng, err := inject.New(inject.Options{Config: cfg})
+	if err != nil {
+		return err
+	}
+	mwc, err := explain.Webhooks(cfg.RevisionName())
+	if err != nil {
+		return err
+	}
+	inputs, err := readInputs(o.Filename, s.In)
+	if err != nil {
+		return err
+	}
+	var reports []explain.Report
+	fn := func(obj manifest.Object, pod *corev1.Pod) (bool, error) {
+		ref := explain.Object{APIVersion: obj.APIVersion, Kind: obj.Kind, Namespace: obj.Namespace, Name: obj.Name}
+		if ref.Namespace == "" {
+			ref.Namespace = "default"
+		}
+		r, err := explain.Explain(eng, mwc, ref, pod, explain.Options{NamespaceLabels: nsLabels, NativeSidecars: native})
+		if err != nil {
+			return false, fmt.Errorf("%s: %w", obj, err)
+		}
+		reports = append(reports, r)
+		return false, nil
+	}
+	for _, in := range inputs {
+		if _, err := manifest.Transform(in.data, fn); err != nil {
+			return fmt.Errorf("%s: %w", in.name, err)
+		}
+	}
+	return writeReports(s, reports, o.Output)
+}
+
+// writeReports writes the reports as text or as {"items": [...]}.
+func writeReports(s Streams, reports []explain.Report, output string) error {
+	if output == "json" {
+		enc := json.NewEncoder(s.Out)
+		enc.SetIndent("", "  ")
+		if reports == nil {
+			reports = []explain.Report{}
+		}
+		return enc.Encode(map[string]any{"items": reports})
+	}
+	f, isFile := s.Out.(*os.File)
+	colour := false
+	if isFile {
+		if st, err := f.Stat(); err == nil {
+			colour = st.Mode()&os.ModeCharDevice != 0
+		}
+	}
+	for i, r := range reports {
+		if i > 0 {
+			fmt.Fprintln(s.Out)
+		}
+		explain.WriteText(s.Out, r, colour)
+	}
+	return nil
+}
+
+// parseLabels reads k=v,... into a map.
+func parseLabels(s string) (map[string]string, error) {
+	out := map[string]string{}
+	if strings.TrimSpace(s) == "" {
+		return out, nil
+	}
+	for _, kv := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("--namespace-labels %q: want k=v pairs separated by commas", s)
+		}
+		out[k] = v
+	}
+	return out, nil
+}

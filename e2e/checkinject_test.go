@@ -81,11 +81,11 @@ func TestMeshinjectCheckInject(t *testing.T) {
 		verdict, note string
 	}{
 		{[]string{"-n", enabled, "web"}, true, "namespace.meshinject.istio.io matches", "revision default", "injected", "templates sidecar"},
-		{[]string{"-n", enabled, "optout"}, false, "pod label sidecar.istio.io/inject=false (excluded)", "", "skipped", "sidecar.istio.io/inject=false"},
+		{[]string{"-n", enabled, "optout"}, false, "pod label sidecar.istio.io/inject=false (excluded)", "", "not-sent", "skip it: label sidecar.istio.io/inject=false"},
 		{[]string{"-n", enabled, "agent"}, true, "namespace.meshinject.istio.io matches", "", "skipped", "pod has hostNetwork"},
-		{[]string{"-n", plain, "annotated"}, false, "pod label sidecar.istio.io/inject is not set (want true)", "", "injected", ""},
+		{[]string{"-n", plain, "annotated"}, false, "pod label sidecar.istio.io/inject is not set (want true)", "", "not-sent", "the engine would inject it"},
 		{[]string{"-n", enabled, "deployment/reviews"}, true, "namespace.meshinject.istio.io matches", "", "injected", "templates sidecar"},
-		{[]string{"-n", plain, "-l", "app=nothing"}, false, "namespace label istio-injection is not set (want enabled)", "", "injected", ""},
+		{[]string{"-n", plain, "-l", "app=nothing"}, false, "namespace label istio-injection is not set (want enabled)", "", "not-sent", "the engine would inject it"},
 	}
 	for _, c := range cases {
 		got := meshinjectCheck(t, c.args...)

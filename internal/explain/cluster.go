@@ -34,6 +34,8 @@ type Check struct {
 	Verdict Decision `json:"verdict"`
 	// Warnings say what needs a person: more than one injector matching.
 	Warnings []string `json:"warnings,omitempty"`
+	// Hints say how to get what the pod seems to ask for.
+	Hints []string `json:"hints,omitempty"`
 }
 
 // WebhookCheck is one configuration's verdict: Istio's check-inject columns.
@@ -86,7 +88,7 @@ func (c *Checker) CheckAll(ctx context.Context, targets []Target) ([]Check, erro
 			}
 			nsLabels[ns] = n.Labels
 		}
-		out = append(out, check(mwcs.Items, eng, t, nsLabels[ns]))
+		out = append(out, check(mwcs.Items, eng, t, nsLabels[ns], cmpOr(c.Revision, "default")))
 	}
 	return out, nil
 }
@@ -113,9 +115,9 @@ func (c *Checker) engine(ctx context.Context) (*inject.Engine, error) {
 }
 
 // check is one target's verdicts.
-func check(mwcs []admissionregistrationv1.MutatingWebhookConfiguration, eng *inject.Engine, t Target, nsLabels map[string]string) Check {
+func check(mwcs []admissionregistrationv1.MutatingWebhookConfiguration, eng *inject.Engine, t Target, nsLabels map[string]string, rev string) Check {
 	c := Check{Object: t.Object}
-	injecting := 0
+	injecting, oursCalled := 0, false
 	for i := range mwcs {
 		m := &mwcs[i]
 		if !actsOnPodCreate(m) {
@@ -125,6 +127,7 @@ func check(mwcs []admissionregistrationv1.MutatingWebhookConfiguration, eng *inj
 		wc := WebhookCheck{Webhook: m.Name, Revision: cmpOr(m.Labels["meshinject.io/rev"], m.Labels["istio.io/rev"]), Injected: w.Sent, Reason: reason(w)}
 		if w.Sent {
 			injecting++
+			oursCalled = oursCalled || m.Labels["meshinject.io/rev"] == rev
 		}
 		c.Webhooks = append(c.Webhooks, wc)
 	}
@@ -141,6 +144,12 @@ func check(mwcs []admissionregistrationv1.MutatingWebhookConfiguration, eng *inj
 		}
 	}
 	c.Verdict = verdict(eng, t)
+	if !oursCalled {
+		if c.Verdict.Result == "injected" && injecting == 0 {
+			c.Hints = notSentHints(t.Pod)
+		}
+		c.Verdict = Decision{Result: "not-sent", Reason: notSentReason(c.Verdict)}
+	}
 	return c
 }
 
@@ -223,6 +232,9 @@ func WriteChecks(w io.Writer, checks []Check) {
 		fmt.Fprintln(w)
 		for _, warn := range c.Warnings {
 			fmt.Fprintf(w, "WARNING: %s\n", warn)
+		}
+		for _, h := range c.Hints {
+			fmt.Fprintf(w, "hint: %s\n", h)
 		}
 	}
 }

@@ -189,6 +189,9 @@ func notSentReason(d Decision) string {
 	case "denied":
 		would = "refuse it: " + d.Reason
 	}
+	if d.Reason != "" && d.Result == "injected" {
+		would += " (" + d.Reason + ")"
+	}
 	return "no webhook entry matches, so the API server does not call meshinject (the engine would " + would + ")"
 }
 

@@ -39,7 +39,10 @@ func TestExplainAgreesWithAPIServer(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			ns := namespace(t, "explain", c.nsLabels)
-			verdict := explainPod(t, ns, c.nsLabels, c.pod)
+			verdict := explainPod(t, ns, c.nsLabels, c.pod, "--namespace-labels", labelList(c.nsLabels))
+			if live := explainPod(t, ns, c.nsLabels, c.pod, "--kubeconfig", suite.kubeconfig); live != verdict {
+				t.Errorf("explain --kubeconfig says %s, offline with the labels %s", live, verdict)
+			}
 			client, w := warningClient(t)
 			got, err := client.CoreV1().Pods(ns).Create(t.Context(), c.pod, metav1.CreateOptions{})
 			var outcome string
@@ -62,9 +65,9 @@ func TestExplainAgreesWithAPIServer(t *testing.T) {
 	}
 }
 
-// explainPod runs meshinject explain -o json on pod in ns with the
-// namespace's labels and returns its decision.
-func explainPod(t *testing.T, ns string, nsLabels map[string]string, pod *corev1.Pod) string {
+// explainPod runs meshinject explain -o json on pod in ns with the extra
+// flags and returns its decision.
+func explainPod(t *testing.T, ns string, nsLabels map[string]string, pod *corev1.Pod, flags ...string) string {
 	t.Helper()
 	p := pod.DeepCopy()
 	p.APIVersion, p.Kind, p.Namespace = "v1", "Pod", ns
@@ -72,17 +75,13 @@ func explainPod(t *testing.T, ns string, nsLabels map[string]string, pod *corev1
 	if err != nil {
 		t.Fatal(err)
 	}
-	var labels []string
-	for k, v := range nsLabels {
-		labels = append(labels, k+"="+v)
-	}
 	ctx, cancel := context.WithTimeout(t.Context(), wait)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, suite.meshinject, "explain", "-o", "json", "-f", "-", "--namespace-labels", strings.Join(labels, ","))
+	cmd := exec.CommandContext(ctx, suite.meshinject, append([]string{"explain", "-o", "json", "-f", "-"}, flags...)...)
 	cmd.Stdin = bytes.NewReader(in)
 	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("meshinject explain: %v", err)
+		t.Fatalf("meshinject explain %v: %v", flags, err)
 	}
 	var doc struct {
 		Items []struct {
@@ -93,4 +92,13 @@ func explainPod(t *testing.T, ns string, nsLabels map[string]string, pod *corev1
 		t.Fatalf("meshinject explain -o json: %v\n%s", err, out)
 	}
 	return doc.Items[0].Decision.Result
+}
+
+// labelList writes labels as k=v,...
+func labelList(labels map[string]string) string {
+	var out []string
+	for k, v := range labels {
+		out = append(out, k+"="+v)
+	}
+	return strings.Join(out, ",")
 }

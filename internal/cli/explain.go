@@ -1,13 +1,16 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/meshinject/meshinject/inject"
 	"github.com/meshinject/meshinject/internal/explain"
@@ -25,6 +28,10 @@ type ExplainOptions struct {
 	Output string
 	// NativeSidecars is auto, true or false. Default auto (offline: off).
 	NativeSidecars string
+	// Kubeconfig and Context, when either is set, read the namespaces'
+	// labels and meshinject's webhook configuration from that cluster.
+	// Default: offline.
+	Kubeconfig, Context string
 }
 
 func newExplainCommand(s Streams) *cobra.Command {
@@ -48,6 +55,8 @@ no cluster is contacted.`,
 	cmd.Flags().StringVar(&o.NamespaceLabels, "namespace-labels", "", "labels of the objects' namespace, k=v,... (kubernetes.io/metadata.name is added)")
 	cmd.Flags().StringVarP(&o.Output, "output", "o", "text", "text, or json (the schema is in the README)")
 	cmd.Flags().StringVar(&o.NativeSidecars, "native-sidecars", "auto", "native sidecars: auto (offline: off), true or false")
+	cmd.Flags().StringVar(&o.Kubeconfig, "kubeconfig", "", "read the namespaces' labels and meshinject's webhook configuration from this cluster (default: offline)")
+	cmd.Flags().StringVar(&o.Context, "context", "", "kubeconfig context, for --kubeconfig")
 	return cmd
 }
 
@@ -76,6 +85,12 @@ func (o *ExplainOptions) Run(s Streams) error {
 	if err != nil {
 		return err
 	}
+	labelsOf := func(string) (map[string]string, error) { return nsLabels, nil }
+	if o.Kubeconfig != "" || o.Context != "" {
+		if mwc, labelsOf, err = o.live(mwc.Name); err != nil {
+			return err
+		}
+	}
 	inputs, err := readInputs(o.Filename, s.In)
 	if err != nil {
 		return err
@@ -86,7 +101,11 @@ func (o *ExplainOptions) Run(s Streams) error {
 		if ref.Namespace == "" {
 			ref.Namespace = "default"
 		}
-		r, err := explain.Explain(eng, mwc, ref, pod, explain.Options{NamespaceLabels: nsLabels, NativeSidecars: native})
+		labels, err := labelsOf(ref.Namespace)
+		if err != nil {
+			return false, err
+		}
+		r, err := explain.Explain(eng, mwc, ref, pod, explain.Options{NamespaceLabels: labels, NativeSidecars: native})
 		if err != nil {
 			return false, fmt.Errorf("%s: %w", obj, err)
 		}
@@ -99,6 +118,33 @@ func (o *ExplainOptions) Run(s Streams) error {
 		}
 	}
 	return writeReports(s, reports, o.Output)
+}
+
+// live reads meshinject's webhook configuration (name) from the cluster,
+// and returns it with a reader of namespaces' labels there.
+func (o *ExplainOptions) live(name string) (*admissionregistrationv1.MutatingWebhookConfiguration, func(string) (map[string]string, error), error) {
+	c := &CheckInjectOptions{Kubeconfig: o.Kubeconfig, Context: o.Context}
+	client, _, err := c.client()
+	if err != nil {
+		return nil, nil, err
+	}
+	ctx := context.Background()
+	mwc, err := client.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return nil, nil, fmt.Errorf("meshinject's webhook configuration %s: %w", name, err)
+	}
+	cache := map[string]map[string]string{}
+	return mwc, func(ns string) (map[string]string, error) {
+		if l, ok := cache[ns]; ok {
+			return l, nil
+		}
+		n, err := client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("namespace %s: %w", ns, err)
+		}
+		cache[ns] = n.Labels
+		return n.Labels, nil
+	}, nil
 }
 
 // writeReports writes the reports as text or as {"items": [...]}.

@@ -117,13 +117,14 @@ const WarningPrefix = "meshinject: "
 func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.Response {
 	start := time.Now()
 	log := logf.FromContext(ctx)
-	h.opts.Metrics.request()
-	if resp, done := h.checkRequest(log, req); done {
+	rec := h.opts.Metrics.review(req.Namespace)
+	rec.request()
+	if resp, done := h.checkRequest(log, rec, req); done {
 		return resp
 	}
 	env, err := pathParams(ctx)
 	if err != nil {
-		h.opts.Metrics.failure("path")
+		rec.failure("path")
 		return admission.Errored(http.StatusBadRequest, err)
 	}
 	eng := h.opts.Engines.Engine() // the review keeps the engine it started with
@@ -155,7 +156,7 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 	})
 	warnings := prefixed(res.Warnings)
 	if err != nil || !changed {
-		resp := h.notInjected(req, log, res, warnings, err)
+		resp := h.notInjected(req, log, rec, res, warnings, err)
 		decision := decisionOf(resp, res, err)
 		resp.AuditAnnotations = audit(eng, decision, nil)
 		switch decision {
@@ -169,11 +170,11 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 	}
 	resp, n, err := patchResponse(req.Object.Raw, current)
 	if err != nil {
-		h.opts.Metrics.failure("internal")
+		rec.failure("internal")
 		log.Error(err, "computing the patch failed")
 		return admission.Errored(http.StatusInternalServerError, err)
 	}
-	h.opts.Metrics.success(time.Since(start))
+	rec.success(time.Since(start))
 	log.V(1).Info("injected", "templates", res.Templates, "patchOperations", n)
 	resp.AuditAnnotations = audit(eng, "injected", res.Templates)
 	h.opts.Events.emit(workload, req.Namespace, corev1.EventTypeNormal, ReasonInjected, fmt.Sprintf("injected revision %s with templates %s (config %s)",
@@ -211,26 +212,26 @@ type errExpired struct{ error }
 
 // notInjected answers a review whose pod was not injected: skipped, or an
 // error of decoding, the deadline, the pod's annotations or our own.
-func (h *Handler) notInjected(req admission.Request, log logr.Logger, res inject.Result, warnings []string, err error) admission.Response {
+func (h *Handler) notInjected(req admission.Request, log logr.Logger, rec reviewMetrics, res inject.Result, warnings []string, err error) admission.Response {
 	var de *preserve.DecodeError
 	var ie *inject.Error
 	var expired errExpired
 	switch {
 	case err == nil:
-		return h.skipped(log, res, warnings)
+		return h.skipped(log, rec, res, warnings)
 	case errors.As(err, &de):
-		h.opts.Metrics.failure("decode")
+		rec.failure("decode")
 		return admission.Errored(http.StatusBadRequest, describeDecodeError("request.object", req.Object.Raw, new(corev1.Pod), de.Err))
 	case errors.As(err, &expired):
 		// The API server has given up on the review, so the work stops.
-		h.opts.Metrics.failure("deadline")
+		rec.failure("deadline")
 		return admission.Errored(http.StatusServiceUnavailable, fmt.Errorf("the review's deadline passed: %w", expired.error))
 	case errors.As(err, &ie):
-		h.opts.Metrics.failure("invalid_annotation")
+		rec.failure("invalid_annotation")
 		log.Info("injection refused", "field", ie.Field, "reason", ie.Err.Error())
 		return admission.Denied(err.Error()).WithWarnings(warnings...)
 	}
-	h.opts.Metrics.failure("internal")
+	rec.failure("internal")
 	log.Error(err, "injection failed")
 	return admission.Errored(http.StatusInternalServerError, err).WithWarnings(warnings...)
 }
@@ -238,20 +239,20 @@ func (h *Handler) notInjected(req admission.Request, log logr.Logger, res inject
 // checkRequest answers a request that is not a pod to inject: none, no
 // uid, another kind (allowed, with a warning), or a pod over the size
 // limit.
-func (h *Handler) checkRequest(log logr.Logger, req admission.Request) (admission.Response, bool) {
+func (h *Handler) checkRequest(log logr.Logger, rec reviewMetrics, req admission.Request) (admission.Response, bool) {
 	switch {
 	case req.UID == "" && req.Kind.Kind == "" && len(req.Object.Raw) == 0:
-		h.opts.Metrics.failure("decode")
+		rec.failure("decode")
 		return admission.Errored(http.StatusBadRequest, errors.New("the AdmissionReview has no request")), true
 	case req.UID == "":
-		h.opts.Metrics.failure("decode")
+		rec.failure("decode")
 		return admission.Errored(http.StatusBadRequest, errors.New("request.uid: missing (the API server matches the response to it)")), true
 	case req.Kind.Kind != "Pod" || req.Kind.Group != "":
 		log.V(1).Info("ignoring a request that is not for a Pod", "kind", req.Kind.String())
 		return admission.Allowed("").WithWarnings(fmt.Sprintf("%snot injected: the request is for %s, not a Pod", WarningPrefix, req.Kind.Kind)), true
 	case len(req.Object.Raw) > h.opts.MaxPodBytes:
 		n := len(req.Object.Raw)
-		h.opts.Metrics.failure("too_large")
+		rec.failure("too_large")
 		log.Info("injection refused: pod too large", "bytes", n, "limit", h.opts.MaxPodBytes)
 		return admission.Denied(fmt.Sprintf("request.object: the pod is %s of JSON; meshinject injects pods of up to %s (serve --max-pod-bytes)",
 			sizeText(n), sizeText(h.opts.MaxPodBytes))), true
@@ -261,8 +262,8 @@ func (h *Handler) checkRequest(log logr.Logger, req admission.Request) (admissio
 
 // skipped answers a review whose pod is not injected: allowed, with a
 // warning saying why.
-func (h *Handler) skipped(log logr.Logger, res inject.Result, warnings []string) admission.Response {
-	h.opts.Metrics.skip(res.SkipKind)
+func (h *Handler) skipped(log logr.Logger, rec reviewMetrics, res inject.Result, warnings []string) admission.Response {
+	rec.skip(res.SkipKind)
 	if res.SkipKind == inject.SkipPolicyUnknown {
 		log.Error(errors.New(res.Reason), "injection config has an unknown policy; pods are not injected")
 	} else {

@@ -37,7 +37,7 @@ func newTestHandler(t testing.TB, native bool) (*Handler, *Metrics) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := NewMetrics(prometheus.NewRegistry())
+	m, err := NewMetrics(prometheus.NewRegistry(), MetricsOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -395,11 +395,11 @@ func TestHandleAuditAnnotations(t *testing.T) {
 func TestInjectionTimeBuckets(t *testing.T) {
 	t.Parallel()
 	reg := prometheus.NewRegistry()
-	m, err := NewMetrics(reg)
+	m, err := NewMetrics(reg, MetricsOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	m.success(time.Millisecond)
+	m.review("shop").success(time.Millisecond)
 	families, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -419,5 +419,36 @@ func TestInjectionTimeBuckets(t *testing.T) {
 	}
 	if !slices.IsSorted(bounds) {
 		t.Errorf("bounds not sorted: %v", bounds)
+	}
+}
+
+// TestMetricsNamespaceLabel: the counters carry the review's namespace
+// only when asked to.
+func TestMetricsNamespaceLabel(t *testing.T) {
+	t.Parallel()
+	for _, on := range []bool{false, true} {
+		h, _ := newTestHandler(t, true)
+		reg := prometheus.NewRegistry()
+		m, err := NewMetrics(reg, MetricsOptions{NamespaceLabel: on})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.opts.Metrics = m
+		h.Handle(testCtx(t, "/inject"), podRequest("", ""))
+		h.Handle(testCtx(t, "/inject"), podRequest("", `,"hostNetwork":true`))
+		want := `
+# HELP sidecar_injection_requests_total Total number of sidecar injection requests.
+# TYPE sidecar_injection_requests_total counter
+sidecar_injection_requests_total 2
+# HELP sidecar_injection_skip_total Total number of skipped sidecar injection requests, by reason.
+# TYPE sidecar_injection_skip_total counter
+sidecar_injection_skip_total{reason="host_network"} 1
+`
+		if on {
+			want = strings.ReplaceAll(strings.ReplaceAll(want, "total 2", `total{namespace="shop"} 2`), `{reason="host_network"}`, `{namespace="shop",reason="host_network"}`)
+		}
+		if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "sidecar_injection_requests_total", "sidecar_injection_skip_total"); err != nil {
+			t.Errorf("namespace label %v: %v", on, err)
+		}
 	}
 }

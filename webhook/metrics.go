@@ -16,28 +16,43 @@ import (
 // fixed kinds, never pod or annotation text. A nil *Metrics records nothing.
 type Metrics struct {
 	requests  *prometheus.CounterVec
-	successes prometheus.Counter
+	successes *prometheus.CounterVec
 	skips     *prometheus.CounterVec
 	failures  *prometheus.CounterVec
 	duration  prometheus.Histogram
+	namespace bool
+}
+
+// MetricsOptions configures NewMetrics.
+type MetricsOptions struct {
+	// NamespaceLabel adds a namespace label to the request, success, skip
+	// and failure counters. Default off: a series per namespace can be
+	// many series.
+	NamespaceLabel bool
 }
 
 // NewMetrics creates the metrics and registers them with reg, sharing
 // those already there (promreg.Register).
-func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
-	m := &Metrics{
+func NewMetrics(reg prometheus.Registerer, opts MetricsOptions) (*Metrics, error) {
+	labels := func(l ...string) []string {
+		if opts.NamespaceLabel {
+			l = append(l, "namespace")
+		}
+		return l
+	}
+	m := &Metrics{namespace: opts.NamespaceLabel,
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sidecar_injection_requests_total", Help: "Total number of sidecar injection requests.",
-		}, nil),
-		successes: prometheus.NewCounter(prometheus.CounterOpts{
+		}, labels()),
+		successes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sidecar_injection_success_total", Help: "Total number of successful sidecar injection requests.",
-		}),
+		}, labels()),
 		skips: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sidecar_injection_skip_total", Help: "Total number of skipped sidecar injection requests, by reason.",
-		}, []string{"reason"}),
+		}, labels("reason")),
 		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sidecar_injection_failure_total", Help: "Total number of failed sidecar injection requests, by reason.",
-		}, []string{"reason"}),
+		}, labels("reason")),
 		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "sidecar_injection_time_seconds", Help: "Time taken to inject a pod.",
 			Buckets: injectionBuckets(),
@@ -64,27 +79,45 @@ func injectionBuckets() []float64 {
 	return slices.Compact(b)
 }
 
-func (m *Metrics) request() {
-	if m != nil {
-		m.requests.WithLabelValues().Inc()
+// reviewMetrics records one review's metrics, in its namespace's series
+// when the metrics have the label. The zero value records nothing.
+type reviewMetrics struct {
+	m  *Metrics
+	ns string
+}
+
+// review is the recorder of a review in namespace ns.
+func (m *Metrics) review(ns string) reviewMetrics { return reviewMetrics{m: m, ns: ns} }
+
+// labels are the label values with the namespace when the metrics have it.
+func (r reviewMetrics) labels(l ...string) []string {
+	if r.m.namespace {
+		return append(l, r.ns)
+	}
+	return l
+}
+
+func (r reviewMetrics) request() {
+	if r.m != nil {
+		r.m.requests.WithLabelValues(r.labels()...).Inc()
 	}
 }
 
-func (m *Metrics) success(d time.Duration) {
-	if m != nil {
-		m.successes.Inc()
-		m.duration.Observe(d.Seconds())
+func (r reviewMetrics) success(d time.Duration) {
+	if r.m != nil {
+		r.m.successes.WithLabelValues(r.labels()...).Inc()
+		r.m.duration.Observe(d.Seconds())
 	}
 }
 
-func (m *Metrics) skip(kind string) {
-	if m != nil {
-		m.skips.WithLabelValues(kind).Inc()
+func (r reviewMetrics) skip(kind string) {
+	if r.m != nil {
+		r.m.skips.WithLabelValues(r.labels(kind)...).Inc()
 	}
 }
 
-func (m *Metrics) failure(reason string) {
-	if m != nil {
-		m.failures.WithLabelValues(reason).Inc()
+func (r reviewMetrics) failure(reason string) {
+	if r.m != nil {
+		r.m.failures.WithLabelValues(r.labels(reason)...).Inc()
 	}
 }

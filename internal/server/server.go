@@ -78,6 +78,9 @@ type Options struct {
 	// EnableHTTP2 serves HTTP/2 (off by default: the HTTP/2 rapid-reset
 	// CVEs).
 	EnableHTTP2 bool
+	// MetricsNamespaceLabel adds a namespace label to the injection
+	// counters. Default off (a series per namespace).
+	MetricsNamespaceLabel bool
 	// MaxPodBytes is the largest pod (as JSON) injected; larger ones are
 	// refused. Default webhook.DefaultMaxPodBytes (768 KiB).
 	MaxPodBytes int
@@ -233,7 +236,7 @@ func (o *Options) newManager(cfg *rest.Config, t servingTLS, drain *drainer) (ma
 // access, its events (through the manager's event recorder, events.k8s.io,
 // which aggregates repeats into a series), and what it needs running.
 func (o *Options) newHandler(mgr manager.Manager, cluster bool, engines webhook.EngineSource, native webhook.NativeSidecarPolicy, reg prometheus.Registerer) (*webhook.Handler, []func(context.Context) error, error) {
-	metrics, err := webhook.NewMetrics(reg)
+	metrics, err := webhook.NewMetrics(reg, webhook.MetricsOptions{NamespaceLabel: o.MetricsNamespaceLabel})
 	if err != nil {
 		return nil, nil, err
 	}

@@ -82,7 +82,7 @@ func TestMeshinjectCheckInject(t *testing.T) {
 	}{
 		{[]string{"-n", enabled, "web"}, true, "namespace.meshinject.istio.io matches", "revision default", "injected", "templates sidecar"},
 		{[]string{"-n", enabled, "optout"}, false, "pod label sidecar.istio.io/inject=false (excluded)", "", "not-sent", "skip it: label sidecar.istio.io/inject=false"},
-		{[]string{"-n", enabled, "agent"}, true, "namespace.meshinject.istio.io matches", "", "skipped", "pod has hostNetwork"},
+		{[]string{"-n", enabled, "agent"}, false, "match condition not-host-network is false", "", "not-sent", "skip it: pod has hostNetwork"},
 		{[]string{"-n", plain, "annotated"}, false, "pod label sidecar.istio.io/inject is not set (want true)", "", "not-sent", "the engine would inject it"},
 		{[]string{"-n", enabled, "deployment/reviews"}, true, "namespace.meshinject.istio.io matches", "", "injected", "templates sidecar"},
 		{[]string{"-n", plain, "-l", "app=nothing"}, false, "namespace label istio-injection is not set (want enabled)", "", "not-sent", "the engine would inject it"},

@@ -178,15 +178,27 @@ func TestErrorsAndWarnings(t *testing.T) {
 	}
 
 	client, w := warningClient(t)
-	host := appPod("host")
-	host.Spec.HostNetwork = true
-	got, err := client.CoreV1().Pods(ns).Create(t.Context(), host, metav1.CreateOptions{})
+	optOut := appPod("opt-out", withAnnotations("sidecar.istio.io/inject", "false"))
+	got, err := client.CoreV1().Pods(ns).Create(t.Context(), optOut, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	assertUntouched(t, got)
-	if ws := w.all(); !containsSub(ws, "meshinject: not injected: pod has hostNetwork") {
-		t.Errorf("hostNetwork pod: warnings %q, want the skip reason", ws)
+	if ws := w.all(); !containsSub(ws, "meshinject: not injected: annotation sidecar.istio.io/inject=false") {
+		t.Errorf("opted-out pod: warnings %q, want the skip reason", ws)
+	}
+
+	// A hostNetwork pod is never sent: the entries' matchConditions.
+	client, w = warningClient(t)
+	host := appPod("host")
+	host.Spec.HostNetwork = true
+	if got, err = client.CoreV1().Pods(ns).Create(t.Context(), host, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	assertUntouched(t, got)
+	// Sent, it would carry the skip warning "not injected: pod has hostNetwork".
+	if ws := w.all(); containsSub(ws, "meshinject:") {
+		t.Errorf("hostNetwork pod reached the webhook (warnings %q): the match condition did not keep it away", ws)
 	}
 
 	manifest := filepath.Join(t.TempDir(), "pod.json")
@@ -415,13 +427,11 @@ func TestAuditAnnotations(t *testing.T) {
 	needsLocal(t)
 	ns := namespace(t, "audit", map[string]string{"istio-injection": "enabled"})
 	create(t, ns, appPod("injected"))
-	hostNet := appPod("skipped")
-	hostNet.Spec.HostNetwork = true
-	create(t, ns, hostNet)
+	create(t, ns, appPod("skipped", withAnnotations("sidecar.istio.io/inject", "false")))
 	_ = createErr(t, ns, appPod("denied", withAnnotations("sidecar.istio.io/proxyCPU", "fast")))
 	want := map[string]map[string]string{
 		"injected": {"decision": "injected", "templates": "sidecar", "revision": "default"},
-		"skipped":  {"decision": "skipped:host_network", "revision": "default"},
+		"skipped":  {"decision": "skipped:explicitly_disabled", "revision": "default"},
 		"denied":   {"decision": "denied", "revision": "default"},
 	}
 	for pod, w := range want {

@@ -23,14 +23,14 @@ func TestWorkloadEvents(t *testing.T) {
 	needsLocal(t) // waits on kube-controller-manager of our own
 	ns := namespace(t, "events", map[string]string{"istio-injection": "enabled"})
 	deployment(t, ns, "web", 1, nil, nil, false)
-	deployment(t, ns, "hostnet", 1, nil, nil, true)
+	deployment(t, ns, "optout", 1, map[string]string{"sidecar.istio.io/inject": "false"}, nil, false)
 	deployment(t, ns, "bad", 1, map[string]string{"sidecar.istio.io/proxyCPU": "fast"}, nil, false)
 	eventually(t, wait, "the first web pod", func() error { return podsReady(ns, "web", 1) })
 	scale(t, ns, "web", 5)
 	eventually(t, wait, "five web pods", func() error { return podsReady(ns, "web", 5) })
 	for _, c := range []struct{ name, kind, reason, note string }{
 		{"web", corev1.EventTypeNormal, "Injected", "injected revision default with templates sidecar"},
-		{"hostnet", corev1.EventTypeWarning, "NotInjected", "not injected: pod has hostNetwork"},
+		{"optout", corev1.EventTypeWarning, "NotInjected", "not injected: annotation sidecar.istio.io/inject=false"},
 		{"bad", corev1.EventTypeWarning, "InjectionDenied", `invalid sidecar.istio.io/proxyCPU "fast"`},
 	} {
 		var got []eventsv1.Event

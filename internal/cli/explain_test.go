@@ -56,7 +56,7 @@ func TestExplainDecisions(t *testing.T) {
 		"enabled.yaml":           {"injected", true, ""},
 		"unlabelled.yaml":        {"not-sent", false, "the engine would inject it"},
 		"opted-out.yaml":         {"not-sent", false, "skip it: label sidecar.istio.io/inject=false"},
-		"host-network.yaml":      {"skipped", true, "pod has hostNetwork"},
+		"host-network.yaml":      {"not-sent", false, "skip it: pod has hostNetwork"}, // the match condition
 		"annotation-opt-in.yaml": {"not-sent", false, "the engine would inject it"},
 		"denied.yaml":            {"denied", true, `invalid sidecar.istio.io/proxyCPU "fast"`},
 		"gateway.yaml":           {"injected", true, ""},

@@ -123,7 +123,7 @@ func check(mwcs []admissionregistrationv1.MutatingWebhookConfiguration, eng *inj
 		if !actsOnPodCreate(m) {
 			continue
 		}
-		w := matchWebhook(m, t.Object.Namespace, nsLabels, t.Pod.Labels)
+		w := matchWebhook(m, t.Object.Namespace, nsLabels, t.Pod)
 		wc := WebhookCheck{Webhook: m.Name, Revision: cmpOr(m.Labels["meshinject.io/rev"], m.Labels["istio.io/rev"]), Injected: w.Sent, Reason: reason(w)}
 		if w.Sent {
 			injecting++

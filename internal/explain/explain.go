@@ -129,7 +129,7 @@ func Webhooks(revision string) (*admissionregistrationv1.MutatingWebhookConfigur
 
 // Explain explains pod (of obj) for the engine.
 func Explain(eng *inject.Engine, mwc *admissionregistrationv1.MutatingWebhookConfiguration, obj Object, pod *corev1.Pod, o Options) (Report, error) {
-	r := Report{Object: obj, Webhook: matchWebhook(mwc, obj.Namespace, o.NamespaceLabels, pod.Labels)}
+	r := Report{Object: obj, Webhook: matchWebhook(mwc, obj.Namespace, o.NamespaceLabels, pod)}
 	r.Annotations = annotations(pod)
 	before, err := yaml.Marshal(pod)
 	if err != nil {
@@ -195,8 +195,9 @@ func notSentReason(d Decision) string {
 	return "no webhook entry matches, so the API server does not call meshinject (the engine would " + would + ")"
 }
 
-// matchWebhook evaluates each entry's selectors as the API server does.
-func matchWebhook(mwc *admissionregistrationv1.MutatingWebhookConfiguration, ns string, nsLabels, podLabels map[string]string) Webhook {
+// matchWebhook evaluates each entry's selectors and match conditions as
+// the API server does.
+func matchWebhook(mwc *admissionregistrationv1.MutatingWebhookConfiguration, ns string, nsLabels map[string]string, pod *corev1.Pod) Webhook {
 	all := map[string]string{"kubernetes.io/metadata.name": ns}
 	for k, v := range nsLabels {
 		all[k] = v
@@ -205,7 +206,10 @@ func matchWebhook(mwc *admissionregistrationv1.MutatingWebhookConfiguration, ns 
 	for _, e := range mwc.Webhooks {
 		ok, why := matches(e.NamespaceSelector, all, "namespace")
 		if ok {
-			ok, why = matches(e.ObjectSelector, podLabels, "pod")
+			ok, why = matches(e.ObjectSelector, pod.Labels, "pod")
+		}
+		if ok {
+			ok, why = matchConditions(e.MatchConditions, pod, ns)
 		}
 		if ok {
 			why = "namespace and pod selectors match"

@@ -12,7 +12,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/meshinject/meshinject/inject"
 	"github.com/meshinject/meshinject/internal/explain"
 	"github.com/meshinject/meshinject/manifest"
 )
@@ -69,19 +68,11 @@ func (o *ExplainOptions) Run(s Streams) error {
 	if err != nil {
 		return err
 	}
-	native, err := parseNative(o.NativeSidecars)
+	eng, native, err := o.Engine(o.NativeSidecars)
 	if err != nil {
 		return err
 	}
-	cfg, err := o.Load()
-	if err != nil {
-		return err
-	}
-	eng, err := inject.New(inject.Options{Config: cfg})
-	if err != nil {
-		return err
-	}
-	mwc, err := explain.Webhooks(cfg.RevisionName())
+	mwc, err := explain.Webhooks(eng.Config().RevisionName())
 	if err != nil {
 		return err
 	}

@@ -283,23 +283,6 @@ func controllerOf(obj manifest.Object) map[string]any {
 // tidy drops, recursively, the members encoding invents for unset fields
 // (preserve.Invented): the API server reads both forms as the same pod.
 func tidy(v map[string]any) map[string]any {
-	var walk func(any)
-	walk = func(v any) {
-		switch t := v.(type) {
-		case map[string]any:
-			for k, c := range t {
-				if preserve.Invented(k, c) {
-					delete(t, k)
-					continue
-				}
-				walk(c)
-			}
-		case []any:
-			for _, c := range t {
-				walk(c)
-			}
-		}
-	}
-	walk(v)
+	preserve.Tidy(v)
 	return v
 }

@@ -59,15 +59,7 @@ func parseNative(v string) (bool, error) {
 
 // Run injects the manifests.
 func (o *InjectOptions) Run(s Streams) error {
-	native, err := parseNative(o.NativeSidecars)
-	if err != nil {
-		return err
-	}
-	cfg, err := o.Load()
-	if err != nil {
-		return err
-	}
-	eng, err := inject.New(inject.Options{Config: cfg})
+	eng, native, err := o.Engine(o.NativeSidecars)
 	if err != nil {
 		return err
 	}

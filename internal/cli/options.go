@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/meshinject/meshinject/config"
+	"github.com/meshinject/meshinject/inject"
 )
 
 // ConfigOptions are the configuration flags, named as istioctl kube-inject
@@ -59,4 +60,19 @@ func (o *ConfigOptions) Load() (*config.Config, error) {
 	}
 	src.Set, src.Revision = o.Set, o.Revision
 	return config.Load(src)
+}
+
+// Engine loads the configuration and builds the engine on it, with the
+// native-sidecar default of a --native-sidecars value.
+func (o *ConfigOptions) Engine(nativeSidecars string) (*inject.Engine, bool, error) {
+	native, err := parseNative(nativeSidecars)
+	if err != nil {
+		return nil, false, err
+	}
+	cfg, err := o.Load()
+	if err != nil {
+		return nil, false, err
+	}
+	eng, err := inject.New(inject.Options{Config: cfg})
+	return eng, native, err
 }

@@ -77,7 +77,7 @@ func Restore(raw, known, out map[string]any) {
 		if _, inKnown := known[k]; inKnown {
 			continue
 		}
-		pruneInvented(ov)
+		Tidy(ov)
 	}
 }
 
@@ -108,7 +108,7 @@ func restoreList(raw, known, out []any) {
 	}
 	for j, ov := range out {
 		if !used[j] {
-			pruneInvented(ov)
+			Tidy(ov)
 		}
 	}
 }
@@ -145,10 +145,10 @@ func find(item map[string]any, out []any, used []bool, index int, sameLength boo
 	return -1
 }
 
-// pruneInvented removes, from values the mutation added, what encoding Go
-// structs writes for unset fields (Invented), so added values read as a
-// person would write them.
-func pruneInvented(v any) {
+// Tidy removes from v, a JSON tree, recursively, what encoding Go structs
+// writes for unset fields (Invented), so values read as a person would
+// write them; the API server reads both forms alike.
+func Tidy(v any) {
 	switch t := v.(type) {
 	case map[string]any:
 		for k, c := range t {
@@ -156,11 +156,11 @@ func pruneInvented(v any) {
 				delete(t, k)
 				continue
 			}
-			pruneInvented(c)
+			Tidy(c)
 		}
 	case []any:
 		for _, c := range t {
-			pruneInvented(c)
+			Tidy(c)
 		}
 	}
 }

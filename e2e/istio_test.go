@@ -240,8 +240,10 @@ func netnsUnavailable() string {
 			return tool + " is not installed (make e2e-host-tools installs iptables)"
 		}
 	}
-	if err := exec.Command("unshare", "-n", "true").Run(); err != nil {
-		return "cannot create a network namespace: " + err.Error()
+	// The namespace a pod has: loopback and a veth interface with an address.
+	probe := strings.Join(netnsSetup, " && ") + " && iptables-save -t nat >/dev/null"
+	if out, err := exec.Command("unshare", "-n", "bash", "-c", probe).CombinedOutput(); err != nil {
+		return "cannot set up a network namespace with a veth interface and iptables here: " + strings.TrimSpace(string(out))
 	}
 	return ""
 }
@@ -255,17 +257,12 @@ func iptablesApply(t *testing.T, c *corev1.Container, cni bool) string {
 	t.Helper()
 	agent := filepath.Join(suite.istio, "pilot-agent")
 	apply := slices.DeleteFunc(slices.Clone(c.Args), func(a string) bool { return a == "--run-validation" || a == "--skip-rule-apply" })
-	script := []string{
-		"set -e",
-		"ip link set lo up",
-		"ip link add eth0 type veth peer name eth1",
-		"ip addr add 10.244.0.5/24 dev eth0",
-		"ip link set eth0 up",
-		"ip link set eth1 up",
-		shellQuote(append([]string{agent}, apply...)) + " >&2",
+	script := append([]string{"set -e"}, netnsSetup...)
+	script = append(script,
+		shellQuote(append([]string{agent}, apply...))+" >&2",
 		"iptables-save -t nat",
 		"iptables-save -t mangle",
-	}
+	)
 	if cni {
 		uid := "1337"
 		if sc := c.SecurityContext; sc != nil && sc.RunAsUser != nil {
@@ -282,6 +279,16 @@ func iptablesApply(t *testing.T, c *corev1.Container, cni bool) string {
 		t.Fatalf("in a network namespace, istio-iptables %s: %v\n%s%s", strings.Join(c.Args, " "), err, stdout.String(), tail(stderr.String(), 40))
 	}
 	return stdout.String()
+}
+
+// netnsSetup gives a new network namespace what a pod's has: loopback up
+// and an interface with an address (istio-iptables needs one).
+var netnsSetup = []string{
+	"ip link set lo up",
+	"ip link add eth0 type veth peer name eth1",
+	"ip addr add 10.244.0.5/24 dev eth0",
+	"ip link set eth0 up",
+	"ip link set eth1 up",
 }
 
 // shellQuote quotes args for bash.

@@ -194,7 +194,7 @@ func writeSecret(dir string, data map[string][]byte) error {
 
 // 11. Every overlay is accepted by the API server.
 func TestManifestsDryRun(t *testing.T) {
-	for _, dir := range []string{"base", "overlays/cert-manager", "overlays/self-managed", "overlays/canary", "overlays/kind", "overlays/e2e-local"} {
+	for _, dir := range []string{"base", "overlays/cert-manager", "overlays/self-managed", "overlays/canary", "overlays/kind", "overlays/e2e-local", "overlays/metrics-secure"} {
 		t.Run(dir, func(t *testing.T) {
 			out, err := kubectl("apply", "--dry-run=server", "-k", filepath.Join(suite.repo, "deploy", dir))
 			if err != nil {

@@ -123,6 +123,7 @@ saying why. A plain-HTTP side port serves /metrics, /healthz and /readyz.`,
 	f.StringVar(&o.MetricsAddr, "metrics-addr", ":8080", "plain-HTTP address for /metrics (0: off)")
 	f.StringVar(&o.HealthAddr, "health-addr", ":8081", "plain-HTTP address for /healthz and /readyz")
 	f.StringVar(&o.PprofAddr, "pprof-addr", "", "plain-HTTP address for net/http/pprof under /debug/pprof/ (default off)")
+	f.BoolVar(&o.MetricsSecure, "metrics-secure", false, "serve /metrics over HTTPS to clients the API server authenticates and authorizes (get on /metrics); needs cluster access")
 	f.BoolVar(&o.MetricsNamespaceLabel, "metrics-namespace-label", false, "add a namespace label to the injection counters (a series per namespace)")
 	f.StringVar(&o.TLSMode, "tls-mode", server.TLSModeCertDir, "cert-dir: tls.crt/tls.key from --cert-dir, reloaded on change; self-managed: a CA and serving certificate kept in a Secret, caBundle written into the webhook configuration")
 	f.StringVar(&o.CertDir, "cert-dir", "/etc/meshinject/tls", "directory with tls.crt and tls.key (cert-dir mode)")

@@ -27,6 +27,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
@@ -48,9 +49,15 @@ type Options struct {
 	Host string
 	// Port is the webhook's HTTPS port. Default 9443.
 	Port int
-	// MetricsAddr is the plain-HTTP address of /metrics; "0" turns it
-	// off. Default ":8080".
+	// MetricsAddr is the address of /metrics; "0" turns it off. Default
+	// ":8080".
 	MetricsAddr string
+	// MetricsSecure serves /metrics over HTTPS (a self-signed certificate)
+	// to clients the API server authenticates (TokenReview) and authorizes
+	// (SubjectAccessReview: get on the non-resource URL /metrics), as
+	// kubebuilder scaffolds it. Needs cluster access. Default off: plain
+	// HTTP.
+	MetricsSecure bool
 	// HealthAddr is the plain-HTTP address of /healthz and /readyz.
 	// Default ":8081".
 	HealthAddr string
@@ -158,6 +165,9 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
+	if o.MetricsSecure && client == nil {
+		return errors.New("--metrics-secure needs cluster access (--kubeconfig, or running in a pod): the API server authenticates and authorizes the scrapers")
+	}
 	native, nodes, err := o.nativePolicy(client, log)
 	if err != nil {
 		return err
@@ -217,7 +227,7 @@ func (o *Options) newManager(cfg *rest.Config, t servingTLS, drain *drainer) (ma
 	mgr, err := manager.New(cfg, manager.Options{
 		Logger:                  o.Log,
 		WebhookServer:           ctrlwebhook.NewServer(ctrlwebhook.Options{Host: o.Host, Port: o.Port, TLSOpts: t.opts}),
-		Metrics:                 metricsserver.Options{BindAddress: o.MetricsAddr},
+		Metrics:                 o.metricsOptions(),
 		HealthProbeBindAddress:  o.HealthAddr,
 		PprofBindAddress:        o.PprofAddr,
 		GracefulShutdownTimeout: &o.ShutdownTimeout,
@@ -253,6 +263,16 @@ func (o *Options) newHandler(mgr manager.Manager, cluster bool, engines webhook.
 		return nil, nil, err
 	}
 	return handler, runnables, nil
+}
+
+// metricsOptions serve /metrics plainly, or with authentication and
+// authorization (MetricsSecure).
+func (o *Options) metricsOptions() metricsserver.Options {
+	m := metricsserver.Options{BindAddress: o.MetricsAddr}
+	if o.MetricsSecure {
+		m.SecureServing, m.FilterProvider = true, filters.WithAuthenticationAndAuthorization
+	}
+	return m
 }
 
 // addAll adds the runnables and readiness checks to mgr.

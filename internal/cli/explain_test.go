@@ -2,7 +2,6 @@ package cli
 
 import (
 	"encoding/json"
-	"os"
 	"strings"
 	"testing"
 
@@ -24,21 +23,7 @@ func TestExplainGolden(t *testing.T) {
 			t.Parallel()
 			for suffix, extra := range map[string][]string{".explain": nil, ".explain-json": {"-o", "json"}} {
 				stdout, stderr, code := run(t, nil, append(append([]string{"explain", "-f", c.Path}, c.Flags...), extra...)...)
-				got := goldenText(stdout, stderr, code)
-				golden := c.Path + suffix
-				if *update {
-					if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
-						t.Fatal(err)
-					}
-					continue
-				}
-				want, err := os.ReadFile(golden)
-				if err != nil {
-					t.Fatalf("missing golden (run go test ./internal/cli -run TestExplainGolden -update): %v", err)
-				}
-				if got != string(want) {
-					t.Errorf("output differs from %s (refresh with -update and review the diff):\n%s", golden, lineDiff(string(want), got))
-				}
+				testutil.Golden(t, c.Path+suffix, goldenText(stdout, stderr, code), *update, "go test ./internal/cli -run TestExplainGolden -update")
 			}
 		})
 	}

@@ -10,8 +10,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/google/go-cmp/cmp"
-
 	"sigs.k8s.io/yaml"
 
 	"github.com/meshinject/meshinject/internal/testutil"
@@ -72,20 +70,7 @@ func TestGolden(t *testing.T) {
 			args := append([]string{"kube-inject", "-f", c.Path}, c.Flags...)
 			stdout, stderr, code := run(t, nil, args...)
 			got := goldenText(stdout, stderr, code)
-			golden := c.Path + ".injected"
-			if *update {
-				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("missing golden (run go test ./internal/cli -update): %v", err)
-			}
-			if got != string(want) {
-				t.Errorf("output differs from %s (refresh with -update and review the diff):\n%s", golden, lineDiff(string(want), got))
-			}
+			testutil.Golden(t, c.Path+".injected", got, *update, "go test ./internal/cli -update")
 		})
 	}
 }
@@ -160,6 +145,4 @@ func yamlOf(t *testing.T, v any) string {
 }
 
 // lineDiff reports the difference between two texts, line by line.
-func lineDiff(want, got string) string {
-	return cmp.Diff(strings.Split(want, "\n"), strings.Split(got, "\n"))
-}
+func lineDiff(want, got string) string { return testutil.LineDiff(want, got) }

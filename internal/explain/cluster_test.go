@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/meshinject/meshinject/inject"
+	"github.com/meshinject/meshinject/internal/testutil"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files")
@@ -112,26 +113,6 @@ func TestCheckGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	golden(t, "testdata/check.txt", text.String())
-	golden(t, "testdata/check.json", string(js)+"\n")
-}
-
-func golden(t *testing.T, path, got string) {
-	t.Helper()
-	if *update {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("missing golden (go test ./internal/explain -update): %v", err)
-	}
-	if got != string(want) {
-		t.Errorf("%s differs (refresh with -update and review the diff):\n--- want\n%s\n--- got\n%s", path, want, got)
-	}
+	testutil.Golden(t, "testdata/check.txt", text.String(), *update, "go test ./internal/explain -update")
+	testutil.Golden(t, "testdata/check.json", string(js)+"\n", *update, "go test ./internal/explain -update")
 }

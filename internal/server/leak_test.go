@@ -12,8 +12,6 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
-
-	"github.com/meshinject/meshinject/certs"
 )
 
 // unreachableKubeconfig writes a kubeconfig for an API server nobody
@@ -40,12 +38,7 @@ current-context: c
 // parallel: goleak sees every goroutine of the process.
 func TestRunLeavesNoGoroutine(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
-	dir := t.TempDir()
-	ca, err := certs.NewCA(certs.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	writeServing(t, ca, dir)
+	dir := servingDir(t)
 	busy, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -102,12 +95,7 @@ func TestRunLeavesNoGoroutine(t *testing.T) {
 // before starting is closed, not left watching.
 func TestAbortWatcher(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
-	dir := t.TempDir()
-	ca, err := certs.NewCA(certs.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	writeServing(t, ca, dir)
+	dir := servingDir(t)
 	cw, err := newCertDirWatcher(dir, prometheus.NewRegistry(), logr.Discard())
 	if err != nil {
 		t.Fatal(err)

@@ -98,6 +98,19 @@ func waitReadyz(t *testing.T, health string, done <-chan error) {
 	}
 }
 
+// servingDir is a certificate directory holding a serving certificate for
+// 127.0.0.1 from a new CA.
+func servingDir(t *testing.T) string {
+	t.Helper()
+	ca, err := certs.NewCA(certs.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	writeServing(t, ca, dir)
+	return dir
+}
+
 func writeServing(t *testing.T, ca *certs.Bundle, dir string) *certs.Bundle {
 	t.Helper()
 	srv, err := certs.NewServing(ca, certs.Options{IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}})

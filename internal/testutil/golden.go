@@ -15,10 +15,10 @@ import (
 func Golden(t testing.TB, path, got string, update bool, refresh string) {
 	t.Helper()
 	if update {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil { //nolint:gosec // a testdata directory of the repository
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil { //nolint:gosec // a golden file committed with the repository
 			t.Fatal(err)
 		}
 		return

@@ -48,14 +48,22 @@ run: build ## Serve the webhook on https://127.0.0.1:9443/inject (RUN_PORT; dev 
 inject-examples: build ## Inject the examples/*.yaml manifests offline with the built-in defaults and print them (pipe to kubectl apply -f -).
 	@for f in examples/*.yaml; do echo "---"; echo "# $$f"; $(BIN)/meshinject inject -f "$$f"; done
 
+# helm, kustomize, promtool and promnames (e2e/tools/ops, pinned) check the
+# chart and the monitoring bundle in make test; built into TOOLS_CACHE once
+# (about 7 minutes cold), nothing when warm.
+.PHONY: ops-tools
+ops-tools: ## Build (or reuse) helm, kustomize, promtool and promnames in .cache/tools.
+	e2e/tools/build.sh ops $(TOOLS_CACHE) >/dev/null
+
 .PHONY: test
-test: ## Run the unit, golden and property tests, and the hostile-pod tier without the race detector.
-	go test -race -count=1 ./...
+test: ops-tools ## Run the unit, golden and property tests (the chart's lint, schema and kustomize equality, promtool's rule tests), and the hostile-pod tier without the race detector.
+	MESHINJECT_OPS_TOOLS=$$(e2e/tools/build.sh ops $(TOOLS_CACHE)) go test -race -count=1 ./...
 	go test -count=1 -run 'TestHostilePods' ./webhook/
 
 .PHONY: update-golden
-update-golden: ## Refresh golden files (review the diff!).
+update-golden: ops-tools ## Refresh golden files (review the diff!): injection goldens, the chart's values table, deploy/monitoring.
 	go test ./internal/cli/ -run 'TestGolden$$' -update
+	MESHINJECT_OPS_TOOLS=$$(e2e/tools/build.sh ops $(TOOLS_CACHE)) go test ./deploy/ -run 'TestChartValuesDocumented|TestMonitoringFiles|TestMonitoringMetricNames' -update
 
 .PHONY: fmt
 fmt: ## Format the code.
@@ -157,6 +165,11 @@ test-compat: ## Check the built-in templates against Istio's own (rendered from 
 	COMPAT_ISTIO="$$set" COMPAT_ISTIO_MODULES="$$modules" COMPAT_TAG=$(COMPAT_TAG) COMPAT_ISTIOCTL=$$tools/istioctl go test -tags compat -count=1 -timeout 10m ./e2e/compat/
 
 IMAGE      ?= meshinject:dev
+# Released images are $(IMAGE_REPO):$(APP_VERSION), the chart's appVersion,
+# which deploy/ and the chart reference (never latest).
+IMAGE_REPO ?= ghcr.io/meshinject/meshinject
+APP_VERSION := $(shell awk '$$1 == "appVersion:" { gsub(/"/, "", $$2); print $$2 }' deploy/charts/meshinject/Chart.yaml)
+PLATFORMS  ?= linux/amd64,linux/arm64
 KIND       := $(BIN)/kind-v0.33.0
 KIND_CLUSTER ?= meshinject
 CERT_MANAGER_VERSION ?= v1.21.2
@@ -164,6 +177,11 @@ CERT_MANAGER_VERSION ?= v1.21.2
 .PHONY: docker-build
 docker-build: ## Build the container image IMAGE (default meshinject:dev; needs Docker).
 	docker build -t $(IMAGE) --build-arg VERSION=$(VERSION) --build-arg COMMIT=$(COMMIT) .
+
+.PHONY: docker-buildx
+docker-buildx: ## Build $(IMAGE_REPO):$(APP_VERSION) for PLATFORMS (amd64 and arm64) with docker buildx; PUSH=1 pushes it.
+	docker buildx build --platform $(PLATFORMS) -t $(IMAGE_REPO):$(APP_VERSION) \
+		--build-arg VERSION=$(APP_VERSION) --build-arg COMMIT=$(COMMIT) $(if $(PUSH),--push,) .
 
 .PHONY: e2e-kind
 e2e-kind: docker-build $(KIND) e2e-tools ## Run the e2e suite on a kind cluster with deploy/overlays/kind (needs Docker).

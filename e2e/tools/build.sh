@@ -3,10 +3,10 @@
 # directory keyed by the module's version, its go.sum and this script, and
 # prints that directory. A second call with the same inputs builds nothing.
 #
-#   e2e/tools/build.sh k8s|cert-manager|istio CACHE_ROOT
+#   e2e/tools/build.sh k8s|cert-manager|istio|ops CACHE_ROOT
 set -euo pipefail
-name=${1:?usage: build.sh k8s|cert-manager|istio CACHE_ROOT}
-root=${2:?usage: build.sh k8s|cert-manager|istio CACHE_ROOT}
+name=${1:?usage: build.sh k8s|cert-manager|istio|ops CACHE_ROOT}
+root=${2:?usage: build.sh k8s|cert-manager|istio|ops CACHE_ROOT}
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(mkdir -p "$root" && cd "$root" && pwd)
 mod=$here/$name
@@ -51,6 +51,16 @@ istio)
 		"envoystandin=./envoystandin"
 	)
 	;;
+ops)
+	version=$(modversion helm.sh/helm/v4)
+	ldflags="-s -w -X helm.sh/helm/v4/internal/version.version=$version"
+	targets=(
+		"helm=helm.sh/helm/v4/cmd/helm"
+		"kustomize=sigs.k8s.io/kustomize/kustomize/v5"
+		"promtool=github.com/prometheus/prometheus/cmd/promtool"
+		"promnames=./promnames"
+	)
+	;;
 *)
 	echo "build.sh: unknown tools module $name" >&2
 	exit 2
@@ -76,7 +86,7 @@ start=$(date +%s)
 for t in "${targets[@]}"; do
 	bin=${t%%=*}
 	pkg=${t#*=}
-	echo "build.sh: building $bin ($pkg@$version)" >&2
+	echo "build.sh: building $bin ($pkg, $name module at $version)" >&2
 	(cd "$mod" && CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$out.tmp/$bin" "$pkg")
 done
 if [[ $name == cert-manager ]]; then

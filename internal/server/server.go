@@ -32,6 +32,7 @@ import (
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/meshinject/meshinject/internal/nodepolicy"
+	"github.com/meshinject/meshinject/internal/promreg"
 	"github.com/meshinject/meshinject/internal/reload"
 	"github.com/meshinject/meshinject/internal/selftls"
 	"github.com/meshinject/meshinject/webhook"
@@ -200,7 +201,7 @@ func Run(ctx context.Context, o Options) error {
 		runnables = append(runnables, nodes.Start)
 		checks["nodes"] = nodes.Check
 	}
-	if err := addAll(mgr, runnables, checks, log.WithName("readiness")); err != nil {
+	if err := errors.Join(registerReady(reg, checks), addAll(mgr, runnables, checks, log.WithName("readiness"))); err != nil {
 		t.abort()
 		return err
 	}
@@ -285,6 +286,28 @@ func addAll(mgr manager.Manager, runnables []func(context.Context) error, checks
 	for name, c := range checks {
 		if err := mgr.AddReadyzCheck(name, readiness(name, c, log)); err != nil {
 			return fmt.Errorf("manager: %w", err)
+		}
+	}
+	return nil
+}
+
+// registerReady exports meshinject_ready{check}: 1 while the check
+// passes, evaluated at each scrape, so an alert can tell that no replica
+// is ready without the kubelet's view.
+func registerReady(reg prometheus.Registerer, checks map[string]func() error) error {
+	for name, check := range checks {
+		g := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name:        "meshinject_ready",
+			Help:        "1 while the readiness check passes, 0 while it fails (/readyz?verbose gives the reason).",
+			ConstLabels: prometheus.Labels{"check": name},
+		}, func() float64 {
+			if check() != nil {
+				return 0
+			}
+			return 1
+		})
+		if err := promreg.Register(reg, &g); err != nil {
+			return fmt.Errorf("register readiness metric: %w", err)
 		}
 	}
 	return nil

@@ -10,8 +10,10 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/meshinject/meshinject/internal/tags"
 	"github.com/meshinject/meshinject/internal/testutil"
 )
 
@@ -288,5 +290,41 @@ func TestImagesVersioned(t *testing.T) {
 	}
 	if seen < 2 {
 		t.Fatalf("found %d images", seen)
+	}
+}
+
+// TestTagSetMatchesChart checks that meshinject tag set writes the
+// configurations the chart's revisionTags render, from the revision's.
+func TestTagSetMatchesChart(t *testing.T) {
+	for _, mode := range []string{"cert-manager", "self-managed"} {
+		objs := withoutHelmLabels(objects(t, helmTemplate(t, "revision=canary", "revisionTags={default,prod}", "tls.mode="+mode)))
+		var rev admissionregistrationv1.MutatingWebhookConfiguration
+		convert(t, objs["MutatingWebhookConfiguration /meshinject-sidecar-injector-canary"], &rev)
+		for _, tag := range []string{"default", "prod"} {
+			built, err := tags.Build(&rev, tag)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var chart admissionregistrationv1.MutatingWebhookConfiguration
+			convert(t, objs["MutatingWebhookConfiguration /"+tags.Name(tag)], &chart)
+			if diff := cmp.Diff(&chart, built); diff != "" {
+				t.Errorf("%s, tag %s (-chart +tag set):\n%s", mode, tag, diff)
+			}
+		}
+	}
+}
+
+// convert decodes a manifest object into a typed one.
+func convert(t *testing.T, o object, into any) {
+	t.Helper()
+	if o == nil {
+		t.Fatal("no such object rendered")
+	}
+	data, err := json.Marshal(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, into); err != nil {
+		t.Fatal(err)
 	}
 }

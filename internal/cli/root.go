@@ -28,7 +28,7 @@ func NewRootCommand(s Streams) *cobra.Command {
 	root.SetIn(s.In)
 	root.SetOut(s.Out)
 	root.SetErr(s.Err)
-	root.AddCommand(newInjectCommand(s), newUninjectCommand(s), newExplainCommand(s), newCheckInjectCommand(s), newServeCommand(s), newVersionCommand(s))
+	root.AddCommand(newInjectCommand(s), newUninjectCommand(s), newExplainCommand(s), newCheckInjectCommand(s), newTagCommand(s), newServeCommand(s), newVersionCommand(s))
 	return root
 }
 

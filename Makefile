@@ -133,7 +133,7 @@ e2e-host-tools: ## Install iptables from Debian's packages when root (for the e2
 ISTIO_VERSION := $(shell awk '$$1 == "istio.io/istio" { print $$2 }' e2e/tools/istio/go.mod)
 
 .PHONY: test-e2e
-test-e2e: build e2e-tools e2e-host-tools ## Run the e2e suite against a real kube-apiserver, etcd and kube-controller-manager, with Istio's istiod, pilot-agent and istioctl (no Docker).
+test-e2e: build e2e-tools ops-tools e2e-host-tools ## Run the e2e suite against a real kube-apiserver, etcd and kube-controller-manager, with Istio's istiod, pilot-agent and istioctl (no Docker).
 	@istio=$$(e2e/tools/build.sh istio $(TOOLS_CACHE)); \
 	mod=$$(cd e2e/tools/istio && go mod download -json istio.io/istio@$(ISTIO_VERSION) | awk -F'"' '$$2 == "Dir" { print $$4 }'); \
 	[[ -n $$mod ]] || { echo "test-e2e: istio.io/istio@$(ISTIO_VERSION) is not served" >&2; exit 1; }; \
@@ -142,7 +142,7 @@ test-e2e: build e2e-tools e2e-host-tools ## Run the e2e suite against a real kub
 	E2E_K8S_ASSETS=$$(e2e/tools/build.sh k8s $(TOOLS_CACHE)) \
 	E2E_CERT_MANAGER=$$(e2e/tools/build.sh cert-manager $(TOOLS_CACHE)) \
 	E2E_ISTIO=$$istio E2E_ISTIO_MODULE=$$mod E2E_ISTIO_CHART=$(CURDIR)/.cache/e2e-istio \
-	E2E_MESHINJECT=$(BIN)/meshinject \
+	E2E_MESHINJECT=$(BIN)/meshinject E2E_OPS=$$(e2e/tools/build.sh ops $(TOOLS_CACHE)) \
 	go test -tags e2e -count=1 -timeout $(E2E_TIMEOUT) -v $(E2E_FLAGS) ./e2e/
 
 # The compatibility tier: Istio's istio-discovery chart of every version in

@@ -86,7 +86,7 @@ start=$(date +%s)
 for t in "${targets[@]}"; do
 	bin=${t%%=*}
 	pkg=${t#*=}
-	echo "build.sh: building $bin ($pkg, $name module at $version)" >&2
+	echo "build.sh: building $bin ($pkg@$version)" >&2
 	(cd "$mod" && CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$out.tmp/$bin" "$pkg")
 done
 if [[ $name == cert-manager ]]; then

@@ -1,0 +1,228 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+)
+
+// chartNamespace is where the scenario installs the chart's releases.
+const chartNamespace = "meshinject-charts"
+
+// helm runs the pinned helm (E2E_OPS) against the suite's cluster.
+func helm(t *testing.T, args ...string) string {
+	t.Helper()
+	ops := os.Getenv("E2E_OPS")
+	if ops == "" {
+		t.Fatal("E2E_OPS is not set (run make test-e2e, which builds helm)")
+	}
+	// Not the test's context: uninstalls run in its cleanup.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*wait)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, filepath.Join(ops, "helm"), append([]string{"--kubeconfig", suite.kubeconfig}, args...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("helm %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// meshinjectCLI runs the meshinject binary against the suite's cluster.
+func meshinjectCLI(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), wait)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, suite.meshinject, append(args, "--kubeconfig", suite.kubeconfig)...).CombinedOutput()
+	return string(out), err
+}
+
+// chartRevision installs the chart as revision rev in self-managed TLS
+// mode, its webhooks pointing at a local meshinject serve on port, and
+// starts that server as the chart's ServiceAccount would run it: with the
+// chart's RBAC and configuration (the ConfigMap's files).
+func chartRevision(t *testing.T, rev string, port int, set ...string) *server {
+	t.Helper()
+	release := "mesh-" + rev
+	args := []string{"install", release, filepath.Join(suite.repo, "deploy/charts/meshinject"), "--namespace", chartNamespace, "--create-namespace",
+		"--set", "revision=" + rev, "--set", "tls.mode=self-managed", "--set", fmt.Sprintf("webhook.url=https://127.0.0.1:%d/inject", port)}
+	for _, s := range set {
+		args = append(args, "--set", s)
+	}
+	helm(t, args...)
+	t.Cleanup(func() { helm(t, "uninstall", release, "--namespace", chartNamespace) })
+
+	cm, err := suite.client.CoreV1().ConfigMaps(chartNamespace).Get(t.Context(), "meshinject-"+rev+"-config", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &server{port: port, healthPort: port - 1000, configDir: filepath.Join(suite.work, release, "config")}
+	if err := os.MkdirAll(s.configDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range cm.Data {
+		if err := writeAtomic(filepath.Join(s.configDir, k), []byte(v)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sa, err := writeKubeconfig(release, suite.cfg, "system:serviceaccount:"+chartNamespace+":meshinject-"+rev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.stop)
+	if err := s.start(release, []string{"serve", "--host=127.0.0.1", "--port=" + strconv.Itoa(port),
+		"--health-addr=127.0.0.1:" + strconv.Itoa(s.healthPort), "--metrics-addr=127.0.0.1:" + strconv.Itoa(port-2000),
+		"--config-dir=" + s.configDir, "--kubeconfig=" + sa, "--revision=" + rev, "--tls-mode=self-managed",
+		"--namespace=" + chartNamespace, "--tls-extra-names=127.0.0.1", "--tls-check-interval=1s", "--log-level=debug"}); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// withoutSuiteDefault takes the suite's default-revision configuration away
+// for the test: the tag default takes its pods.
+func withoutSuiteDefault(t *testing.T) {
+	t.Helper()
+	api := suite.client.AdmissionregistrationV1().MutatingWebhookConfigurations()
+	saved, err := api.Get(t.Context(), mwcDefault, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := api.Delete(t.Context(), mwcDefault, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		saved.ResourceVersion, saved.UID = "", ""
+		if _, err := api.Create(context.Background(), saved, metav1.CreateOptions{}); err != nil {
+			t.Errorf("restore %s: %v", mwcDefault, err)
+		}
+	})
+}
+
+// TestChartRevisionTagUpgrade is a canary upgrade with the chart and
+// meshinject tag: revision a is installed as tag default, revision b
+// beside it; moving the tag to b and restarting a Deployment through
+// kube-controller-manager gives new pods b's sidecar, and tag list names
+// the older pods as needing a restart.
+func TestChartRevisionTagUpgrade(t *testing.T) {
+	needsLocal(t)
+	withoutSuiteDefault(t)
+	ctx := t.Context()
+	chartRevision(t, "a", 19445, "revisionTags={default}")
+	eventually(t, wait, "the caBundle of a's configurations", func() error { return caBundlesSet("meshinject-sidecar-injector-a", "meshinject-revision-tag-default") })
+
+	ns := namespace(t, "tagged", map[string]string{"istio.io/rev": "default"})
+	deployment(t, ns, "web", 2, nil, nil, false)
+	eventually(t, wait, "2 pods of web", func() error { return podsReady(ns, "web", 2) })
+	for _, p := range podsOf(t, ns, "app=web", 2) {
+		assertSidecar(t, &p, true, "a")
+	}
+
+	chartRevision(t, "b", 19446)
+	eventually(t, wait, "the caBundle of b's configuration", func() error { return caBundlesSet("meshinject-sidecar-injector-b") })
+	if out, err := meshinjectCLI(t, "tag", "set", "default", "--revision", "b"); err == nil || !strings.Contains(out, `points to revision "a": --overwrite moves it to "b"`) {
+		t.Fatalf("tag set without --overwrite: %v\n%s", err, out)
+	}
+	if out, err := meshinjectCLI(t, "tag", "set", "default", "--revision", "b", "--overwrite"); err != nil {
+		t.Fatalf("tag set: %v\n%s", err, out)
+	}
+
+	restart := fmt.Sprintf(`{"spec":{"template":{"metadata":{"annotations":{"kubectl.kubernetes.io/restartedAt":%q}}}}}`, time.Now().Format(time.RFC3339))
+	if _, err := suite.client.AppsV1().Deployments(ns).Patch(ctx, "web", types.StrategicMergePatchType, []byte(restart), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var fresh []corev1.Pod
+	eventually(t, wait, "a pod of the restarted Deployment", func() error {
+		fresh = fresh[:0]
+		pods, err := suite.client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=web"})
+		if err != nil {
+			return err
+		}
+		for _, p := range pods.Items {
+			if _, ok := p.Annotations["kubectl.kubernetes.io/restartedAt"]; ok {
+				fresh = append(fresh, p)
+			}
+		}
+		if len(fresh) == 0 {
+			return fmt.Errorf("no new pod yet among %d", len(pods.Items))
+		}
+		return nil
+	})
+	for _, p := range fresh {
+		assertSidecar(t, &p, true, "b")
+	}
+
+	out, err := meshinjectCLI(t, "tag", "list", "-o", "json", "--config-namespace", chartNamespace)
+	if err != nil {
+		t.Fatalf("tag list: %v\n%s", err, out)
+	}
+	checkTagList(t, out, ns, len(fresh))
+	text, err := meshinjectCLI(t, "tag", "list", "--config-namespace", chartNamespace)
+	t.Logf("meshinject tag list:\n%s", text)
+	if err != nil || !strings.Contains(text, "injected by revision a") {
+		t.Errorf("tag list: %v, want the stale pods named:\n%s", err, text)
+	}
+	if out, err := meshinjectCLI(t, "tag", "remove", "default"); err == nil || !strings.Contains(out, "still serves namespaces "+ns) {
+		t.Errorf("tag remove of a tag in use: %v\n%s", err, out)
+	}
+}
+
+// checkTagList checks tag list's JSON: the tag default on b serves ns,
+// whose pods of revision a (and only those) are stale.
+func checkTagList(t *testing.T, out, ns string, fresh int) {
+	t.Helper()
+	var doc struct {
+		Items []struct {
+			Tag, Revision, Note string
+			Namespaces          []string
+			Pods                int
+			Stale               []struct{ Namespace, Name, Reason string }
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		t.Fatalf("tag list -o json: %v\n%s", err, out)
+	}
+	if len(doc.Items) != 1 {
+		t.Fatalf("tag list: %d tags, want 1:\n%s", len(doc.Items), out)
+	}
+	tag := doc.Items[0]
+	if tag.Tag != "default" || tag.Revision != "b" || strings.Join(tag.Namespaces, ",") != ns || tag.Note != "" {
+		t.Errorf("tag list: %+v, want tag default on b serving %s", tag, ns)
+	}
+	if tag.Pods != fresh+2 || len(tag.Stale) != 2 {
+		t.Errorf("tag list: %d pods, %d stale; want %d and the 2 of revision a:\n%s", tag.Pods, len(tag.Stale), fresh+2, out)
+	}
+	for _, s := range tag.Stale {
+		if s.Reason != "injected by revision a" {
+			t.Errorf("stale pod %s: %q, want injected by revision a", s.Name, s.Reason)
+		}
+	}
+}
+
+// caBundlesSet is nil once every entry of the configurations has a caBundle.
+func caBundlesSet(names ...string) error {
+	for _, n := range names {
+		mwc, err := suite.client.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(context.Background(), n, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		for _, w := range mwc.Webhooks {
+			if !bytes.Contains(w.ClientConfig.CABundle, []byte("BEGIN CERTIFICATE")) {
+				return fmt.Errorf("%s: entry %s has no caBundle", n, w.Name)
+			}
+		}
+	}
+	return nil
+}

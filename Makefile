@@ -132,17 +132,24 @@ e2e-host-tools: ## Install iptables from Debian's packages when root (for the e2
 # with Helm into .cache/e2e-istio.
 ISTIO_VERSION := $(shell awk '$$1 == "istio.io/istio" { print $$2 }' e2e/tools/istio/go.mod)
 
+# The Prometheus operator's CRDs (ServiceMonitor, PodMonitor,
+# PrometheusRule), from its Go module, so the API server checks the chart's
+# and deploy/monitoring's monitoring objects against their schemas.
+PROMETHEUS_OPERATOR_VERSION := v0.85.0
+
 .PHONY: test-e2e
 test-e2e: build e2e-tools ops-tools e2e-host-tools ## Run the e2e suite against a real kube-apiserver, etcd and kube-controller-manager, with Istio's istiod, pilot-agent and istioctl (no Docker).
 	@istio=$$(e2e/tools/build.sh istio $(TOOLS_CACHE)); \
 	mod=$$(cd e2e/tools/istio && go mod download -json istio.io/istio@$(ISTIO_VERSION) | awk -F'"' '$$2 == "Dir" { print $$4 }'); \
 	[[ -n $$mod ]] || { echo "test-e2e: istio.io/istio@$(ISTIO_VERSION) is not served" >&2; exit 1; }; \
+	promop=$$(cd e2e/tools/ops && go mod download -json github.com/prometheus-operator/prometheus-operator@$(PROMETHEUS_OPERATOR_VERSION) | awk -F'"' '$$2 == "Dir" { print $$4 }'); \
+	[[ -n $$promop ]] || { echo "test-e2e: github.com/prometheus-operator/prometheus-operator@$(PROMETHEUS_OPERATOR_VERSION) is not served" >&2; exit 1; }; \
 	$$istio/chartrender -chart $$mod/manifests/charts/istio-control/istio-discovery -out $(CURDIR)/.cache/e2e-istio \
 		-set global.hub=docker.io/istio,global.tag=$(COMPAT_TAG) && \
 	E2E_K8S_ASSETS=$$(e2e/tools/build.sh k8s $(TOOLS_CACHE)) \
 	E2E_CERT_MANAGER=$$(e2e/tools/build.sh cert-manager $(TOOLS_CACHE)) \
 	E2E_ISTIO=$$istio E2E_ISTIO_MODULE=$$mod E2E_ISTIO_CHART=$(CURDIR)/.cache/e2e-istio \
-	E2E_MESHINJECT=$(BIN)/meshinject E2E_OPS=$$(e2e/tools/build.sh ops $(TOOLS_CACHE)) \
+	E2E_MESHINJECT=$(BIN)/meshinject E2E_OPS=$$(e2e/tools/build.sh ops $(TOOLS_CACHE)) E2E_PROMETHEUS_OPERATOR=$$promop \
 	go test -tags e2e -count=1 -timeout $(E2E_TIMEOUT) -v $(E2E_FLAGS) ./e2e/
 
 # The compatibility tier: Istio's istio-discovery chart of every version in

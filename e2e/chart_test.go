@@ -226,3 +226,31 @@ func caBundlesSet(names ...string) error {
 	}
 	return nil
 }
+
+// TestChartDryRun: the API server accepts what the chart renders in each
+// TLS mode with every optional part on, the monitoring objects checked
+// against the Prometheus operator's CRDs.
+func TestChartDryRun(t *testing.T) {
+	needsLocal(t)
+	monitoring := []string{"metrics.serviceMonitor.enabled=true", "metrics.podMonitor.enabled=true",
+		"metrics.prometheusRule.enabled=true", "dashboards.enabled=true", "autoscaling.enabled=true"}
+	for name, set := range map[string][]string{
+		"cert-manager": append([]string{"revisionTags={prod}"}, monitoring...),
+		"self-managed": append([]string{"tls.mode=self-managed", "revision=blue", "revisionTags={default,prod}", "metrics.secure=true", "hostNetwork=true", "port=15017"}, monitoring...),
+		"secret":       append([]string{"tls.mode=secret", "tls.caBundle=Q0E=", "webhook.url=https://injector.example:9443/inject", "sidecarInjectorWebhook.enableNamespacesByDefault=true"}, monitoring...),
+	} {
+		t.Run(name, func(t *testing.T) {
+			args := []string{"template", "meshinject", filepath.Join(suite.repo, "deploy/charts/meshinject"), "--namespace", "meshinject"}
+			for _, s := range set {
+				args = append(args, "--set", s)
+			}
+			file := filepath.Join(t.TempDir(), "chart.yaml")
+			if err := os.WriteFile(file, []byte(helm(t, args...)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if out, err := kubectl("apply", "--dry-run=server", "-f", file); err != nil {
+				t.Errorf("kubectl apply --dry-run=server the chart (%s): %v\n%s", strings.Join(set, " "), err, out)
+			}
+		})
+	}
+}

@@ -133,9 +133,17 @@ func setup() error {
 	}
 
 	start := time.Now()
+	po := os.Getenv("E2E_PROMETHEUS_OPERATOR")
+	if po == "" {
+		return errors.New("E2E_PROMETHEUS_OPERATOR must be set (run `make test-e2e`)")
+	}
+	crds := []string{filepath.Join(cm, "crds")}
+	for _, kind := range []string{"servicemonitors", "podmonitors", "prometheusrules"} {
+		crds = append(crds, filepath.Join(po, "example/prometheus-operator-crd/monitoring.coreos.com_"+kind+".yaml"))
+	}
 	suite.env = &envtest.Environment{
 		BinaryAssetsDirectory:    assets,
-		CRDDirectoryPaths:        []string{filepath.Join(cm, "crds")},
+		CRDDirectoryPaths:        crds,
 		ErrorIfCRDPathMissing:    true,
 		ControlPlaneStartTimeout: wait,
 		ControlPlaneStopTimeout:  wait,

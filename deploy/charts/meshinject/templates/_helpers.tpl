@@ -194,16 +194,22 @@ Argument: the root context.
 
 {{/*
 meshinject.scrape is how a ServiceMonitor or PodMonitor scrapes /metrics:
-over HTTPS with the scraper's token when metrics.secure, and always with
+over HTTPS with the metrics-scraper token when metrics.secure, and always with
 job="meshinject[-<revision>]", which the alerts and the dashboard select.
 */}}
 {{- define "meshinject.scrape" -}}
 path: /metrics
 {{- if .Values.metrics.secure }}
+# The metrics server's certificate is self-signed; the token is the
+# metrics-scraper ServiceAccount's, which may get /metrics.
 scheme: https
-bearerTokenFile: /var/run/secrets/kubernetes.io/serviceaccount/token
 tlsConfig:
   insecureSkipVerify: true
+authorization:
+  type: Bearer
+  credentials:
+    name: {{ include "meshinject.name" . }}-metrics-scraper
+    key: token
 {{- end }}
 relabelings:
 - action: replace

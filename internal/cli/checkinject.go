@@ -11,7 +11,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/meshinject/meshinject/internal/explain"
 )
@@ -97,9 +96,7 @@ func (o *CheckInjectOptions) Run(ctx context.Context, s Streams, args []string) 
 
 // client is the cluster's client and the namespace to use.
 func (o *CheckInjectOptions) client() (kubernetes.Interface, string, error) {
-	rules := clientcmd.NewDefaultClientConfigLoadingRules()
-	rules.ExplicitPath = o.Kubeconfig
-	cc := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: o.Context})
+	cc := clientConfig(o.Kubeconfig, o.Context)
 	cfg, err := cc.ClientConfig()
 	if err != nil {
 		return nil, "", fmt.Errorf("cluster access: %w", err)

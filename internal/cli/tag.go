@@ -184,7 +184,11 @@ func writeTags(w io.Writer, list []tags.Tag) error {
 		if len(t.Stale) == 0 {
 			continue
 		}
-		fmt.Fprintf(w, "\ntag %s: %d pods need a restart to run revision %s as configured now:\n", t.Tag, len(t.Stale), t.Revision)
+		pods := "pods need"
+		if len(t.Stale) == 1 {
+			pods = "pod needs"
+		}
+		fmt.Fprintf(w, "\ntag %s: %d %s a restart to run revision %s as configured now:\n", t.Tag, len(t.Stale), pods, t.Revision)
 		for _, p := range t.Stale {
 			fmt.Fprintf(w, "  %s/%s: %s\n", p.Namespace, p.Name, p.Reason)
 		}
@@ -201,11 +205,17 @@ func (o *TagOptions) manager() (*tags.Manager, error) {
 	return &tags.Manager{Client: client, ConfigNamespace: o.ConfigNamespace}, nil
 }
 
-// clusterClient is a client of the kubeconfig's cluster.
-func clusterClient(kubeconfig, context string) (kubernetes.Interface, error) {
+// clientConfig is the kubeconfig (default: $KUBECONFIG, else
+// ~/.kube/config) with the context (default: its current one).
+func clientConfig(kubeconfig, context string) clientcmd.ClientConfig {
 	rules := clientcmd.NewDefaultClientConfigLoadingRules()
 	rules.ExplicitPath = kubeconfig
-	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: context}).ClientConfig()
+	return clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: context})
+}
+
+// clusterClient is a client of the kubeconfig's cluster.
+func clusterClient(kubeconfig, context string) (kubernetes.Interface, error) {
+	cfg, err := clientConfig(kubeconfig, context).ClientConfig()
 	if err != nil {
 		return nil, fmt.Errorf("cluster access: %w", err)
 	}

@@ -19,6 +19,16 @@ type Options struct {
 	// the rendered text (replicas of one workload render identically).
 	// Default 256; a negative value disables the cache.
 	RenderCacheSize int
+	// RenderCacheObserver is told whether each render found its parsed
+	// output in the cache. Default: nobody.
+	RenderCacheObserver CacheObserver
+}
+
+// CacheObserver counts render cache lookups.
+type CacheObserver interface {
+	// Lookup is called once per rendered template: hit when its parsed
+	// output came from the cache.
+	Lookup(hit bool)
 }
 
 func (o *Options) setDefaults() {
@@ -30,8 +40,9 @@ func (o *Options) setDefaults() {
 // Engine injects pods. It is safe for concurrent use; its config is
 // read-only.
 type Engine struct {
-	cfg   *config.Config
-	cache *renderCache
+	cfg      *config.Config
+	cache    *renderCache
+	observer CacheObserver
 	// pure are the templates looked up by renderKey without executing them.
 	pure map[string]bool
 	// meshProxyConfig is PROXY_CONFIG for pods without proxy.istio.io/config.
@@ -48,6 +59,7 @@ func New(opts Options) (*Engine, error) {
 	return &Engine{
 		cfg:             cfg,
 		cache:           newRenderCache(opts.RenderCacheSize),
+		observer:        opts.RenderCacheObserver,
 		pure:            pureNames(cfg.Injection.Templates),
 		meshProxyConfig: templates.ProtoToJSON(cfg.Mesh.GetDefaultConfig(), cfg.DefaultProxyConfig) + "\n",
 	}, nil

@@ -130,6 +130,7 @@ func (e *Engine) render(name string, data *TemplateData) (*rendered, error) {
 		// Execute writes over it.
 		inputKey = renderKey(buf.AvailableBuffer(), name, data)
 		if r, ok := e.cache.get(inputKey); ok {
+			e.observe(true)
 			return r, nil
 		}
 		inputKey = append([]byte(nil), inputKey...)
@@ -141,8 +142,10 @@ func (e *Engine) render(name string, data *TemplateData) (*rendered, error) {
 		if inputKey != nil {
 			e.cache.put(inputKey, r)
 		}
+		e.observe(true)
 		return r, nil
 	}
+	e.observe(false)
 	tree, err := parsePartialPod(buf.Bytes())
 	if err != nil {
 		return nil, fmt.Errorf("template %s: %w", name, err)
@@ -305,6 +308,13 @@ func dropDirectiveKeys(v any) any {
 		}
 	}
 	return v
+}
+
+// observe tells the observer, if any, of a lookup.
+func (e *Engine) observe(hit bool) {
+	if e.observer != nil {
+		e.observer.Lookup(hit)
+	}
 }
 
 // renderCache maps rendered template text (or, for pure templates, their

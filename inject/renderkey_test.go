@@ -104,3 +104,33 @@ func TestRenderKeyCoversSettings(t *testing.T) {
 		})
 	}
 }
+
+// countingObserver records render cache lookups.
+type countingObserver struct{ hits, misses int }
+
+func (c *countingObserver) Lookup(hit bool) {
+	if hit {
+		c.hits++
+	} else {
+		c.misses++
+	}
+}
+
+// TestRenderCacheObserver: a pod is rendered and parsed (a miss), the
+// same pod again comes from the cache (a hit), and the pod with other
+// settings misses again.
+func TestRenderCacheObserver(t *testing.T) {
+	var obs countingObserver
+	e, err := New(Options{Config: mustConfig(t, config.Sources{}), RenderCacheObserver: &obs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []*corev1.Pod{testPod("a"), testPod("a"), testPod("a", withAnnotation("sidecar.istio.io/proxyCPU", "300m"))} {
+		if _, err := e.Inject(Request{Pod: p}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if obs.misses != 2 || obs.hits != 1 {
+		t.Errorf("%d misses and %d hits, want 2 and 1", obs.misses, obs.hits)
+	}
+}

@@ -71,6 +71,9 @@ type Reloader struct {
 	reloads *prometheus.CounterVec
 	stale   prometheus.Gauge
 	info    *prometheus.GaugeVec
+	lookups *prometheus.CounterVec
+	// observer counts the current engine's render cache lookups.
+	observer cacheObserver
 
 	// required are the files present at the first load.
 	required [len(fileNames)]bool
@@ -109,13 +112,18 @@ func New(opts Options) (*Reloader, error) {
 			Name: "meshinject_config_info",
 			Help: "1 for the hash of the configuration in force (the config audit annotation of the reviews it answers).",
 		}, []string{"hash"}),
+		lookups: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meshinject_render_cache_lookups_total",
+			Help: "Templates rendered for reviews, by result: hit when the parsed output came from the render cache, miss when it was executed and parsed.",
+		}, []string{"result"}),
 	}
 	if opts.Registerer != nil {
 		if err := errors.Join(promreg.Register(opts.Registerer, &r.reloads), promreg.Register(opts.Registerer, &r.stale),
-			promreg.Register(opts.Registerer, &r.info)); err != nil {
+			promreg.Register(opts.Registerer, &r.info), promreg.Register(opts.Registerer, &r.lookups)); err != nil {
 			return nil, fmt.Errorf("register configuration metrics: %w", err)
 		}
 	}
+	r.observer = cacheObserver{hit: r.lookups.WithLabelValues("hit"), miss: r.lookups.WithLabelValues("miss")}
 	var s *snapshot
 	if opts.Dir != "" {
 		var err error
@@ -167,6 +175,8 @@ func (r *Reloader) build(s *snapshot) (*inject.Engine, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Validated on an engine of its own, so the sample pods are not counted
+	// as reviews' render cache lookups.
 	e, err := inject.New(inject.Options{Config: cfg})
 	if err != nil {
 		return nil, err
@@ -174,7 +184,20 @@ func (r *Reloader) build(s *snapshot) (*inject.Engine, error) {
 	if err := e.Validate(); err != nil {
 		return nil, err
 	}
-	return e, nil
+	return inject.New(inject.Options{Config: cfg, RenderCacheObserver: r.observer})
+}
+
+// cacheObserver counts render cache lookups in
+// meshinject_render_cache_lookups_total.
+type cacheObserver struct{ hit, miss prometheus.Counter }
+
+// Lookup implements inject.CacheObserver.
+func (c cacheObserver) Lookup(hit bool) {
+	if hit {
+		c.hit.Inc()
+	} else {
+		c.miss.Inc()
+	}
 }
 
 // attempt reads the directory and swaps in a changed, valid configuration.

@@ -89,11 +89,21 @@ bench: ## Benchmark the engine against the decode/encode floor, and hostile pods
 	go test ./webhook/ -run '^$$' -bench '^BenchmarkHostile$$' -benchmem -benchtime 20x -count 1
 
 LOAD_DURATION ?= 5s
+LOAD_FLAGS    ?=
 
+# Istio's injector for bench-load: pkg/kube/inject of the pinned
+# istio.io/istio (e2e/tools/istio's istioinjector), with the injector and
+# mesh config its istio-discovery chart renders (in .cache/bench-istio).
 .PHONY: bench-load
-bench-load: build ## Load-test meshinject serve against a floor server (c=8 and 32, LOAD_DURATION per cell).
+bench-load: build ## Load-test meshinject serve against a floor server and Istio's own injector (c=8 and 32, LOAD_DURATION per cell; LOAD_FLAGS=-distinct 10000 for a mix of workloads).
 	go build -o $(BIN)/loadbench ./hack/loadbench
-	$(BIN)/loadbench -meshinject $(BIN)/meshinject -duration $(LOAD_DURATION) -cert-dir $(CURDIR)/.cache/loadbench-certs
+	@istio=$$(e2e/tools/build.sh istio $(TOOLS_CACHE)); \
+	mod=$$(cd e2e/tools/istio && go mod download -json istio.io/istio@$(ISTIO_VERSION) | awk -F'"' '$$2 == "Dir" { print $$4 }'); \
+	[[ -n $$mod ]] || { echo "bench-load: istio.io/istio@$(ISTIO_VERSION) is not served" >&2; exit 1; }; \
+	$$istio/chartrender -chart $$mod/manifests/charts/istio-control/istio-discovery -out $(CURDIR)/.cache/bench-istio \
+		-set global.hub=docker.io/istio,global.tag=$(COMPAT_TAG) && \
+	$(BIN)/loadbench -meshinject $(BIN)/meshinject -istio $$istio/istioinjector -istio-config $(CURDIR)/.cache/bench-istio \
+		-duration $(LOAD_DURATION) -cert-dir $(CURDIR)/.cache/loadbench-certs $(LOAD_FLAGS)
 
 SOAK_DURATION ?= 10m
 

@@ -49,6 +49,7 @@ istio)
 		"pilot-agent=istio.io/istio/pilot/cmd/pilot-agent"
 		"chartrender=./chartrender"
 		"envoystandin=./envoystandin"
+		"istioinjector=./istioinjector"
 	)
 	;;
 ops)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -158,6 +159,9 @@ func Run(ctx context.Context, o Options) error {
 	o.setDefaults()
 	log := o.Log
 	reg := ctrlmetrics.Registry
+	if err := registerRuntime(reg); err != nil {
+		return err
+	}
 	engines, err := reload.New(reload.Options{Dir: o.ConfigDir, Revision: o.Revision, Registerer: reg, Log: log.WithName("config")})
 	if err != nil {
 		return fmt.Errorf("load configuration: %w", err)
@@ -287,6 +291,17 @@ func addAll(mgr manager.Manager, runnables []func(context.Context) error, checks
 		if err := mgr.AddReadyzCheck(name, readiness(name, c, log)); err != nil {
 			return fmt.Errorf("manager: %w", err)
 		}
+	}
+	return nil
+}
+
+// registerRuntime exports the Go runtime's and the process's metrics
+// (go_*, process_*: heap, GC, allocations, RSS, open files), which
+// controller-runtime's registry leaves out.
+func registerRuntime(reg prometheus.Registerer) error {
+	goc, procc := collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})
+	if err := errors.Join(promreg.Register(reg, &goc), promreg.Register(reg, &procc)); err != nil {
+		return fmt.Errorf("register runtime metrics: %w", err)
 	}
 	return nil
 }

@@ -177,6 +177,9 @@ func startServers(o options) (servers []*server, pprofURL string, err error) {
 	if o.profile != "" {
 		args = append(args, "--pprof-addr", "127.0.0.1:"+strconv.Itoa(ports[5]))
 	}
+	if o.memoryLimit != "" {
+		args = append(args, "--memory-limit", o.memoryLimit)
+	}
 	mesh, err := start("meshinject", args, nil, ports[2], ports[3])
 	if err != nil {
 		stopAll()

@@ -19,12 +19,17 @@ type workload struct {
 // distinct returns n different workloads' pods, drawn from a generator
 // seeded with seed: names, namespaces, labels, 1 to 4 containers with
 // ports, and, for about one workload in four, proxy resource or traffic
-// annotations, as a cluster's mix of Deployments has them.
+// annotations, as a cluster's mix of Deployments has them. Each workload
+// has 1 to 5 replicas whose reviews follow each other, as a ReplicaSet
+// creates its pods; they differ only in their review's uid.
 func distinct(n int, seed uint64) workload {
 	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)) //nolint:gosec // a reproducible mix, not a secret
 	w := workload{name: fmt.Sprintf("mix-%d", n)}
 	for i := range n {
-		w.bodies = append(w.bodies, review(mixPod(r, i), i))
+		pod := mixPod(r, i)
+		for range 1 + r.IntN(5) {
+			w.bodies = append(w.bodies, review(pod, len(w.bodies)))
+		}
 	}
 	return w
 }

@@ -105,6 +105,10 @@ bench-load: build ## Load-test meshinject serve against a floor server and Istio
 	$(BIN)/loadbench -meshinject $(BIN)/meshinject -istio $$istio/istioinjector -istio-config $(CURDIR)/.cache/bench-istio \
 		-duration $(LOAD_DURATION) -cert-dir $(CURDIR)/.cache/loadbench-certs $(LOAD_FLAGS)
 
+.PHONY: bench-e2e
+bench-e2e: ## Create 500 pods on the e2e control plane without a webhook, through meshinject's and through Istio's injector, and print times and ratios.
+	E2E_BENCH=1 $(MAKE) test-e2e E2E_FLAGS='-run TestBenchPodCreation'
+
 SOAK_DURATION ?= 10m
 
 .PHONY: soak

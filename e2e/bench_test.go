@@ -349,7 +349,9 @@ func apiserverHistogram(t *testing.T, prefix string) histogram {
 
 // printBench prints the scale table and its ratios to no webhook.
 func printBench(ways []benchWay, f []benchFigures) {
-	ms := func(d time.Duration) string { return strconv.FormatFloat(float64(d.Microseconds())/1000, 'f', 1, 64) + " ms" }
+	ms := func(d time.Duration) string {
+		return strconv.FormatFloat(float64(d.Microseconds())/1000, 'f', 1, 64) + " ms"
+	}
 	fmt.Printf("\n# bench-e2e: %d pods through a Deployment (kube-controller-manager), then %d direct creates at concurrency %d\n",
 		benchDeploymentPods, benchDirectPods, benchConcurrency)
 	fmt.Println("| way | Deployment: all pods | direct: all pods | create p50 | create p99 | API server admission p50 | p99 | injected |")
@@ -376,4 +378,3 @@ func printRatios(ways []benchWay, f []benchFigures, base int, of ...int) {
 		fmt.Printf("| %s | %s | %s | %s | %s |\n", ways[i].name, r(g.deployment, b.deployment), r(g.direct, b.direct), r(g.p50, b.p50), r(g.p99, b.p99))
 	}
 }
-

@@ -225,8 +225,11 @@ func checkInjected(name string, review, answer []byte) error {
 	if err := json.Unmarshal(review, &in); err != nil {
 		return err
 	}
-	if err := json.Unmarshal(answer, &out); err != nil || !out.Response.Allowed || out.Response.Patch == "" {
-		return fmt.Errorf("%s: answer is not an allowed patch (%v): %.300s", name, err, answer)
+	if err := json.Unmarshal(answer, &out); err != nil {
+		return fmt.Errorf("%s: answer: %w", name, err)
+	}
+	if !out.Response.Allowed || out.Response.Patch == "" {
+		return fmt.Errorf("%s: answer is not an allowed patch: %.300s", name, answer)
 	}
 	raw, err := base64.StdEncoding.DecodeString(out.Response.Patch)
 	if err != nil {

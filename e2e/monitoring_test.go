@@ -3,8 +3,8 @@
 package e2e
 
 import (
-	"bufio"
 	"errors"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +13,8 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
+
+	"github.com/meshinject/meshinject/internal/testutil"
 )
 
 // TestMonitoringMetricNames: every metric name deploy/monitoring's alerts
@@ -38,13 +40,13 @@ func TestMonitoringMetricNames(t *testing.T) {
 	if err != nil {
 		t.Fatalf("kube-apiserver /metrics: %v", err)
 	}
-	addNames(exported, string(raw))
+	maps.Copy(exported, testutil.MetricNames(string(raw)))
 	if suite.local {
 		code, body := suite.def.get("/metrics")
 		if code != 200 {
 			t.Fatalf("meshinject /metrics: HTTP %d", code)
 		}
-		addNames(exported, body)
+		maps.Copy(exported, testutil.MetricNames(body))
 	}
 	data, err := os.ReadFile(filepath.Join(suite.repo, "deploy/monitoring/metrics.txt"))
 	if err != nil {
@@ -118,19 +120,4 @@ func failOpen(t *testing.T) {
 	}
 	defer func() { _ = api.Delete(t.Context(), mwc.Name, metav1.DeleteOptions{}) }()
 	create(t, ns, appPod("uninjected"))
-}
-
-// addNames adds the sample names of a Prometheus exposition.
-func addNames(names map[string]bool, exposition string) {
-	s := bufio.NewScanner(strings.NewReader(exposition))
-	s.Buffer(make([]byte, 0, 1<<20), 1<<20)
-	for s.Scan() {
-		l := s.Text()
-		if l == "" || l[0] == '#' {
-			continue
-		}
-		if i := strings.IndexAny(l, "{ "); i > 0 {
-			names[l[:i]] = true
-		}
-	}
 }

@@ -17,9 +17,7 @@ import (
 
 // CheckInjectOptions are the options of meshinject check-inject.
 type CheckInjectOptions struct {
-	// Kubeconfig and Context select the cluster. Default: the usual
-	// kubeconfig rules ($KUBECONFIG, ~/.kube/config) and its context.
-	Kubeconfig, Context string
+	Cluster
 	// Namespace is the namespace of the pod or workload. Default: the
 	// context's, else default.
 	Namespace string
@@ -52,8 +50,7 @@ why not. It warns when two injectors would both inject.`,
 		RunE: func(cmd *cobra.Command, args []string) error { return o.Run(cmd.Context(), s, args) },
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, else ~/.kube/config)")
-	f.StringVar(&o.Context, "context", "", "kubeconfig context (default: the current one)")
+	o.Cluster.flags(f)
 	f.StringVarP(&o.Namespace, "namespace", "n", "", "namespace (default: the context's, else default)")
 	f.StringVarP(&o.Selector, "labels", "l", "", "check the pods with these labels, k=v,... (or a pod that would have them)")
 	f.StringVarP(&o.Output, "output", "o", "text", "text, or json")
@@ -96,18 +93,10 @@ func (o *CheckInjectOptions) Run(ctx context.Context, s Streams, args []string) 
 
 // client is the cluster's client and the namespace to use.
 func (o *CheckInjectOptions) client() (kubernetes.Interface, string, error) {
-	cc := clientConfig(o.Kubeconfig, o.Context)
-	cfg, err := cc.ClientConfig()
-	if err != nil {
-		return nil, "", fmt.Errorf("cluster access: %w", err)
+	client, ns, err := o.Cluster.client()
+	if o.Namespace != "" {
+		ns = o.Namespace
 	}
-	ns := o.Namespace
-	if ns == "" {
-		if ns, _, err = cc.Namespace(); err != nil {
-			return nil, "", err
-		}
-	}
-	client, err := kubernetes.NewForConfig(cfg)
 	return client, ns, err
 }
 

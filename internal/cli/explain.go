@@ -114,7 +114,7 @@ func (o *ExplainOptions) Run(s Streams) error {
 // live reads meshinject's webhook configuration (name) from the cluster,
 // and returns it with a reader of namespaces' labels there.
 func (o *ExplainOptions) live(name string) (*admissionregistrationv1.MutatingWebhookConfiguration, func(string) (map[string]string, error), error) {
-	c := &CheckInjectOptions{Kubeconfig: o.Kubeconfig, Context: o.Context}
+	c := Cluster{Kubeconfig: o.Kubeconfig, Context: o.Context}
 	client, _, err := c.client()
 	if err != nil {
 		return nil, nil, err

@@ -10,8 +10,6 @@ import (
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/yaml"
 
 	"github.com/meshinject/meshinject/internal/tags"
@@ -19,9 +17,7 @@ import (
 
 // TagOptions are the options of meshinject tag's commands.
 type TagOptions struct {
-	// Kubeconfig and Context select the cluster. Default: the usual
-	// kubeconfig rules ($KUBECONFIG, ~/.kube/config) and its context.
-	Kubeconfig, Context string
+	Cluster
 	// Revision is the revision set and generate point the tag at.
 	Revision string
 	// Overwrite lets set move a tag from another revision.
@@ -48,8 +44,7 @@ when restarted. The tag default also takes istio-injection=enabled
 namespaces and sidecar.istio.io/inject=true pods.`,
 	}
 	f := cmd.PersistentFlags()
-	f.StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, else ~/.kube/config)")
-	f.StringVar(&o.Context, "context", "", "kubeconfig context (default: the current one)")
+	o.Cluster.flags(f)
 	f.StringVar(&o.ConfigNamespace, "config-namespace", "meshinject", "namespace of a revision's configuration ConfigMap when its webhook has a URL")
 	cmd.AddCommand(o.setCommand(s), o.generateCommand(s), o.removeCommand(s), o.listCommand(s))
 	return cmd
@@ -198,26 +193,9 @@ func writeTags(w io.Writer, list []tags.Tag) error {
 
 // manager is a tags.Manager on the selected cluster.
 func (o *TagOptions) manager() (*tags.Manager, error) {
-	client, err := clusterClient(o.Kubeconfig, o.Context)
+	client, _, err := o.Cluster.client()
 	if err != nil {
 		return nil, err
 	}
 	return &tags.Manager{Client: client, ConfigNamespace: o.ConfigNamespace}, nil
-}
-
-// clientConfig is the kubeconfig (default: $KUBECONFIG, else
-// ~/.kube/config) with the context (default: its current one).
-func clientConfig(kubeconfig, context string) clientcmd.ClientConfig {
-	rules := clientcmd.NewDefaultClientConfigLoadingRules()
-	rules.ExplicitPath = kubeconfig
-	return clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: context})
-}
-
-// clusterClient is a client of the kubeconfig's cluster.
-func clusterClient(kubeconfig, context string) (kubernetes.Interface, error) {
-	cfg, err := clientConfig(kubeconfig, context).ClientConfig()
-	if err != nil {
-		return nil, fmt.Errorf("cluster access: %w", err)
-	}
-	return kubernetes.NewForConfig(cfg)
 }

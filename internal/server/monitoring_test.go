@@ -1,8 +1,6 @@
 package server
 
 import (
-	"bufio"
-	"bytes"
 	"io"
 	"net/http"
 	"os"
@@ -105,18 +103,7 @@ func scrapeNames(t *testing.T, url string) map[string]bool {
 	if err != nil {
 		t.Fatal(err)
 	}
-	names := map[string]bool{}
-	s := bufio.NewScanner(bytes.NewReader(body))
-	for s.Scan() {
-		l := s.Text()
-		if l == "" || l[0] == '#' {
-			continue
-		}
-		if i := strings.IndexAny(l, "{ "); i > 0 {
-			names[l[:i]] = true
-		}
-	}
-	return names
+	return testutil.MetricNames(string(body))
 }
 
 func writeFile(t *testing.T, path string, data []byte) {

@@ -50,7 +50,7 @@ why not. It warns when two injectors would both inject.`,
 		RunE: func(cmd *cobra.Command, args []string) error { return o.Run(cmd.Context(), s, args) },
 	}
 	f := cmd.Flags()
-	o.Cluster.flags(f)
+	o.flags(f)
 	f.StringVarP(&o.Namespace, "namespace", "n", "", "namespace (default: the context's, else default)")
 	f.StringVarP(&o.Selector, "labels", "l", "", "check the pods with these labels, k=v,... (or a pod that would have them)")
 	f.StringVarP(&o.Output, "output", "o", "text", "text, or json")

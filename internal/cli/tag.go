@@ -44,7 +44,7 @@ when restarted. The tag default also takes istio-injection=enabled
 namespaces and sidecar.istio.io/inject=true pods.`,
 	}
 	f := cmd.PersistentFlags()
-	o.Cluster.flags(f)
+	o.flags(f)
 	f.StringVar(&o.ConfigNamespace, "config-namespace", "meshinject", "namespace of a revision's configuration ConfigMap when its webhook has a URL")
 	cmd.AddCommand(o.setCommand(s), o.generateCommand(s), o.removeCommand(s), o.listCommand(s))
 	return cmd
@@ -193,7 +193,7 @@ func writeTags(w io.Writer, list []tags.Tag) error {
 
 // manager is a tags.Manager on the selected cluster.
 func (o *TagOptions) manager() (*tags.Manager, error) {
-	client, _, err := o.Cluster.client()
+	client, _, err := o.client()
 	if err != nil {
 		return nil, err
 	}

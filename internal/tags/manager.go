@@ -56,6 +56,9 @@ func (m *Manager) Set(ctx context.Context, tag string, o SetOptions) (*admission
 	if revision == "" {
 		revision = DefaultTag
 	}
+	if err := validTag(tag); err != nil {
+		return nil, err
+	}
 	if tag == DefaultTag && revision == DefaultTag {
 		return nil, errors.New(`tag "default": the default revision already injects the default tag's pods; point it at another revision`)
 	}

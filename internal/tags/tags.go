@@ -38,8 +38,8 @@ func Name(tag string) string { return namePrefix + tag }
 // timeouts, match conditions, the caBundle and cert-manager's annotation
 // are rev's.
 func Build(rev *admissionregistrationv1.MutatingWebhookConfiguration, tag string) (*admissionregistrationv1.MutatingWebhookConfiguration, error) {
-	if errs := validation.IsDNS1123Label(tag); len(errs) > 0 {
-		return nil, fmt.Errorf("tag %q: %s", tag, strings.Join(errs, "; "))
+	if err := validTag(tag); err != nil {
+		return nil, err
 	}
 	revision := rev.Labels[LabelRevision]
 	revNS, revObj := entry(rev, "rev.namespace"), entry(rev, "rev.object")
@@ -63,6 +63,15 @@ func Build(rev *admissionregistrationv1.MutatingWebhookConfiguration, tag string
 		out.Webhooks = append(out.Webhooks, defaultEntries(revNS, revObj)...)
 	}
 	return out, nil
+}
+
+// validTag refuses a tag that is not a DNS label (it names an object and
+// a label value), naming it.
+func validTag(tag string) error {
+	if errs := validation.IsDNS1123Label(tag); len(errs) > 0 {
+		return fmt.Errorf("tag %q: %s", tag, strings.Join(errs, "; "))
+	}
+	return nil
 }
 
 // entry is the configuration's entry named prefix + entrySuffix.

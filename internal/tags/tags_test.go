@@ -99,6 +99,7 @@ func TestSetRefuses(t *testing.T) {
 		{"a", "a", "cannot name its own revision"},
 		{"prod", "a", `"prod": that is a revision's name`},
 		{"Prod_1", "a", `tag "Prod_1"`},
+		{"a b", "a", `tag "a b": a lowercase RFC 1123 label`},
 		{"stable", "missing", `revision "missing": no MutatingWebhookConfiguration is labelled meshinject.io/rev=missing`},
 	} {
 		if _, err := m.Set(ctx, c.tag, SetOptions{Revision: c.rev}); err == nil || !strings.Contains(err.Error(), c.want) {

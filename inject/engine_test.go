@@ -214,3 +214,20 @@ func TestTemplateNamesOnce(t *testing.T) {
 		t.Errorf("templates applied: %d (%v...), want sidecar once", len(res.Templates), res.Templates[:min(3, len(res.Templates))])
 	}
 }
+
+// TestTemplateWithoutAnnotations: a configured template that sets no
+// annotations, on a pod that has none, is injected (the prometheus merge
+// writes its annotations into a map it has to create).
+func TestTemplateWithoutAnnotations(t *testing.T) {
+	custom := []byte("templates:\n  sidecar: |\n    spec:\n      containers:\n      - name: istio-proxy\n        image: proxy:1\n")
+	e := mustEngine(t, config.Sources{InjectionConfig: custom})
+	pod := testPod("bare")
+	pod.Annotations = nil
+	res, err := e.Inject(Request{Pod: pod})
+	if err != nil || res.Skipped {
+		t.Fatalf("inject: %v %s", err, res.Reason)
+	}
+	if got := res.Pod.Annotations["prometheus.io/path"]; got != "/stats/prometheus" {
+		t.Errorf("prometheus.io/path %q, want /stats/prometheus", got)
+	}
+}

@@ -135,6 +135,9 @@ func (e *Engine) prometheusMerge(pod *corev1.Pod, s *Settings) error {
 	for _, k := range found {
 		delete(pod.Annotations, k)
 	}
+	if pod.Annotations == nil { // neither the pod nor a configured template set any
+		pod.Annotations = map[string]string{}
+	}
 	pod.Annotations["prometheus.io/port"] = agent
 	pod.Annotations["prometheus.io/path"] = "/stats/prometheus"
 	pod.Annotations["prometheus.io/scrape"] = "true"

@@ -133,4 +133,21 @@ func TestRenderCacheObserver(t *testing.T) {
 	if obs.misses != 2 || obs.hits != 1 {
 		t.Errorf("%d misses and %d hits, want 2 and 1", obs.misses, obs.hits)
 	}
+
+	// A configured template is executed each time and found by its
+	// rendered text: a miss, then a hit.
+	custom := []byte("templates:\n  sidecar: |\n    spec:\n      containers:\n      - name: istio-proxy\n        image: proxy:1\n")
+	obs = countingObserver{}
+	e, err = New(Options{Config: mustConfig(t, config.Sources{InjectionConfig: custom}), RenderCacheObserver: &obs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if _, err := e.Inject(Request{Pod: testPod("a")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if obs.misses != 1 || obs.hits != 1 {
+		t.Errorf("configured template: %d misses and %d hits, want 1 and 1", obs.misses, obs.hits)
+	}
 }

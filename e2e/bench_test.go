@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"math"
@@ -17,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -26,6 +26,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/meshinject/meshinject/certs"
+	"github.com/meshinject/meshinject/internal/testutil"
 )
 
 // benchWay is one way pods are created: without a webhook, through
@@ -319,22 +320,21 @@ func apiserverHistogram(t *testing.T, prefix string) histogram {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sums := map[float64]float64{}
-	s := bufio.NewScanner(strings.NewReader(string(raw)))
-	s.Buffer(make([]byte, 0, 1<<20), 1<<20)
-	for s.Scan() {
-		l := s.Text()
-		if !strings.HasPrefix(l, "apiserver_admission_webhook_admission_duration_seconds_bucket{") || !strings.Contains(l, `name="`+prefix) {
+	fam := testutil.MetricFamilies(t, string(raw))["apiserver_admission_webhook_admission_duration_seconds"]
+	sums, total := map[float64]float64{}, 0.0
+	for _, m := range fam.GetMetric() {
+		if !slices.ContainsFunc(m.GetLabel(), func(l *dto.LabelPair) bool {
+			return l.GetName() == "name" && strings.HasPrefix(l.GetValue(), prefix)
+		}) {
 			continue
 		}
-		le := l[strings.Index(l, `le="`)+4:]
-		le = le[:strings.IndexByte(le, '"')]
-		bound, err := strconv.ParseFloat(le, 64)
-		if err != nil {
-			continue
+		for _, b := range m.GetHistogram().GetBucket() {
+			sums[b.GetUpperBound()] += float64(b.GetCumulativeCount())
 		}
-		v, _ := strconv.ParseFloat(l[strings.LastIndexByte(l, ' ')+1:], 64)
-		sums[bound] += v
+		total += float64(m.GetHistogram().GetSampleCount())
+	}
+	if total > 0 {
+		sums[math.Inf(1)] = total // whether or not the exposition listed the +Inf bucket
 	}
 	var h histogram
 	for le := range sums {

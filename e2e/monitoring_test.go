@@ -40,13 +40,13 @@ func TestMonitoringMetricNames(t *testing.T) {
 	if err != nil {
 		t.Fatalf("kube-apiserver /metrics: %v", err)
 	}
-	maps.Copy(exported, testutil.MetricNames(string(raw)))
+	maps.Copy(exported, testutil.MetricNames(t, string(raw)))
 	if suite.local {
 		code, body := suite.def.get("/metrics")
 		if code != 200 {
 			t.Fatalf("meshinject /metrics: HTTP %d", code)
 		}
-		maps.Copy(exported, testutil.MetricNames(body))
+		maps.Copy(exported, testutil.MetricNames(t, body))
 	}
 	data, err := os.ReadFile(filepath.Join(suite.repo, "deploy/monitoring/metrics.txt"))
 	if err != nil {

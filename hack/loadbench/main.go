@@ -193,8 +193,8 @@ func verifyAll(ctx context.Context, pool *x509.CertPool, servers []*server, ws [
 
 // cacheLookups reads meshinject's render cache hits and misses.
 func cacheLookups(mesh *server) (hits, misses float64) {
-	hits, _ = scrape(mesh.metricsURL, `meshinject_render_cache_lookups_total{result="hit"}`)
-	misses, _ = scrape(mesh.metricsURL, `meshinject_render_cache_lookups_total{result="miss"}`)
+	hits, _ = scrape(mesh.metricsURL, "meshinject_render_cache_lookups_total", "result", "hit")
+	misses, _ = scrape(mesh.metricsURL, "meshinject_render_cache_lookups_total", "result", "miss")
 	return hits, misses
 }
 

@@ -11,11 +11,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 
@@ -96,22 +100,36 @@ func (s *server) mallocs() (float64, error) {
 	return scrape(s.metricsURL, "go_memstats_mallocs_total")
 }
 
-// scrape reads the value of the unlabelled series name at url.
-func scrape(url, name string) (float64, error) {
+// scrape reads the value of the counter, gauge or untyped series name at
+// url, with the given label pairs (name, value, ...).
+func scrape(url, name string, labels ...string) (float64, error) {
 	c := http.Client{Timeout: 5 * time.Second}
 	resp, err := c.Get(url)
 	if err != nil {
 		return 0, err
 	}
 	defer func() { _ = resp.Body.Close() }()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
-			return strconv.ParseFloat(strings.TrimSpace(v), 64)
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", url, err)
+	}
+	for _, m := range fams[name].GetMetric() {
+		if hasLabels(m, labels) {
+			return m.GetCounter().GetValue() + m.GetGauge().GetValue() + m.GetUntyped().GetValue(), nil
 		}
 	}
-	return 0, fmt.Errorf("%s: no series %s", url, name)
+	return 0, fmt.Errorf("%s: no series %s%v", url, name, labels)
+}
+
+// hasLabels is whether m has every label pair of pairs (name, value, ...).
+func hasLabels(m *dto.Metric, pairs []string) bool {
+	for i := 0; i+1 < len(pairs); i += 2 {
+		if !slices.ContainsFunc(m.GetLabel(), func(l *dto.LabelPair) bool { return l.GetName() == pairs[i] && l.GetValue() == pairs[i+1] }) {
+			return false
+		}
+	}
+	return true
 }
 
 // serveFloor decodes the review and the pod and answers allowed; /metrics

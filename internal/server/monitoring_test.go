@@ -103,7 +103,7 @@ func scrapeNames(t *testing.T, url string) map[string]bool {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return testutil.MetricNames(string(body))
+	return testutil.MetricNames(t, string(body))
 }
 
 func writeFile(t *testing.T, path string, data []byte) {

@@ -116,7 +116,7 @@ func benchMeshinject(t *testing.T) {
 // namespaces labelled bench-istio=enabled.
 func startIstioInjector(t *testing.T) {
 	t.Helper()
-	port := freePort(t)
+	port := testutil.FreePort(t)
 	dir := filepath.Join(suite.work, "istioinjector")
 	serving, err := certs.NewServing(suite.ca, certs.Options{IPAddresses: localIPs})
 	if err != nil {

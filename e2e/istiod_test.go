@@ -7,7 +7,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -20,6 +19,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/meshinject/meshinject/internal/testutil"
 )
 
 // startIstiod runs Istio's control plane (pilot-discovery) against the
@@ -49,7 +50,7 @@ func startIstiod(t *testing.T) *istiodProc {
 	if err := os.WriteFile(filepath.Join(dir, "mesh"), mesh, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	addr := func() string { return "127.0.0.1:" + strconv.Itoa(freePort(t)) }
+	addr := func() string { return "127.0.0.1:" + strconv.Itoa(testutil.FreePort(t)) }
 	httpAddr, secureGRPC := addr(), addr()
 	p, err := startProcessEnv("istiod", dir, append(os.Environ(),
 		"POD_NAMESPACE=istio-system", "POD_NAME=istiod-e2e", "REVISION=default",
@@ -57,7 +58,7 @@ func startIstiod(t *testing.T) *istiodProc {
 	), filepath.Join(suite.istio, "pilot-discovery"), "discovery",
 		"--kubeconfig="+suite.kubeconfig, "--meshConfig="+filepath.Join(dir, "mesh"),
 		"--httpAddr="+httpAddr, "--grpcAddr="+addr(), "--secureGRPCAddr="+secureGRPC, "--httpsAddr="+addr(),
-		"--monitoringAddr="+addr(), "--ctrlz_address=127.0.0.1", "--ctrlz_port="+strconv.Itoa(freePort(t)),
+		"--monitoringAddr="+addr(), "--ctrlz_address=127.0.0.1", "--ctrlz_port="+strconv.Itoa(testutil.FreePort(t)),
 		"--log_output_level=default:info")
 	if err != nil {
 		t.Fatal(err)
@@ -79,17 +80,6 @@ func startIstiod(t *testing.T) *istiodProc {
 		return nil
 	})
 	return &istiodProc{process: p, secureGRPC: secureGRPC}
-}
-
-// freePort is a port free on 127.0.0.1 now.
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // TestBesideIstiod: with istiod (default revision, its injector and

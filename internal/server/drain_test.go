@@ -26,7 +26,7 @@ type replica struct {
 
 func newReplica(t *testing.T, dir string, drain time.Duration) *replica {
 	t.Helper()
-	r := &replica{opts: Options{Host: "127.0.0.1", Port: freePort(t), CertDir: dir, DrainDelay: drain, Log: testr.New(t)}}
+	r := &replica{opts: Options{Host: "127.0.0.1", Port: testutil.FreePort(t), CertDir: dir, DrainDelay: drain, Log: testr.New(t)}}
 	freeAddrs(t, &r.opts)
 	return r
 }

@@ -12,6 +12,8 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
+
+	"github.com/meshinject/meshinject/internal/testutil"
 )
 
 // unreachableKubeconfig writes a kubeconfig for an API server nobody
@@ -61,7 +63,7 @@ func TestRunLeavesNoGoroutine(t *testing.T) {
 	} {
 		o := tc.o
 		if o.Port == 0 {
-			o.Port = freePort(t)
+			o.Port = testutil.FreePort(t)
 		}
 		freeAddrs(t, &o)
 		if o.CertDir == "" {
@@ -75,7 +77,7 @@ func TestRunLeavesNoGoroutine(t *testing.T) {
 
 	// Serving, then stopped.
 	ctx, cancel := context.WithCancel(t.Context())
-	o := Options{Host: "127.0.0.1", Port: freePort(t), CertDir: dir, DrainDelay: -1}
+	o := Options{Host: "127.0.0.1", Port: testutil.FreePort(t), CertDir: dir, DrainDelay: -1}
 	freeAddrs(t, &o)
 	done := make(chan error, 1)
 	go func() { done <- Run(ctx, o) }()

@@ -37,7 +37,7 @@ func TestMonitoringMetricsExported(t *testing.T) {
 		}
 		writeFile(t, filepath.Join(configDir, f), data)
 	}
-	metrics := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	metrics := "127.0.0.1:" + strconv.Itoa(testutil.FreePort(t))
 	url, _, ca := startServer(t, t.TempDir(), Options{ConfigDir: configDir, MetricsAddr: metrics})
 	c := client(ca, false)
 	for _, body := range []string{review, reviewOf(`{"sidecar.istio.io/inject":"false"}`), reviewOf(`{"sidecar.istio.io/interceptionMode":"BOGUS"}`)} {

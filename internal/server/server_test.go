@@ -20,16 +20,6 @@ import (
 	"github.com/meshinject/meshinject/internal/testutil"
 )
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 const review = `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u1",` +
 	`"kind":{"group":"","version":"v1","kind":"Pod"},"resource":{"group":"","version":"v1","resource":"pods"},` +
 	`"namespace":"shop","operation":"CREATE","object":{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web"},` +
@@ -45,7 +35,7 @@ func startServer(t *testing.T, dir string, opts Options) (string, string, *certs
 	}
 	writeServing(t, ca, dir)
 	ctx, cancel := context.WithCancel(t.Context())
-	opts.Host, opts.Port = "127.0.0.1", freePort(t)
+	opts.Host, opts.Port = "127.0.0.1", testutil.FreePort(t)
 	freeAddrs(t, &opts)
 	opts.CertDir, opts.Log = dir, testr.New(t)
 	if opts.DrainDelay == 0 {
@@ -76,7 +66,7 @@ func freeAddrs(t *testing.T, o *Options) {
 	t.Helper()
 	for _, a := range []*string{&o.MetricsAddr, &o.HealthAddr} {
 		if *a == "" {
-			*a = "127.0.0.1:" + strconv.Itoa(freePort(t))
+			*a = "127.0.0.1:" + strconv.Itoa(testutil.FreePort(t))
 		}
 	}
 }
@@ -158,8 +148,8 @@ func (b *badResponse) Error() string { return "HTTP " + strconv.Itoa(b.code) + "
 func TestServeAndProbes(t *testing.T) {
 	t.Parallel()
 	// deploy/ binds [$(POD_IP)]:8080 and :8081, brackets and all.
-	metricsPort := strconv.Itoa(freePort(t))
-	url, health, ca := startServer(t, t.TempDir(), Options{MetricsAddr: "[127.0.0.1]:" + metricsPort, HealthAddr: "[127.0.0.1]:" + strconv.Itoa(freePort(t))})
+	metricsPort := strconv.Itoa(testutil.FreePort(t))
+	url, health, ca := startServer(t, t.TempDir(), Options{MetricsAddr: "[127.0.0.1]:" + metricsPort, HealthAddr: "[127.0.0.1]:" + strconv.Itoa(testutil.FreePort(t))})
 	c := client(ca, true)
 	if err := postReview(c, url); err != nil {
 		t.Fatal(err)
@@ -260,7 +250,7 @@ func TestProfiling(t *testing.T) {
 		o := Options{}
 		freeAddrs(t, &o)
 		if on {
-			o.PprofAddr = "127.0.0.1:" + strconv.Itoa(freePort(t))
+			o.PprofAddr = "127.0.0.1:" + strconv.Itoa(testutil.FreePort(t))
 		}
 		_, health, _ := startServer(t, t.TempDir(), o)
 		for _, base := range []string{health, "http://" + o.MetricsAddr} {

@@ -3,6 +3,7 @@ package testutil
 
 import (
 	"errors"
+	"net"
 	"testing"
 	"time"
 )
@@ -34,4 +35,15 @@ func Poll(t testing.TB, timeout, interval time.Duration, what string, cond func(
 		}
 		time.Sleep(interval)
 	}
+}
+
+// FreePort returns a TCP port free on 127.0.0.1 now.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = l.Close() }()
+	return l.Addr().(*net.TCPAddr).Port
 }

@@ -117,9 +117,6 @@ func TestChartRevisionTags(t *testing.T) {
 			t.Errorf("%s entries (-want +got):\n%s", name, diff)
 		}
 	}
-	if n := len(objs); n == 0 {
-		t.Fatal("nothing rendered")
-	}
 }
 
 // entrySummary is an entry's name without its suffix and the istio.io/rev

@@ -11,7 +11,10 @@ GOLANGCI_LINT := $(BIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
 
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
-LDFLAGS := -s -w -X github.com/meshinject/meshinject/internal/version.Version=$(VERSION) -X github.com/meshinject/meshinject/internal/version.Commit=$(COMMIT)
+# ldflags of a build whose version is $(1); the Dockerfile's are the same
+# (a test compares them).
+ldflags = -s -w -X github.com/meshinject/meshinject/internal/version.Version=$(1) -X github.com/meshinject/meshinject/internal/version.Commit=$(COMMIT)
+LDFLAGS := $(call ldflags,$(VERSION))
 
 FUZZTIME  ?= 20s
 BENCHTIME ?= 2s
@@ -194,6 +197,65 @@ PLATFORMS  ?= linux/amd64,linux/arm64
 KIND       := $(BIN)/kind-v0.33.0
 KIND_CLUSTER ?= meshinject
 CERT_MANAGER_VERSION ?= v1.21.2
+
+# Images built without a container engine (hack/ociimage, on
+# go-containerregistry): OCI image layouts and their archives in IMAGE_DIR,
+# which `ctr images import`, skopeo and crane read.
+IMAGE_DIR       ?= $(CURDIR)/.cache/image
+IMAGE_PLATFORMS ?= linux/amd64 linux/arm64
+IMAGE_SOURCE    := https://github.com/meshinject/meshinject
+NODE_PLATFORM   := linux/$(shell go env GOARCH)
+
+.PHONY: image
+image: ## Build $(IMAGE_REPO):$(APP_VERSION) without Docker: an OCI index (amd64, arm64) of the static binary, nonroot 65532, no shell, in .cache/image (meshinject.oci.tar; digest in meshinject.digest).
+	@rm -rf $(IMAGE_DIR)/meshinject-rootfs && mkdir -p $(IMAGE_DIR)
+	@for p in $(IMAGE_PLATFORMS); do \
+		echo "image: building meshinject for $$p" >&2; \
+		CGO_ENABLED=0 GOOS=$${p%/*} GOARCH=$${p#*/} go build -trimpath -ldflags "$(call ldflags,$(APP_VERSION))" \
+			-o $(IMAGE_DIR)/meshinject-rootfs/$${p/\//_}/meshinject ./cmd/meshinject; \
+	done
+	go run ./hack/ociimage -ref $(IMAGE_REPO):$(APP_VERSION) \
+		$(foreach p,$(IMAGE_PLATFORMS),-platform $(p)=$(IMAGE_DIR)/meshinject-rootfs/$(subst /,_,$(p))) \
+		-entrypoint /meshinject -label org.opencontainers.image.title=meshinject \
+		-label org.opencontainers.image.version=$(APP_VERSION) -label org.opencontainers.image.revision=$(COMMIT) \
+		-label org.opencontainers.image.source=$(IMAGE_SOURCE) -label org.opencontainers.image.licenses=Apache-2.0 \
+		-layout $(IMAGE_DIR)/meshinject -archive $(IMAGE_DIR)/meshinject.oci.tar > $(IMAGE_DIR)/meshinject.digest
+	@echo "image: $(IMAGE_REPO):$(APP_VERSION)@$$(cat $(IMAGE_DIR)/meshinject.digest) in $(IMAGE_DIR)/meshinject.oci.tar" >&2
+
+# The node tier's test images, for the machine's platform: the sandbox
+# (e2e/images/pause) and CoreDNS (e2e/tools/coredns).
+.PHONY: node-images
+node-images: image ## Build the node tier's images (meshinject, the sandbox pause, CoreDNS) into .cache/image.
+	@rm -rf $(IMAGE_DIR)/pause-rootfs $(IMAGE_DIR)/coredns-rootfs
+	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o $(IMAGE_DIR)/pause-rootfs/pause ./e2e/images/pause
+	go run ./hack/ociimage -ref localhost/meshinject-e2e/pause:1 -platform $(NODE_PLATFORM)=$(IMAGE_DIR)/pause-rootfs \
+		-entrypoint /pause -layout $(IMAGE_DIR)/pause -archive $(IMAGE_DIR)/pause.oci.tar >/dev/null
+	@mkdir -p $(IMAGE_DIR)/coredns-rootfs && cp $$(e2e/tools/build.sh coredns $(TOOLS_CACHE))/coredns $(IMAGE_DIR)/coredns-rootfs/
+	go run ./hack/ociimage -ref localhost/meshinject-e2e/coredns:1 -platform $(NODE_PLATFORM)=$(IMAGE_DIR)/coredns-rootfs \
+		-entrypoint /coredns -layout $(IMAGE_DIR)/coredns -archive $(IMAGE_DIR)/coredns.oci.tar >/dev/null
+
+# The node tier runs as root with Debian's containerd, runc, CNI plugins and
+# iptables; elsewhere it skips, saying why.
+.PHONY: node-host-tools
+node-host-tools: ## Install containerd, runc, the CNI plugins, iptables and conntrack from Debian's packages when root (for make test-node).
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && ! { command -v containerd && command -v runc && command -v iptables-save && [ -x /usr/lib/cni/bridge ]; } >/dev/null; then \
+		echo "node-host-tools: installing containerd, runc, containernetworking-plugins, iptables, conntrack" >&2; \
+		pkgs="containerd runc containernetworking-plugins iptables conntrack"; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$pkgs >/dev/null 2>&1 || \
+			{ apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$pkgs >/dev/null; } || \
+			echo "node-host-tools: the packages did not install; make test-node skips, saying why" >&2; \
+	fi
+
+NODE_TIMEOUT ?= 30m
+NODE_FLAGS   ?=
+
+.PHONY: test-node
+test-node: build node-images e2e-tools ops-tools node-host-tools ## Run the node tier: a one-node cluster (kubelet, containerd, kube-proxy, CoreDNS) in namespaces of its own, meshinject installed by its chart from the image built here (root; skips elsewhere).
+	E2E_K8S_ASSETS=$$(e2e/tools/build.sh k8s $(TOOLS_CACHE)) \
+	E2E_CERT_MANAGER=$$(e2e/tools/build.sh cert-manager $(TOOLS_CACHE)) \
+	E2E_OPS=$$(e2e/tools/build.sh ops $(TOOLS_CACHE)) \
+	E2E_MESHINJECT=$(BIN)/meshinject E2E_IMAGES=$(IMAGE_DIR) \
+	go test -tags node -count=1 -timeout $(NODE_TIMEOUT) -v $(NODE_FLAGS) ./e2e/
 
 .PHONY: docker-build
 docker-build: ## Build the container image IMAGE (default meshinject:dev; needs Docker).

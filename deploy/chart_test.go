@@ -80,10 +80,37 @@ func TestChartRefusesBadValues(t *testing.T) {
 		"webhook.url=http://plain":                            "/webhook/url",
 		"metrics.prometheusRule.latencyRatio=2":               "/metrics/prometheusRule/latencyRatio",
 		"sidecarInjectorWebhook.reinvocationPolicy=Sometimes": "/sidecarInjectorWebhook/reinvocationPolicy",
+		"image.digest=latest":                                 "/image/digest",
+		"image.pullPolicy=Sometimes":                          "/image/pullPolicy",
 	} {
 		_, err := helmTemplateErr(t, set)
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("--set %s: error %v, want one naming %q", set, err, want)
+		}
+	}
+}
+
+// TestChartImage checks the injector's image reference: the tag by
+// default, the digest instead when one is set, and the pull policy from
+// image.pullPolicy before global.imagePullPolicy.
+func TestChartImage(t *testing.T) {
+	digest := "sha256:" + strings.Repeat("ab", 32)
+	for _, tc := range []struct {
+		set               []string
+		image, pullPolicy string
+	}{
+		{nil, "ghcr.io/meshinject/meshinject:0.1.0", ""},
+		{[]string{"image.tag=0.2.0", "global.imagePullPolicy=Always"}, "ghcr.io/meshinject/meshinject:0.2.0", "Always"},
+		{[]string{"image.digest=" + digest, "image.tag=0.2.0", "image.pullPolicy=Never", "global.imagePullPolicy=Always"}, "ghcr.io/meshinject/meshinject@" + digest, "Never"},
+	} {
+		dep := objects(t, helmTemplate(t, tc.set...))["Deployment meshinject/meshinject"]
+		if dep == nil {
+			t.Fatal("no Deployment meshinject/meshinject")
+		}
+		c := dep["spec"].(map[string]any)["template"].(map[string]any)["spec"].(map[string]any)["containers"].([]any)[0].(map[string]any)
+		pp, _ := c["imagePullPolicy"].(string)
+		if c["image"] != tc.image || pp != tc.pullPolicy {
+			t.Errorf("--set %v: image %v, pull policy %q; want %s, %q", tc.set, c["image"], pp, tc.image, tc.pullPolicy)
 		}
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -23,33 +22,6 @@ import (
 
 // chartNamespace is where the scenario installs the chart's releases.
 const chartNamespace = "meshinject-charts"
-
-// helm runs the pinned helm (E2E_OPS) against the suite's cluster.
-func helm(t *testing.T, args ...string) string {
-	t.Helper()
-	ops := os.Getenv("E2E_OPS")
-	if ops == "" {
-		t.Fatal("E2E_OPS is not set (run make test-e2e, which builds helm)")
-	}
-	// Not the test's context: uninstalls run in its cleanup.
-	ctx, cancel := context.WithTimeout(context.Background(), 2*wait)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, filepath.Join(ops, "helm"), append([]string{"--kubeconfig", suite.kubeconfig}, args...)...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("helm %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return string(out)
-}
-
-// meshinjectCLI runs the meshinject binary against the suite's cluster
-// (also from a test's cleanup).
-func meshinjectCLI(t *testing.T, args ...string) (string, error) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), wait)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, suite.meshinject, append(args, "--kubeconfig", suite.kubeconfig)...).CombinedOutput()
-	return string(out), err
-}
 
 // chartRevision installs the chart as revision rev in self-managed TLS
 // mode, its webhooks pointing at a local meshinject serve on port, and

@@ -3,10 +3,10 @@
 # directory keyed by the module's version, its go.sum and this script, and
 # prints that directory. A second call with the same inputs builds nothing.
 #
-#   e2e/tools/build.sh k8s|cert-manager|istio|ops CACHE_ROOT
+#   e2e/tools/build.sh k8s|cert-manager|istio|coredns|ops CACHE_ROOT
 set -euo pipefail
-name=${1:?usage: build.sh k8s|cert-manager|istio|ops CACHE_ROOT}
-root=${2:?usage: build.sh k8s|cert-manager|istio|ops CACHE_ROOT}
+name=${1:?usage: build.sh k8s|cert-manager|istio|coredns|ops CACHE_ROOT}
+root=${2:?usage: build.sh k8s|cert-manager|istio|coredns|ops CACHE_ROOT}
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(mkdir -p "$root" && cd "$root" && pwd)
 mod=$here/$name
@@ -28,6 +28,9 @@ k8s)
 	targets=(
 		"kube-apiserver=k8s.io/kubernetes/cmd/kube-apiserver"
 		"kube-controller-manager=k8s.io/kubernetes/cmd/kube-controller-manager"
+		"kube-scheduler=k8s.io/kubernetes/cmd/kube-scheduler"
+		"kube-proxy=k8s.io/kubernetes/cmd/kube-proxy"
+		"kubelet=k8s.io/kubernetes/cmd/kubelet"
 		"kubectl=k8s.io/kubernetes/cmd/kubectl"
 		"etcd=go.etcd.io/etcd/server/v3"
 	)
@@ -50,6 +53,13 @@ istio)
 		"chartrender=./chartrender"
 		"envoystandin=./envoystandin"
 		"istioinjector=./istioinjector"
+	)
+	;;
+coredns)
+	version=$(modversion github.com/coredns/coredns)
+	ldflags="-s -w"
+	targets=(
+		"coredns=./coredns"
 	)
 	;;
 ops)

@@ -21,7 +21,10 @@ gomod=$(go mod download -json "k8s.io/kubernetes@${version}" | sed -n 's/^\s*"Go
 	echo "	go.etcd.io/etcd/server/v3"
 	echo "	k8s.io/kubernetes/cmd/kube-apiserver"
 	echo "	k8s.io/kubernetes/cmd/kube-controller-manager"
+	echo "	k8s.io/kubernetes/cmd/kube-proxy"
+	echo "	k8s.io/kubernetes/cmd/kube-scheduler"
 	echo "	k8s.io/kubernetes/cmd/kubectl"
+	echo "	k8s.io/kubernetes/cmd/kubelet"
 	echo ")"
 	echo
 	echo "require k8s.io/kubernetes ${version}"

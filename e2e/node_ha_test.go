@@ -1,0 +1,290 @@
+//go:build node
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+)
+
+// previousChartCommit is the last landed commit before the chart gained
+// image.digest and image.pullPolicy: the HA scenario installs the chart as
+// it was there and upgrades to today's.
+const previousChartCommit = "75100a2"
+
+// createRate is the pod creations per second of the HA scenario's loop.
+const createRate = 5
+
+// faultTimeout bounds each fault's recovery.
+const faultTimeout = 3 * time.Minute
+
+// loadResult counts one creation loop's pods.
+type loadResult struct {
+	created, failed, uninjected int
+	errs                        []string
+}
+
+// creationLoop creates pending pods in ns at createRate per second, each
+// in its own goroutine (at most 32 in flight), until stop is called.
+type creationLoop struct {
+	stopc chan struct{}
+	done  chan struct{}
+	mu    sync.Mutex
+	res   loadResult
+}
+
+func startCreationLoop(ctx context.Context, ns, prefix string) *creationLoop {
+	l := &creationLoop{stopc: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(l.done)
+		var wg sync.WaitGroup
+		inflight := make(chan struct{}, 32)
+		tick := time.NewTicker(time.Second / createRate)
+		defer tick.Stop()
+		for i := 0; ; i++ {
+			select {
+			case <-l.stopc:
+				wg.Wait()
+				return
+			case <-tick.C:
+			}
+			select {
+			case inflight <- struct{}{}:
+			default:
+				l.record(nil, fmt.Errorf("more than 32 creations in flight"))
+				continue
+			}
+			wg.Add(1)
+			go func(i int) {
+				defer wg.Done()
+				defer func() { <-inflight }()
+				cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+				defer cancel()
+				pod, err := suite.client.CoreV1().Pods(ns).Create(cctx, pendingPod(fmt.Sprintf("%s-%d", prefix, i)), metav1.CreateOptions{})
+				l.record(pod, err)
+			}(i)
+		}
+	}()
+	return l
+}
+
+func (l *creationLoop) record(pod *corev1.Pod, err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case err != nil:
+		l.res.failed++
+		if len(l.res.errs) < 5 {
+			l.res.errs = append(l.res.errs, err.Error())
+		}
+	case find(pod.Spec.InitContainers, "istio-proxy") == nil && find(pod.Spec.Containers, "istio-proxy") == nil:
+		l.res.created++
+		l.res.uninjected++
+	default:
+		l.res.created++
+	}
+}
+
+func (l *creationLoop) stop() loadResult {
+	close(l.stopc)
+	<-l.done
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.res
+}
+
+// fault is one disruption of the injector and how to tell it is over.
+type fault struct {
+	name      string
+	do        func(t *testing.T)
+	recovered func(ctx context.Context) error
+}
+
+// TestNodeHA keeps creating pods (createRate per second, through the API
+// server, failurePolicy Fail) in a namespace served by the chart's two
+// replicas while the injector is disrupted: the chart of the previous
+// release upgraded to today's, one pod deleted, every replica deleted in
+// turn, a rolling update by helm upgrade, and the serving certificate
+// renewed. No creation may fail and every pod must be injected; the time
+// until the injector is whole again is reported per fault.
+func TestNodeHA(t *testing.T) {
+	needsNode(t)
+	const rev, release, ns = "ha", "meshinject-ha", "meshinject"
+	name := "meshinject-" + rev
+	old := previousChart(t)
+	digest := imageDigest(t)
+	helm(t, "install", release, old, "-n", ns, "--create-namespace", "--set", "revision="+rev, "--set", "tls.mode=self-managed")
+	t.Cleanup(func() { helm(t, "uninstall", release, "-n", ns, "--wait", "--timeout=2m") })
+	rollout(t, ns, name)
+	mwc, err := suite.client.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(t.Context(), "meshinject-sidecar-injector-"+rev, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range mwc.Webhooks {
+		if w.FailurePolicy == nil || *w.FailurePolicy != "Fail" {
+			t.Fatalf("webhook %s: failurePolicy %v, want Fail", w.Name, w.FailurePolicy)
+		}
+	}
+	served := namespace(t, "served", map[string]string{"istio.io/rev": rev})
+	chart := filepath.Join(suite.repo, "deploy/charts/meshinject")
+	faults := []fault{
+		{"helm upgrade from the chart at " + previousChartCommit, func(t *testing.T) {
+			helm(t, "upgrade", release, chart, "-n", ns, "--reuse-values", "--set", "image.digest="+digest)
+		}, rolledOut(ns, name)},
+		{"delete one injector pod", func(t *testing.T) { deleteInjectorPods(t, ns, name, 1) }, rolledOut(ns, name)},
+		{"delete every injector pod in turn", func(t *testing.T) {
+			for range 2 {
+				deleteInjectorPods(t, ns, name, 1)
+				eventually(t, faultTimeout, "the replicas back", func() error { return rolledOut(ns, name)(t.Context()) })
+			}
+		}, rolledOut(ns, name)},
+		{"helm upgrade with a changed value (rolling update)", func(t *testing.T) {
+			helm(t, "upgrade", release, chart, "-n", ns, "--reuse-values", "--set", "logLevel=debug")
+		}, rolledOut(ns, name)},
+		{"renew the serving certificate", func(t *testing.T) { dropServingCert(t, ns, name+"-tls") }, servingRenewed(ns, name)},
+	}
+	var rows []string
+	for i, f := range faults {
+		loop := startCreationLoop(t.Context(), served, fmt.Sprintf("f%d", i))
+		time.Sleep(2 * time.Second)
+		start := time.Now()
+		f.do(t)
+		eventually(t, faultTimeout, f.name+": recovered", func() error { return f.recovered(t.Context()) })
+		recovery := time.Since(start)
+		time.Sleep(2 * time.Second)
+		res := loop.stop()
+		rows = append(rows, fmt.Sprintf("| %s | %d | %d | %d | %s |", f.name, res.created+res.failed, res.failed, res.uninjected, recovery.Round(100*time.Millisecond)))
+		if res.failed > 0 || res.uninjected > 0 {
+			t.Errorf("%s: %d creations failed, %d pods not injected: %v", f.name, res.failed, res.uninjected, res.errs)
+		}
+	}
+	assertInjectorPods(t, ns, "app="+name, "ghcr.io/meshinject/meshinject@"+digest)
+	t.Logf("HA under %d pod creations/s:\n| fault | creations | failed | not injected | until the injector is whole |\n|---|---|---|---|---|\n%s",
+		createRate, strings.Join(rows, "\n"))
+}
+
+// previousChart extracts the chart at previousChartCommit from the
+// repository's history.
+func previousChart(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(t.Context(), wait)
+	defer cancel()
+	archive := exec.CommandContext(ctx, "git", "-C", suite.repo, "archive", previousChartCommit, "deploy/charts/meshinject")
+	untar := exec.CommandContext(ctx, "tar", "-x", "-C", dir)
+	pipe, err := archive.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	untar.Stdin = pipe
+	var stderr strings.Builder
+	archive.Stderr = &stderr
+	if err := untar.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := archive.Run(); err != nil {
+		t.Fatalf("git archive %s (the clone needs that commit): %v\n%s", previousChartCommit, err, stderr.String())
+	}
+	if err := untar.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Join(dir, "deploy/charts/meshinject")
+}
+
+// imageDigest is the digest `make image` wrote for the image's index.
+func imageDigest(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(nodeTier.images, "meshinject.digest"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// rolledOut is nil once the Deployment's every replica is updated and
+// available and no old pod is left.
+func rolledOut(ns, name string) func(context.Context) error {
+	return func(ctx context.Context) error {
+		d, err := suite.client.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		want := *d.Spec.Replicas
+		s := d.Status
+		if s.ObservedGeneration < d.Generation || s.UpdatedReplicas != want || s.AvailableReplicas != want || s.Replicas != want || s.ReadyReplicas != want {
+			return fmt.Errorf("deployment %s: %d replicas, %d updated, %d ready, %d available; want %d", name, s.Replicas, s.UpdatedReplicas, s.ReadyReplicas, s.AvailableReplicas, want)
+		}
+		pods, err := suite.client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=" + name})
+		if err != nil {
+			return err
+		}
+		if len(pods.Items) != int(want) {
+			return fmt.Errorf("%d pods of %s, want %d", len(pods.Items), name, want)
+		}
+		return nil
+	}
+}
+
+// deleteInjectorPods deletes the n oldest running pods of the injector, as
+// kubectl delete pod does (graceful, the chart's preStop and drain).
+func deleteInjectorPods(t *testing.T, ns, name string, n int) {
+	t.Helper()
+	pods, err := suite.client.CoreV1().Pods(ns).List(t.Context(), metav1.ListOptions{LabelSelector: "app=" + name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < n && i < len(pods.Items); i++ {
+		mustKubectl(t, "-n", ns, "delete", "pod", pods.Items[i].Name, "--wait=false")
+	}
+}
+
+// dropServingCert removes the serving certificate from the self-managed
+// TLS Secret; the replicas reissue it under the same CA at their next
+// check, and keep serving the old one until then.
+func dropServingCert(t *testing.T, ns, secret string) {
+	t.Helper()
+	patch := `[{"op":"remove","path":"/data/tls.crt"}]`
+	if _, err := suite.client.CoreV1().Secrets(ns).Patch(t.Context(), secret, types.JSONPatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// servingRenewed is nil once the Secret holds a certificate again and
+// every replica serves it.
+func servingRenewed(ns, name string) func(context.Context) error {
+	return func(ctx context.Context) error {
+		sec, err := suite.client.CoreV1().Secrets(ns).Get(ctx, name+"-tls", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		want, err := pemSerial(sec.Data[corev1.TLSCertKey])
+		if err != nil {
+			return fmt.Errorf("secret %s-tls: %w", name, err)
+		}
+		pods, err := suite.client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=" + name})
+		if err != nil {
+			return err
+		}
+		for _, p := range pods.Items {
+			got, err := servedSerial(ctx, p.Status.PodIP+":9443")
+			if err != nil {
+				return fmt.Errorf("pod %s: %w", p.Name, err)
+			}
+			if got != want {
+				return fmt.Errorf("pod %s serves serial %s, the Secret holds %s", p.Name, got, want)
+			}
+		}
+		return nil
+	}
+}

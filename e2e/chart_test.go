@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -196,22 +195,6 @@ func checkTagList(t *testing.T, out, ns string, fresh int) {
 	if stale != 2 || tag.Pods < fresh+2 {
 		t.Errorf("tag list: %d stale pods in %s, want the 2 of revision a (%d pods in all, at least %d):\n%s", stale, ns, tag.Pods, fresh+2, out)
 	}
-}
-
-// caBundlesSet is nil once every entry of the configurations has a caBundle.
-func caBundlesSet(names ...string) error {
-	for _, n := range names {
-		mwc, err := suite.client.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(context.Background(), n, metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
-		for _, w := range mwc.Webhooks {
-			if !bytes.Contains(w.ClientConfig.CABundle, []byte("BEGIN CERTIFICATE")) {
-				return fmt.Errorf("%s: entry %s has no caBundle", n, w.Name)
-			}
-		}
-	}
-	return nil
 }
 
 // TestChartDryRun: the API server accepts what the chart renders in each

@@ -15,7 +15,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -69,7 +68,8 @@ type namespaces struct {
 // route for the Service range.
 func newNamespaces(work string) (*namespaces, error) {
 	holder := exec.Command("unshare", "--net", "--mount", "--propagation", "private", "--", "sleep", "infinity")
-	holder.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	// No Pdeathsig: it fires when the forking thread ends, and dial ends
+	// the threads it locks.
 	if err := holder.Start(); err != nil {
 		return nil, fmt.Errorf("unshare: %w", err)
 	}

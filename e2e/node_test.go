@@ -77,6 +77,10 @@ func runNode(m *testing.M) int {
 	return code
 }
 
+// stopGrace is how long a node daemon has to exit after SIGTERM at
+// teardown before it is killed: nothing of theirs outlives the suite.
+const stopGrace = 5 * time.Second
+
 // nodeUnsupported says why the node tier cannot run here, or "".
 func nodeUnsupported() string {
 	if os.Geteuid() != 0 {
@@ -148,6 +152,16 @@ func setupNode(ctx context.Context) error {
 	if err := n.startRuntime(ctx, images); err != nil {
 		return err
 	}
+	// What a pull by digest records: the image under its digest reference
+	// too, which the chart's image.digest names.
+	digest, err := os.ReadFile(filepath.Join(nodeTier.images, "meshinject.digest"))
+	if err != nil {
+		return fmt.Errorf("make image writes meshinject.digest: %w", err)
+	}
+	byDigest := strings.Split(meshinjectImage, ":")[0] + "@" + strings.TrimSpace(string(digest))
+	if out, err := n.ctr(ctx, "images", "tag", meshinjectImage, byDigest); err != nil {
+		return fmt.Errorf("ctr images tag %s: %w\n%s", byDigest, err, out)
+	}
 	if err := n.waitNodeReady(ctx); err != nil {
 		return err
 	}
@@ -170,19 +184,20 @@ func teardownNode(before hostState) error {
 	var stopping sync.WaitGroup
 	for _, p := range n.procs {
 		if p.name != "containerd" {
-			stopping.Go(p.stop)
+			stopping.Go(func() { p.stopWithin(stopGrace) })
 		}
 	}
 	stopping.Wait()
 	if n.ns != nil {
 		for _, ctrl := range []string{"memory", "cpu", "pids", "freezer"} {
 			for _, pid := range pidsInCgroups(filepath.Join("/sys/fs/cgroup", ctrl, n.cgroupRoot)) {
+				fmt.Fprintln(os.Stderr, "DEBUG kill cgroup", ctrl, describePids([]int{pid}))
 				_ = syscall.Kill(pid, syscall.SIGKILL)
 			}
 		}
 		for _, p := range n.procs {
 			if p.name == "containerd" {
-				p.stop()
+				p.stopWithin(stopGrace)
 			}
 		}
 		n.ns.kill()
@@ -199,6 +214,7 @@ func teardownNode(before hostState) error {
 				break
 			}
 			for _, pid := range left {
+				fmt.Fprintln(os.Stderr, "DEBUG kill left", describePids([]int{pid}))
 				_ = syscall.Kill(pid, syscall.SIGKILL)
 			}
 			time.Sleep(100 * time.Millisecond)

@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/base64"
@@ -186,7 +187,11 @@ func startProcessEnv(name, dir string, env []string, bin string, args ...string)
 }
 
 // stop sends SIGTERM and waits up to 20 s before killing the process.
-func (p *process) stop() {
+func (p *process) stop() { p.stopWithin(20 * time.Second) }
+
+// stopWithin sends SIGTERM and waits up to grace before killing the
+// process.
+func (p *process) stopWithin(grace time.Duration) {
 	if p == nil {
 		return
 	}
@@ -198,7 +203,7 @@ func (p *process) stop() {
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-p.done:
-	case <-time.After(20 * time.Second):
+	case <-time.After(grace):
 		_ = p.cmd.Process.Kill()
 		<-p.done
 	}
@@ -328,4 +333,20 @@ func writeAtomic(path string, b []byte) error {
 		return err
 	}
 	return os.Rename(tmp, path)
+}
+
+// caBundlesSet is nil once every entry of the configurations has a caBundle.
+func caBundlesSet(names ...string) error {
+	for _, n := range names {
+		mwc, err := suite.client.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(context.Background(), n, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		for _, w := range mwc.Webhooks {
+			if !bytes.Contains(w.ClientConfig.CABundle, []byte("BEGIN CERTIFICATE")) {
+				return fmt.Errorf("%s: entry %s has no caBundle", n, w.Name)
+			}
+		}
+	}
+	return nil
 }

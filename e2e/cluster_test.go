@@ -35,13 +35,15 @@ rules:
 - level: None
 `
 
-func TestMain(m *testing.M) {
+// runE2E is the e2e suite's TestMain: a control plane of its own (or the
+// current kubeconfig's cluster), the scenarios, teardown.
+func runE2E(m *testing.M) int {
 	code, err := run(m)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		code = 1
 	}
-	os.Exit(code)
+	return code
 }
 
 func run(m *testing.M) (int, error) {

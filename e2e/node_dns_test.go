@@ -162,12 +162,12 @@ func (n *node) startDNS(ctx context.Context) error {
 	if err := os.WriteFile(path, []byte(corednsManifest), 0o644); err != nil {
 		return err
 	}
-	if out, err := kubectl("apply", "-f", path); err != nil {
+	if out, err := kubectlContext(ctx, "apply", "-f", path); err != nil {
 		return fmt.Errorf("apply CoreDNS: %w\n%s", err, out)
 	}
-	if out, err := kubectl("-n", "kube-system", "rollout", "status", "deployment/coredns", "--timeout=60s"); err != nil {
-		pods, _ := kubectl("-n", "kube-system", "get", "pods", "-o", "wide")
-		ev, _ := kubectl("-n", "kube-system", "get", "events")
+	if out, err := kubectlContext(ctx, "-n", "kube-system", "rollout", "status", "deployment/coredns", "--timeout=60s"); err != nil {
+		pods, _ := kubectlContext(ctx, "-n", "kube-system", "get", "pods", "-o", "wide")
+		ev, _ := kubectlContext(ctx, "-n", "kube-system", "get", "events")
 		return fmt.Errorf("CoreDNS not ready: %w\n%s\n%s\n%s", err, out, pods, ev)
 	}
 	return nil

@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
 	"os"
 	"os/exec"
@@ -165,6 +166,7 @@ func TestNodeHA(t *testing.T) {
 		time.Sleep(2 * time.Second)
 		res := loop.stop()
 		rows = append(rows, fmt.Sprintf("| %s | %d | %d | %d | %s |", f.name, res.created+res.failed, res.failed, res.uninjected, recovery.Round(100*time.Millisecond)))
+		t.Log(rows[len(rows)-1])
 		if res.failed > 0 || res.uninjected > 0 {
 			t.Errorf("%s: %d creations failed, %d pods not injected: %v", f.name, res.failed, res.uninjected, res.errs)
 		}
@@ -249,12 +251,13 @@ func deleteInjectorPods(t *testing.T, ns, name string, n int) {
 	}
 }
 
-// dropServingCert removes the serving certificate from the self-managed
-// TLS Secret; the replicas reissue it under the same CA at their next
-// check, and keep serving the old one until then.
+// dropServingCert spoils the serving certificate in the self-managed TLS
+// Secret (a Secret of type kubernetes.io/tls keeps the key); the replicas
+// reissue it under the same CA at their next check, and keep serving the
+// old one until then.
 func dropServingCert(t *testing.T, ns, secret string) {
 	t.Helper()
-	patch := `[{"op":"remove","path":"/data/tls.crt"}]`
+	patch := fmt.Sprintf(`[{"op":"replace","path":"/data/tls.crt","value":%q}]`, base64.StdEncoding.EncodeToString([]byte("not a certificate")))
 	if _, err := suite.client.CoreV1().Secrets(ns).Patch(t.Context(), secret, types.JSONPatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
 		t.Fatal(err)
 	}

@@ -66,7 +66,7 @@ type namespaces struct {
 // /etc/hosts and resolv.conf, tmpfs over privatePaths, kubelet's sysctls
 // answered by files, loopback up, the node address on a veth pair and a
 // route for the Service range.
-func newNamespaces(work string) (*namespaces, error) {
+func newNamespaces(ctx context.Context, work string) (*namespaces, error) {
 	holder := exec.Command("unshare", "--net", "--mount", "--propagation", "private", "--", "sleep", "infinity")
 	// No Pdeathsig: it fires when the forking thread ends, and dial ends
 	// the threads it locks.
@@ -97,14 +97,14 @@ func newNamespaces(work string) (*namespaces, error) {
 		ns.kill()
 		return nil, err
 	}
-	if err := ns.prepare(work); err != nil {
+	if err := ns.prepare(ctx, work); err != nil {
 		ns.kill()
 		return nil, err
 	}
 	return ns, nil
 }
 
-func (ns *namespaces) prepare(work string) error {
+func (ns *namespaces) prepare(ctx context.Context, work string) error {
 	etc := filepath.Join(work, "etc")
 	if err := os.MkdirAll(etc, 0o755); err != nil {
 		return err
@@ -140,7 +140,7 @@ func (ns *namespaces) prepare(work string) error {
 		"ip link set meshnode1 up",
 		"ip route add "+serviceCIDR+" dev meshnode0",
 	)
-	out, err := ns.run(context.Background(), "sh", "-c", strings.Join(script, "\n"))
+	out, err := ns.run(ctx, "sh", "-c", strings.Join(script, "\n"))
 	if err != nil {
 		return fmt.Errorf("prepare namespaces: %w\n%s", err, out)
 	}

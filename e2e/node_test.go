@@ -34,8 +34,6 @@ var nodeTier struct {
 // namespace of its own, runs the scenarios, tears the node down by pid and
 // checks the machine is as it was. Where it cannot run (not root, or a
 // tool missing) every scenario skips, saying why.
-//
-//nolint:unused // called by node_main_test.go's TestMain (build tag node without e2e)
 func runNode(m *testing.M) int {
 	if why := nodeUnsupported(); why != "" {
 		nodeTier.skip = why
@@ -130,7 +128,7 @@ func setupNode(ctx context.Context) error {
 	if err := makeCgroupRoot(n.cgroupRoot); err != nil {
 		return fmt.Errorf("cgroup root %s: %w", n.cgroupRoot, err)
 	}
-	if n.ns, err = newNamespaces(suite.work); err != nil {
+	if n.ns, err = newNamespaces(ctx, suite.work); err != nil {
 		return err
 	}
 	suite.netns = n.ns.netPath()
@@ -191,7 +189,6 @@ func teardownNode(before hostState) error {
 	if n.ns != nil {
 		for _, ctrl := range []string{"memory", "cpu", "pids", "freezer"} {
 			for _, pid := range pidsInCgroups(filepath.Join("/sys/fs/cgroup", ctrl, n.cgroupRoot)) {
-				fmt.Fprintln(os.Stderr, "DEBUG kill cgroup", ctrl, describePids([]int{pid}))
 				_ = syscall.Kill(pid, syscall.SIGKILL)
 			}
 		}
@@ -214,7 +211,6 @@ func teardownNode(before hostState) error {
 				break
 			}
 			for _, pid := range left {
-				fmt.Fprintln(os.Stderr, "DEBUG kill left", describePids([]int{pid}))
 				_ = syscall.Kill(pid, syscall.SIGKILL)
 			}
 			time.Sleep(100 * time.Millisecond)

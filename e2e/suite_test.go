@@ -129,7 +129,12 @@ func writeKubeconfig(name string, cfg *rest.Config, as string) (string, error) {
 
 // kubectl runs the kubectl we built against the suite's cluster.
 func kubectl(args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	return kubectlContext(context.Background(), args...)
+}
+
+// kubectlContext runs kubectl within ctx, for at most wait.
+func kubectlContext(ctx context.Context, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	out, err := command(ctx, suite.kubectl, append([]string{"--kubeconfig=" + suite.kubeconfig}, args...)...).CombinedOutput()
 	return string(out), err

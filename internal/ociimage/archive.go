@@ -45,9 +45,9 @@ func WriteLayout(dir string, idx v1.ImageIndex, ref string) error {
 // WriteArchive writes the OCI image layout dir as the tar file out (the
 // "OCI archive" that `ctr images import` and skopeo's oci-archive read),
 // its entries in name order.
-func WriteArchive(out, dir string) error {
+func WriteArchive(out, dir string) (err error) {
 	var files []string
-	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+	err = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
 		}
@@ -62,18 +62,18 @@ func WriteArchive(out, dir string) error {
 	if err != nil {
 		return err
 	}
+	defer func() {
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}()
 	w := tar.NewWriter(f)
 	for _, p := range files {
 		if err := addArchiveFile(w, dir, p); err != nil {
-			f.Close()
 			return err
 		}
 	}
-	if err := w.Close(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
+	return w.Close()
 }
 
 func addArchiveFile(w *tar.Writer, dir, p string) error {
@@ -85,7 +85,7 @@ func addArchiveFile(w *tar.Writer, dir, p string) error {
 	if err != nil {
 		return err
 	}
-	defer src.Close()
+	defer func() { _ = src.Close() }() // read only
 	info, err := src.Stat()
 	if err != nil {
 		return err

@@ -223,16 +223,22 @@ image: ## Build $(IMAGE_REPO):$(APP_VERSION) without Docker: an OCI index (amd64
 	@echo "image: $(IMAGE_REPO):$(APP_VERSION)@$$(cat $(IMAGE_DIR)/meshinject.digest) in $(IMAGE_DIR)/meshinject.oci.tar" >&2
 
 # The node tier's test images, for the machine's platform: the sandbox
-# (e2e/images/pause) and CoreDNS (e2e/tools/coredns).
+# (e2e/images/pause), CoreDNS (e2e/tools/coredns) and go-httpbin
+# (e2e/tools/httpbin) under the name examples/httpbin.yaml gives it.
+HTTPBIN_IMAGE := docker.io/mccutchen/go-httpbin:$(shell awk '$$2 == "github.com/mccutchen/go-httpbin/v2" { print $$3 }' e2e/tools/httpbin/go.mod)
+
 .PHONY: node-images
-node-images: image ## Build the node tier's images (meshinject, the sandbox pause, CoreDNS) into .cache/image.
-	@rm -rf $(IMAGE_DIR)/pause-rootfs $(IMAGE_DIR)/coredns-rootfs
+node-images: image ## Build the node tier's images (meshinject, the sandbox pause, CoreDNS, go-httpbin) into .cache/image.
+	@rm -rf $(IMAGE_DIR)/pause-rootfs $(IMAGE_DIR)/coredns-rootfs $(IMAGE_DIR)/httpbin-rootfs
 	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o $(IMAGE_DIR)/pause-rootfs/pause ./e2e/images/pause
 	go run ./hack/ociimage -ref localhost/meshinject-e2e/pause:1 -platform $(NODE_PLATFORM)=$(IMAGE_DIR)/pause-rootfs \
 		-entrypoint /pause -layout $(IMAGE_DIR)/pause -archive $(IMAGE_DIR)/pause.oci.tar >/dev/null
 	@mkdir -p $(IMAGE_DIR)/coredns-rootfs && cp $$(e2e/tools/build.sh coredns $(TOOLS_CACHE))/coredns $(IMAGE_DIR)/coredns-rootfs/
 	go run ./hack/ociimage -ref localhost/meshinject-e2e/coredns:1 -platform $(NODE_PLATFORM)=$(IMAGE_DIR)/coredns-rootfs \
 		-entrypoint /coredns -layout $(IMAGE_DIR)/coredns -archive $(IMAGE_DIR)/coredns.oci.tar >/dev/null
+	@mkdir -p $(IMAGE_DIR)/httpbin-rootfs/bin && cp $$(e2e/tools/build.sh httpbin $(TOOLS_CACHE))/go-httpbin $(IMAGE_DIR)/httpbin-rootfs/bin/
+	go run ./hack/ociimage -ref $(HTTPBIN_IMAGE) -platform $(NODE_PLATFORM)=$(IMAGE_DIR)/httpbin-rootfs \
+		-entrypoint /bin/go-httpbin -layout $(IMAGE_DIR)/httpbin -archive $(IMAGE_DIR)/httpbin.oci.tar >/dev/null
 
 # The node tier runs as root with Debian's containerd, runc, CNI plugins and
 # iptables; elsewhere it skips, saying why.

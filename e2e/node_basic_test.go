@@ -4,8 +4,12 @@ package e2e
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -106,4 +110,37 @@ func (e *notReady) Error() string {
 		}
 	}
 	return b.String()
+}
+
+// TestNodeRunsHTTPBin: examples/httpbin.yaml, applied as it is to a
+// namespace meshinject does not serve, runs on the node (go-httpbin built
+// from the Go module proxy at the example's version, under the example's
+// image name) and answers through its Service's ClusterIP, which
+// kube-proxy routes to the pod.
+func TestNodeRunsHTTPBin(t *testing.T) {
+	needsNode(t)
+	ns := namespace(t, "httpbin", nil)
+	mustKubectl(t, "-n", ns, "apply", "-f", filepath.Join(suite.repo, "examples/httpbin.yaml"))
+	rollout(t, ns, "httpbin")
+	svc, err := suite.client.CoreV1().Services(ns).Get(t.Context(), "httpbin", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: nodeTier.node.ns.dial}}
+	for path, want := range map[string]string{"/status/200": "", "/get?probe=node": `"probe"`} {
+		url := fmt.Sprintf("http://%s/%s", net.JoinHostPort(svc.Spec.ClusterIP, "8000"), strings.TrimPrefix(path, "/"))
+		eventually(t, wait, "GET "+url, func() error {
+			req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, url, nil)
+			resp, err := c.Do(req)
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), want) {
+				return fmt.Errorf("%s: %s", resp.Status, body)
+			}
+			return nil
+		})
+	}
 }

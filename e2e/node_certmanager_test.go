@@ -9,12 +9,13 @@ import (
 	"time"
 )
 
-// TestNodeChartCertManager installs the chart with its default TLS mode,
-// cert-manager (its controller and cainjector running as processes in the
-// node's namespaces, built from the pinned module), as revision cm pinned
-// by image.digest with imagePullPolicy Never: the replicas start from the
-// image the suite imported and serve with cert-manager's certificate, and
-// a pod of a namespace selecting revision cm is injected by them.
+// TestNodeChartCertManager runs the README's first install command (With
+// Helm: the chart's default TLS mode, cert-manager installed first; its
+// controller and cainjector run as processes in the node's namespaces,
+// built from the pinned module): two replicas Ready from the image the
+// suite imported, serving cert-manager's certificate. An upgrade then pins
+// the image by image.digest with imagePullPolicy Never, and a pod of an
+// istio-injection=enabled namespace is injected by the new replicas.
 func TestNodeChartCertManager(t *testing.T) {
 	needsNode(t)
 	cm := os.Getenv("E2E_CERT_MANAGER")
@@ -23,24 +24,30 @@ func TestNodeChartCertManager(t *testing.T) {
 	}
 	mustKubectl(t, "apply", "--server-side", "-f", filepath.Join(cm, "crds"))
 	n := nodeTier.node
-	for name, args := range map[string][]string{"controller": nil, "cainjector": nil} {
-		if err := n.start("cert-manager-"+name, filepath.Join(cm, "cert-manager-"+name), append(args, "--kubeconfig="+suite.kubeconfig)...); err != nil {
+	for _, name := range []string{"controller", "cainjector"} {
+		if err := n.start("cert-manager-"+name, filepath.Join(cm, "cert-manager-"+name), "--kubeconfig="+suite.kubeconfig); err != nil {
 			t.Fatal(err)
 		}
 		p := n.procs[len(n.procs)-1]
 		t.Cleanup(p.stop)
 	}
-	digest := imageDigest(t)
+	chart := filepath.Join(suite.repo, "deploy/charts/meshinject")
 	start := time.Now()
-	helm(t, "install", "meshinject-cm", filepath.Join(suite.repo, "deploy/charts/meshinject"), "-n", "meshinject", "--create-namespace",
-		"--set", "revision=cm", "--set", "image.digest="+digest, "--set", "image.pullPolicy=Never")
-	t.Cleanup(func() { helm(t, "uninstall", "meshinject-cm", "-n", "meshinject", "--wait", "--timeout=2m") })
-	rollout(t, "meshinject", "meshinject-cm")
+	helm(t, "install", "meshinject", chart, "-n", "meshinject", "--create-namespace")
+	t.Cleanup(func() { helm(t, "uninstall", "meshinject", "-n", "meshinject", "--wait", "--timeout=2m") })
+	rollout(t, "meshinject", "meshinject")
 	t.Logf("chart (cert-manager TLS) installed and both replicas Ready in %s", time.Since(start).Round(100*time.Millisecond))
-	assertInjectorPods(t, "meshinject", "app=meshinject-cm", "ghcr.io/meshinject/meshinject@"+digest)
-	eventually(t, wait, "cert-manager's CA in the caBundle", func() error { return caBundlesSet("meshinject-sidecar-injector-cm") })
+	assertInjectorPods(t, "meshinject", "app=meshinject", meshinjectImage)
+	eventually(t, wait, "cert-manager's CA in the caBundle", func() error { return caBundlesSet("meshinject-sidecar-injector") })
 
-	ns := namespace(t, "cm", map[string]string{"istio.io/rev": "cm"})
+	digest := imageDigest(t)
+	helm(t, "upgrade", "meshinject", chart, "-n", "meshinject", "--reuse-values", "--set", "image.digest="+digest, "--set", "image.pullPolicy=Never")
+	rollout(t, "meshinject", "meshinject")
+	eventually(t, wait, "only the pinned image's pods", func() error {
+		return rolledOut("meshinject", "meshinject")(t.Context())
+	})
+	assertInjectorPods(t, "meshinject", "app=meshinject", "ghcr.io/meshinject/meshinject@"+digest)
+	ns := namespace(t, "cm", map[string]string{"istio-injection": "enabled"})
 	pod := create(t, ns, pendingPod("web"))
-	assertSidecar(t, pod, true, "cm")
+	assertSidecar(t, pod, true, "default")
 }

@@ -163,10 +163,11 @@ func (ns *namespaces) run(ctx context.Context, bin string, args ...string) (stri
 // netPath is the network namespace's file, for nsenter --net= and setns.
 func (ns *namespaces) netPath() string { return fmt.Sprintf("/proc/%d/ns/net", ns.pid) }
 
-// dial connects from inside the network namespace: a goroutine locked to a
-// thread of its own enters the namespace and creates the socket there,
-// then ends, and its thread with it (a locked thread that is never
-// unlocked is not reused). The connection stays in the namespace.
+// dial connects from inside the network namespace: a goroutine locked to
+// its thread moves the thread into the namespace, creates the socket there
+// and moves the thread back before unlocking it. A thread that cannot move
+// back stays locked and ends with the goroutine (or, if it is the main
+// thread, is never used again). The connection stays in the namespace.
 func (ns *namespaces) dial(ctx context.Context, network, addr string) (net.Conn, error) {
 	type result struct {
 		conn net.Conn
@@ -175,18 +176,30 @@ func (ns *namespaces) dial(ctx context.Context, network, addr string) (net.Conn,
 	ch := make(chan result, 1)
 	go func() {
 		runtime.LockOSThread()
-		fd, err := unix.Open(ns.netPath(), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		home, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
+			runtime.UnlockOSThread()
+			ch <- result{err: fmt.Errorf("open this thread's network namespace: %w", err)}
+			return
+		}
+		defer unix.Close(home)
+		target, err := unix.Open(ns.netPath(), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			runtime.UnlockOSThread()
 			ch <- result{err: fmt.Errorf("open %s: %w", ns.netPath(), err)}
 			return
 		}
-		defer unix.Close(fd)
-		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
+		defer unix.Close(target)
+		if err := unix.Setns(target, unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
 			ch <- result{err: fmt.Errorf("setns: %w", err)}
 			return
 		}
 		d := net.Dialer{Timeout: 10 * time.Second}
 		c, err := d.DialContext(ctx, network, addr)
+		if unix.Setns(home, unix.CLONE_NEWNET) == nil {
+			runtime.UnlockOSThread()
+		}
 		ch <- result{conn: c, err: err}
 	}()
 	r := <-ch
@@ -214,7 +227,7 @@ func pidsIn(kind string, ino uint64) []int {
 	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
+		if err != nil || pid == os.Getpid() {
 			continue
 		}
 		if got, err := nsInode(pid, kind); err == nil && got == ino {

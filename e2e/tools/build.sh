@@ -3,10 +3,10 @@
 # directory keyed by the module's version, its go.sum and this script, and
 # prints that directory. A second call with the same inputs builds nothing.
 #
-#   e2e/tools/build.sh k8s|cert-manager|istio|coredns|ops CACHE_ROOT
+#   e2e/tools/build.sh k8s|cert-manager|istio|coredns|httpbin|ops CACHE_ROOT
 set -euo pipefail
-name=${1:?usage: build.sh k8s|cert-manager|istio|coredns|ops CACHE_ROOT}
-root=${2:?usage: build.sh k8s|cert-manager|istio|coredns|ops CACHE_ROOT}
+name=${1:?usage: build.sh k8s|cert-manager|istio|coredns|httpbin|ops CACHE_ROOT}
+root=${2:?usage: build.sh k8s|cert-manager|istio|coredns|httpbin|ops CACHE_ROOT}
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(mkdir -p "$root" && cd "$root" && pwd)
 mod=$here/$name
@@ -53,6 +53,13 @@ istio)
 		"chartrender=./chartrender"
 		"envoystandin=./envoystandin"
 		"istioinjector=./istioinjector"
+	)
+	;;
+httpbin)
+	version=$(modversion github.com/mccutchen/go-httpbin/v2)
+	ldflags="-s -w"
+	targets=(
+		"go-httpbin=github.com/mccutchen/go-httpbin/v2/cmd/go-httpbin"
 	)
 	;;
 coredns)

@@ -23,7 +23,8 @@ const (
 )
 
 // WriteLayout writes idx as the OCI image layout dir (created, or replaced
-// when it exists), its index.json naming the image ref.
+// when it exists), its index.json naming the image ref as given (checked,
+// not rewritten: docker.io stays docker.io, as containerd names it).
 func WriteLayout(dir string, idx v1.ImageIndex, ref string) error {
 	r, err := name.ParseReference(ref, name.WeakValidation)
 	if err != nil {
@@ -37,7 +38,7 @@ func WriteLayout(dir string, idx v1.ImageIndex, ref string) error {
 		return err
 	}
 	return p.AppendIndex(idx, layout.WithAnnotations(map[string]string{
-		AnnotationContainerdName: r.Name(),
+		AnnotationContainerdName: ref,
 		AnnotationRefName:        r.Identifier(),
 	}))
 }

@@ -145,6 +145,13 @@ func TestWriteLayoutAndArchive(t *testing.T) {
 		m.Manifests[0].Annotations[AnnotationRefName] != "1.2.3" {
 		t.Fatalf("index.json %+v, want the index %s named ghcr.io/meshinject/meshinject:1.2.3", m.Manifests, want)
 	}
+	docker := filepath.Join(t.TempDir(), "docker")
+	if err := WriteLayout(docker, idx, "docker.io/library/app:1"); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(docker, "index.json")); err != nil || !strings.Contains(string(b), `"io.containerd.image.name": "docker.io/library/app:1"`) {
+		t.Errorf("index.json %s (%v): want the name docker.io/library/app:1 as given", b, err)
+	}
 	if err := WriteLayout(dir, idx, "not a reference"); err == nil {
 		t.Error("a bad reference: no error")
 	}

@@ -199,6 +199,18 @@ func (s *Manager) Ensure(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("get secret %s/%s: %w", s.opts.Namespace, s.opts.SecretName, err)
 		}
+		if len(sec.Data[keyCAKey]) == 0 {
+			// Not one self-managed TLS wrote: cert-manager's, left behind
+			// when a release moves from cert-manager to self-managed TLS
+			// (cert-manager keeps a Certificate's Secret when the
+			// Certificate goes). Take it over with a CA of our own.
+			if err := s.takeOver(ctx, sec); apierrors.IsConflict(err) {
+				continue
+			} else if err != nil {
+				return err
+			}
+			continue
+		}
 		ca, err := certs.Parse(sec.Data[keyCACert], sec.Data[keyCAKey])
 		if err != nil {
 			return fmt.Errorf("secret %s/%s: CA: %w", s.opts.Namespace, s.opts.SecretName, err)
@@ -223,6 +235,31 @@ func (s *Manager) Ensure(ctx context.Context) error {
 		return s.use(ca, leaf)
 	}
 	return errors.New("the TLS secret kept changing under us; giving up for now")
+}
+
+// takeOver replaces the Secret's content (it holds no CA key, so
+// self-managed TLS did not write it) with a new CA and serving
+// certificate, with optimistic concurrency.
+func (s *Manager) takeOver(ctx context.Context, sec *corev1.Secret) error {
+	ca, err := certs.NewCA(certs.Options{CommonName: "meshinject-ca"})
+	if err != nil {
+		return err
+	}
+	leaf, err := s.issue(ca)
+	if err != nil {
+		return err
+	}
+	sec = sec.DeepCopy()
+	if sec.Labels == nil {
+		sec.Labels = map[string]string{}
+	}
+	sec.Labels["app.kubernetes.io/managed-by"] = "meshinject"
+	sec.Data = map[string][]byte{corev1.TLSCertKey: leaf.CertPEM, corev1.TLSPrivateKeyKey: leaf.KeyPEM, keyCACert: ca.CertPEM, keyCAKey: ca.KeyPEM}
+	if _, err := s.client.CoreV1().Secrets(s.opts.Namespace).Update(ctx, sec, metav1.UpdateOptions{}); err != nil {
+		return fmt.Errorf("take over secret %s/%s (no %s: not written by self-managed TLS): %w", s.opts.Namespace, s.opts.SecretName, keyCAKey, err)
+	}
+	s.log.Info("took over the TLS secret: it held no CA key (another issuer's, such as cert-manager's)", "secret", klog.KRef(s.opts.Namespace, s.opts.SecretName))
+	return nil
 }
 
 func (s *Manager) matches(leaf *certs.Bundle) bool {

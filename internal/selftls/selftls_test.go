@@ -13,12 +13,15 @@ import (
 	"time"
 
 	"github.com/go-logr/logr/testr"
-	"github.com/meshinject/meshinject/internal/testutil"
 	"github.com/prometheus/client_golang/prometheus"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/meshinject/meshinject/certs"
+	"github.com/meshinject/meshinject/internal/testutil"
 )
 
 func mwc(name string) *admissionregistrationv1.MutatingWebhookConfiguration {
@@ -197,5 +200,40 @@ func TestCABundlePatch(t *testing.T) {
 	m.Webhooks[1].ClientConfig.CABundle = ca
 	if patch, err := caBundlePatch(m, ca); err != nil || patch != nil {
 		t.Errorf("with every caBundle in place: patch %s, %v; want none", patch, err)
+	}
+}
+
+// TestSelfManagedTakesOverForeignSecret: a Secret of the same name that
+// self-managed TLS did not write (cert-manager's, kept after a move to
+// self-managed TLS: no CA key) is replaced by a CA and certificate of its
+// own instead of failing the start.
+func TestSelfManagedTakesOverForeignSecret(t *testing.T) {
+	t.Parallel()
+	foreignCA, err := certs.NewCA(certs.Options{CommonName: "cert-manager-ca"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := certs.NewServing(foreignCA, certs.Options{DNSNames: []string{"meshinject.meshinject.svc"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := fake.NewClientset(&corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: "meshinject-tls", Namespace: "meshinject"},
+		Type:       corev1.SecretTypeTLS,
+		Data:       map[string][]byte{corev1.TLSCertKey: leaf.CertPEM, corev1.TLSPrivateKeyKey: leaf.KeyPEM, keyCACert: foreignCA.CertPEM},
+	})
+	s := newSM(t, client, Options{})
+	if err := s.Ensure(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	sec, err := client.CoreV1().Secrets("meshinject").Get(t.Context(), "meshinject-tls", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sec.Data[keyCAKey]) == 0 || bytes.Equal(sec.Data[keyCACert], foreignCA.CertPEM) || sec.Labels["app.kubernetes.io/managed-by"] != "meshinject" {
+		t.Fatalf("the Secret was not taken over: labels %v, keys %d", sec.Labels, len(sec.Data))
+	}
+	if !bytes.Equal(s.ca.Load().CertPEM, sec.Data[keyCACert]) || !bytes.Equal(s.leaf.Load().CertPEM, sec.Data[corev1.TLSCertKey]) {
+		t.Error("the manager serves other than the Secret holds")
 	}
 }

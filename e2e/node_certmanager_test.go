@@ -34,7 +34,7 @@ func TestNodeChartCertManager(t *testing.T) {
 	chart := filepath.Join(suite.repo, "deploy/charts/meshinject")
 	start := time.Now()
 	helm(t, "install", "meshinject", chart, "-n", "meshinject", "--create-namespace")
-	t.Cleanup(func() { helm(t, "uninstall", "meshinject", "-n", "meshinject", "--wait", "--timeout=2m") })
+	t.Cleanup(func() { uninstall(t, "meshinject", "meshinject") })
 	rollout(t, "meshinject", "meshinject")
 	t.Logf("chart (cert-manager TLS) installed and both replicas Ready in %s", time.Since(start).Round(100*time.Millisecond))
 	assertInjectorPods(t, "meshinject", "app=meshinject", meshinjectImage)

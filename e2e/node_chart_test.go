@@ -42,7 +42,7 @@ func TestNodeChartSelfManaged(t *testing.T) {
 	chart := filepath.Join(suite.repo, "deploy/charts/meshinject")
 	start := time.Now()
 	helm(t, "install", "meshinject", chart, "-n", "meshinject", "--create-namespace", "--set", "tls.mode=self-managed")
-	t.Cleanup(func() { helm(t, "uninstall", "meshinject", "-n", "meshinject", "--wait", "--timeout=2m") })
+	t.Cleanup(func() { uninstall(t, "meshinject", "meshinject") })
 	mustKubectl(t, "label", "namespace", "meshinject", "istio-injection=disabled", "--overwrite")
 	shop := namespaceNamed(t, "shop", nil)
 	mustKubectl(t, "label", "namespace", shop, "istio-injection=enabled")
@@ -66,6 +66,24 @@ func pendingPod(name string) *corev1.Pod {
 	p := appPod(name)
 	p.Spec.NodeSelector = map[string]string{"meshinject.io/e2e": "never-scheduled"}
 	return p
+}
+
+// uninstall removes the release and waits until its pods are gone too
+// (helm's --wait does not wait for terminating pods, which still serve
+// through the next release's Service until they end).
+func uninstall(t *testing.T, release, name string) {
+	t.Helper()
+	helm(t, "uninstall", release, "-n", "meshinject", "--wait", "--timeout=2m")
+	eventually(t, 2*wait, "the pods of "+release+" gone", func() error {
+		pods, err := suite.client.CoreV1().Pods("meshinject").List(context.Background(), metav1.ListOptions{LabelSelector: "app=" + name})
+		if err != nil {
+			return err
+		}
+		if len(pods.Items) > 0 {
+			return fmt.Errorf("%d pods left", len(pods.Items))
+		}
+		return nil
+	})
 }
 
 // mustKubectl runs kubectl, failing the test on an error.

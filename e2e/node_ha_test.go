@@ -126,7 +126,7 @@ func TestNodeHA(t *testing.T) {
 	old := previousChart(t)
 	digest := imageDigest(t)
 	helm(t, "install", release, old, "-n", ns, "--create-namespace", "--set", "revision="+rev, "--set", "tls.mode=self-managed")
-	t.Cleanup(func() { helm(t, "uninstall", release, "-n", ns, "--wait", "--timeout=2m") })
+	t.Cleanup(func() { uninstall(t, release, name) })
 	rollout(t, ns, name)
 	mwc, err := suite.client.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(t.Context(), "meshinject-sidecar-injector-"+rev, metav1.GetOptions{})
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -106,9 +107,13 @@ func (l *creationLoop) stop() loadResult {
 }
 
 // fault is one disruption of the injector and how to tell it is over.
+// before is the injector's pods when it starts; newPods how many of the
+// replicas must be new pods (Ready, and no pod left terminating) for the
+// injector to be whole again; recovered, when set, must hold too.
 type fault struct {
 	name      string
-	do        func(t *testing.T)
+	do        func(t *testing.T, before []string)
+	newPods   int
 	recovered func(ctx context.Context) error
 }
 
@@ -140,28 +145,40 @@ func TestNodeHA(t *testing.T) {
 	served := namespace(t, "served", map[string]string{"istio.io/rev": rev})
 	chart := filepath.Join(suite.repo, "deploy/charts/meshinject")
 	faults := []fault{
-		{"helm upgrade from the chart at " + previousChartCommit, func(t *testing.T) {
+		{"helm upgrade from the chart at " + previousChartCommit, func(t *testing.T, _ []string) {
 			helm(t, "upgrade", release, chart, "-n", ns, "--reuse-values", "--set", "image.digest="+digest)
-		}, rolledOut(ns, name)},
-		{"delete one injector pod", func(t *testing.T) { deleteInjectorPods(t, ns, name, 1) }, rolledOut(ns, name)},
-		{"delete every injector pod in turn", func(t *testing.T) {
-			for range 2 {
-				deleteInjectorPods(t, ns, name, 1)
-				eventually(t, faultTimeout, "the replicas back", func() error { return rolledOut(ns, name)(t.Context()) })
+		}, 2, rolledOut(ns, name)},
+		{"delete one injector pod", func(t *testing.T, before []string) {
+			mustKubectl(t, "-n", ns, "delete", "pod", before[0], "--wait=false")
+		}, 1, nil},
+		{"delete every injector pod in turn", func(t *testing.T, before []string) {
+			for i, pod := range before {
+				mustKubectl(t, "-n", ns, "delete", "pod", pod, "--wait=false")
+				eventually(t, faultTimeout, pod+" replaced", func() error { return replaced(t.Context(), ns, name, before, i+1) })
 			}
-		}, rolledOut(ns, name)},
-		{"helm upgrade with a changed value (rolling update)", func(t *testing.T) {
+		}, 2, nil},
+		{"helm upgrade with a changed value (rolling update)", func(t *testing.T, _ []string) {
 			helm(t, "upgrade", release, chart, "-n", ns, "--reuse-values", "--set", "logLevel=debug")
-		}, rolledOut(ns, name)},
-		{"renew the serving certificate", func(t *testing.T) { dropServingCert(t, ns, name+"-tls") }, servingRenewed(ns, name)},
+		}, 2, rolledOut(ns, name)},
+		{"renew the serving certificate", func(t *testing.T, _ []string) { dropServingCert(t, ns, name+"-tls") }, 0, servingRenewed(ns, name)},
 	}
+	quiet(t)
 	var rows []string
 	for i, f := range faults {
 		loop := startCreationLoop(t.Context(), served, fmt.Sprintf("f%d", i))
 		time.Sleep(2 * time.Second)
+		before := podNames(t, ns, name)
 		start := time.Now()
-		f.do(t)
-		eventually(t, faultTimeout, f.name+": recovered", func() error { return f.recovered(t.Context()) })
+		f.do(t, before)
+		eventually(t, faultTimeout, f.name+": recovered", func() error {
+			if err := replaced(t.Context(), ns, name, before, f.newPods); err != nil {
+				return err
+			}
+			if f.recovered != nil {
+				return f.recovered(t.Context())
+			}
+			return nil
+		})
 		recovery := time.Since(start)
 		time.Sleep(2 * time.Second)
 		res := loop.stop()
@@ -169,6 +186,8 @@ func TestNodeHA(t *testing.T) {
 		t.Log(rows[len(rows)-1])
 		if res.failed > 0 || res.uninjected > 0 {
 			t.Errorf("%s: %d creations failed, %d pods not injected: %v", f.name, res.failed, res.uninjected, res.errs)
+			ev, _ := kubectl("-n", ns, "get", "events", "--sort-by=.lastTimestamp", "-o", "custom-columns=TIME:.lastTimestamp,OBJECT:.involvedObject.name,REASON:.reason,MESSAGE:.message")
+			t.Logf("events of %s:\n%s", ns, ev)
 		}
 	}
 	assertInjectorPods(t, ns, "app="+name, "ghcr.io/meshinject/meshinject@"+digest)
@@ -238,17 +257,66 @@ func rolledOut(ns, name string) func(context.Context) error {
 	}
 }
 
-// deleteInjectorPods deletes the n oldest running pods of the injector, as
-// kubectl delete pod does (graceful, the chart's preStop and drain).
-func deleteInjectorPods(t *testing.T, ns, name string, n int) {
+// podNames lists the injector's pods, oldest first.
+func podNames(t *testing.T, ns, name string) []string {
 	t.Helper()
 	pods, err := suite.client.CoreV1().Pods(ns).List(t.Context(), metav1.ListOptions{LabelSelector: "app=" + name})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i := 0; i < n && i < len(pods.Items); i++ {
-		mustKubectl(t, "-n", ns, "delete", "pod", pods.Items[i].Name, "--wait=false")
+	slices.SortFunc(pods.Items, func(a, b corev1.Pod) int { return a.CreationTimestamp.Compare(b.CreationTimestamp.Time) })
+	var names []string
+	for _, p := range pods.Items {
+		names = append(names, p.Name)
 	}
+	return names
+}
+
+// replaced is nil once the injector has its replicas Ready, no pod
+// terminating, and at least n of them not among before.
+func replaced(ctx context.Context, ns, name string, before []string, n int) error {
+	d, err := suite.client.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	pods, err := suite.client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=" + name})
+	if err != nil {
+		return err
+	}
+	ready, fresh := 0, 0
+	for _, p := range pods.Items {
+		if p.DeletionTimestamp != nil {
+			return fmt.Errorf("pod %s still terminating", p.Name)
+		}
+		if podReady(ctx, ns, p.Name) == nil {
+			ready++
+			if !slices.Contains(before, p.Name) {
+				fresh++
+			}
+		}
+	}
+	if want := int(*d.Spec.Replicas); ready != want || len(pods.Items) != want || fresh < n {
+		return fmt.Errorf("%d pods, %d Ready, %d of them new; want %d Ready, %d new", len(pods.Items), ready, fresh, want, n)
+	}
+	return nil
+}
+
+// quiet waits until no namespace is terminating, so that the faults are
+// not measured against the previous scenarios' teardown.
+func quiet(t *testing.T) {
+	t.Helper()
+	eventually(t, 3*wait, "no namespace terminating", func() error {
+		list, err := suite.client.CoreV1().Namespaces().List(t.Context(), metav1.ListOptions{})
+		if err != nil {
+			return err
+		}
+		for _, n := range list.Items {
+			if n.Status.Phase == corev1.NamespaceTerminating {
+				return fmt.Errorf("namespace %s terminating", n.Name)
+			}
+		}
+		return nil
+	})
 }
 
 // dropServingCert spoils the serving certificate in the self-managed TLS

@@ -154,7 +154,10 @@ func TestNodeHA(t *testing.T) {
 		{"delete every injector pod in turn", func(t *testing.T, before []string) {
 			for i, pod := range before {
 				mustKubectl(t, "-n", ns, "delete", "pod", pod, "--wait=false")
-				eventually(t, faultTimeout, pod+" replaced", func() error { return replaced(t.Context(), ns, name, before, i+1) })
+				eventually(t, faultTimeout, pod+" replaced", func() error {
+					_, err := replaced(t.Context(), ns, name, before, i+1)
+					return err
+				})
 			}
 		}, 2, nil},
 		{"helm upgrade with a changed value (rolling update)", func(t *testing.T, _ []string) {
@@ -170,8 +173,13 @@ func TestNodeHA(t *testing.T) {
 		before := podNames(t, ns, name)
 		start := time.Now()
 		f.do(t, before)
+		var newReady time.Duration
 		eventually(t, faultTimeout, f.name+": recovered", func() error {
-			if err := replaced(t.Context(), ns, name, before, f.newPods); err != nil {
+			ready, err := replaced(t.Context(), ns, name, before, f.newPods)
+			if ready && newReady == 0 {
+				newReady = time.Since(start)
+			}
+			if err != nil {
 				return err
 			}
 			if f.recovered != nil {
@@ -182,7 +190,12 @@ func TestNodeHA(t *testing.T) {
 		recovery := time.Since(start)
 		time.Sleep(2 * time.Second)
 		res := loop.stop()
-		rows = append(rows, fmt.Sprintf("| %s | %d | %d | %d | %s |", f.name, res.created+res.failed, res.failed, res.uninjected, recovery.Round(100*time.Millisecond)))
+		readyCol := "no new replica"
+		if f.newPods > 0 {
+			readyCol = newReady.Round(100 * time.Millisecond).String()
+		}
+		rows = append(rows, fmt.Sprintf("| %s | %d | %d | %d | %s | %s |", f.name, res.created+res.failed, res.failed, res.uninjected,
+			readyCol, recovery.Round(100*time.Millisecond)))
 		t.Log(rows[len(rows)-1])
 		if res.failed > 0 || res.uninjected > 0 {
 			t.Errorf("%s: %d creations failed, %d pods not injected: %v", f.name, res.failed, res.uninjected, res.errs)
@@ -191,7 +204,7 @@ func TestNodeHA(t *testing.T) {
 		}
 	}
 	assertInjectorPods(t, ns, "app="+name, "ghcr.io/meshinject/meshinject@"+digest)
-	t.Logf("HA under %d pod creations/s:\n| fault | creations | failed | not injected | until the injector is whole |\n|---|---|---|---|---|\n%s",
+	t.Logf("HA under %d pod creations/s:\n| fault | creations | failed | not injected | new replicas Ready after | no old pod left after |\n|---|---|---|---|---|---|\n%s",
 		createRate, strings.Join(rows, "\n"))
 }
 
@@ -273,32 +286,35 @@ func podNames(t *testing.T, ns, name string) []string {
 }
 
 // replaced is nil once the injector has its replicas Ready, no pod
-// terminating, and at least n of them not among before.
-func replaced(ctx context.Context, ns, name string, before []string, n int) error {
+// terminating, and at least n of them not among before; ready says whether
+// the replicas are Ready with n new ones, terminating pods aside.
+func replaced(ctx context.Context, ns, name string, before []string, n int) (ready bool, err error) {
 	d, err := suite.client.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
-		return err
+		return false, err
 	}
 	pods, err := suite.client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=" + name})
 	if err != nil {
-		return err
+		return false, err
 	}
-	ready, fresh := 0, 0
+	want := int(*d.Spec.Replicas)
+	live, fresh, terminating := 0, 0, 0
 	for _, p := range pods.Items {
-		if p.DeletionTimestamp != nil {
-			return fmt.Errorf("pod %s still terminating", p.Name)
-		}
-		if podReady(ctx, ns, p.Name) == nil {
-			ready++
+		switch {
+		case p.DeletionTimestamp != nil:
+			terminating++
+		case podReady(ctx, ns, p.Name) == nil:
+			live++
 			if !slices.Contains(before, p.Name) {
 				fresh++
 			}
 		}
 	}
-	if want := int(*d.Spec.Replicas); ready != want || len(pods.Items) != want || fresh < n {
-		return fmt.Errorf("%d pods, %d Ready, %d of them new; want %d Ready, %d new", len(pods.Items), ready, fresh, want, n)
+	ready = live == want && fresh >= n
+	if !ready || terminating > 0 || len(pods.Items) != want {
+		return ready, fmt.Errorf("%d pods, %d Ready (%d new), %d terminating; want %d Ready, %d new, none terminating", len(pods.Items), live, fresh, terminating, want, n)
 	}
-	return nil
+	return true, nil
 }
 
 // quiet waits until no namespace is terminating, so that the faults are

@@ -3,13 +3,9 @@
 package e2e
 
 import (
-	"archive/tar"
-	"bytes"
 	"context"
 	"crypto/sha256"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +15,8 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
+
+	"github.com/meshinject/meshinject/internal/ociimage"
 )
 
 // TestImageMatchesDockerfile: the binary in `make image`'s image for this
@@ -129,32 +127,15 @@ func imageForPlatform(t *testing.T, dir string) v1.Image {
 // imageFiles returns the regular files of img's layers by path.
 func imageFiles(t *testing.T, img v1.Image) map[string][]byte {
 	t.Helper()
-	layers, err := img.Layers()
+	entries, err := ociimage.Files(img)
 	if err != nil {
 		t.Fatal(err)
 	}
 	files := map[string][]byte{}
-	for _, l := range layers {
-		rc, err := l.Uncompressed()
-		if err != nil {
-			t.Fatal(err)
+	for name, f := range entries {
+		if !strings.HasSuffix(name, "/") {
+			files[name] = f.Content
 		}
-		tr := tar.NewReader(rc)
-		for {
-			h, err := tr.Next()
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			var buf bytes.Buffer
-			if _, err := io.Copy(&buf, tr); err != nil { //nolint:gosec // our own image
-				t.Fatal(err)
-			}
-			files[strings.TrimPrefix(h.Name, "./")] = buf.Bytes()
-		}
-		rc.Close()
 	}
 	return files
 }

@@ -68,14 +68,14 @@ func TestBuild(t *testing.T) {
 			t.Errorf("%s: layer holds %v, want %v", d.Platform.Architecture, files, want)
 		}
 		for name, mode := range want {
-			if got, ok := files[name]; !ok || got.mode != mode {
-				t.Errorf("%s: %s mode %o (present %t), want %o", d.Platform.Architecture, name, got.mode, ok, mode)
+			if got, ok := files[name]; !ok || got.Mode != mode {
+				t.Errorf("%s: %s mode %o (present %t), want %o", d.Platform.Architecture, name, got.Mode, ok, mode)
 			}
 		}
-		if got := string(files["app"].content); got != "binary for "+d.Platform.Architecture {
+		if got := string(files["app"].Content); got != "binary for "+d.Platform.Architecture {
 			t.Errorf("%s: /app holds %q", d.Platform.Architecture, got)
 		}
-		if got := string(files["etc/passwd"].content); !slices.Contains(strings.Split(got, "\n"), "nonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin") {
+		if got := string(files["etc/passwd"].Content); !slices.Contains(strings.Split(got, "\n"), "nonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin") {
 			t.Errorf("/etc/passwd = %q", got)
 		}
 	}
@@ -188,36 +188,20 @@ func TestWriteLayoutAndArchive(t *testing.T) {
 	}
 }
 
-type entry struct {
-	mode    int64
-	content []byte
-}
-
-func layerFiles(t *testing.T, img v1.Image) map[string]entry {
+func layerFiles(t *testing.T, img v1.Image) map[string]File {
 	t.Helper()
 	layers, err := img.Layers()
 	if err != nil || len(layers) != 1 {
 		t.Fatalf("layers %d, %v; want 1", len(layers), err)
 	}
-	rc, err := layers[0].Uncompressed()
+	files, err := Files(img)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer rc.Close()
-	files := map[string]entry{}
-	tr := tar.NewReader(rc)
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			return files
+	for name, f := range files {
+		if f.UID != 0 || f.GID != 0 {
+			t.Errorf("%s owned by %d:%d", name, f.UID, f.GID)
 		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(tr)
-		if h.Uid != 0 || h.Gid != 0 {
-			t.Errorf("%s owned by %d:%d", h.Name, h.Uid, h.Gid)
-		}
-		files[h.Name] = entry{mode: h.Mode, content: b}
 	}
+	return files
 }

@@ -174,11 +174,7 @@ func (s *Manager) Ensure(ctx context.Context) error {
 	for attempt := 0; attempt < 5; attempt++ {
 		sec, err := secrets.Get(ctx, s.opts.SecretName, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
-			ca, err := certs.NewCA(certs.Options{CommonName: "meshinject-ca"})
-			if err != nil {
-				return err
-			}
-			leaf, err := s.issue(ca)
+			ca, leaf, data, err := s.newSecretData()
 			if err != nil {
 				return err
 			}
@@ -186,7 +182,7 @@ func (s *Manager) Ensure(ctx context.Context) error {
 				ObjectMeta: metav1.ObjectMeta{Name: s.opts.SecretName, Namespace: s.opts.Namespace,
 					Labels: map[string]string{"app.kubernetes.io/managed-by": "meshinject"}},
 				Type: corev1.SecretTypeTLS,
-				Data: map[string][]byte{corev1.TLSCertKey: leaf.CertPEM, corev1.TLSPrivateKeyKey: leaf.KeyPEM, keyCACert: ca.CertPEM, keyCAKey: ca.KeyPEM},
+				Data: data,
 			}
 			if _, err := secrets.Create(ctx, sec, metav1.CreateOptions{}); apierrors.IsAlreadyExists(err) {
 				continue // another replica created it first: use theirs
@@ -237,15 +233,23 @@ func (s *Manager) Ensure(ctx context.Context) error {
 	return errors.New("the TLS secret kept changing under us; giving up for now")
 }
 
+// newSecretData returns a new CA, a serving certificate it signed, and
+// the Secret data holding both.
+func (s *Manager) newSecretData() (ca, leaf *certs.Bundle, data map[string][]byte, err error) {
+	if ca, err = certs.NewCA(certs.Options{CommonName: "meshinject-ca"}); err != nil {
+		return nil, nil, nil, err
+	}
+	if leaf, err = s.issue(ca); err != nil {
+		return nil, nil, nil, err
+	}
+	return ca, leaf, map[string][]byte{corev1.TLSCertKey: leaf.CertPEM, corev1.TLSPrivateKeyKey: leaf.KeyPEM, keyCACert: ca.CertPEM, keyCAKey: ca.KeyPEM}, nil
+}
+
 // takeOver replaces the Secret's content (it holds no CA key, so
 // self-managed TLS did not write it) with a new CA and serving
 // certificate, with optimistic concurrency.
 func (s *Manager) takeOver(ctx context.Context, sec *corev1.Secret) error {
-	ca, err := certs.NewCA(certs.Options{CommonName: "meshinject-ca"})
-	if err != nil {
-		return err
-	}
-	leaf, err := s.issue(ca)
+	_, _, data, err := s.newSecretData()
 	if err != nil {
 		return err
 	}
@@ -254,7 +258,7 @@ func (s *Manager) takeOver(ctx context.Context, sec *corev1.Secret) error {
 		sec.Labels = map[string]string{}
 	}
 	sec.Labels["app.kubernetes.io/managed-by"] = "meshinject"
-	sec.Data = map[string][]byte{corev1.TLSCertKey: leaf.CertPEM, corev1.TLSPrivateKeyKey: leaf.KeyPEM, keyCACert: ca.CertPEM, keyCAKey: ca.KeyPEM}
+	sec.Data = data
 	if _, err := s.client.CoreV1().Secrets(s.opts.Namespace).Update(ctx, sec, metav1.UpdateOptions{}); err != nil {
 		return fmt.Errorf("take over secret %s/%s (no %s: not written by self-managed TLS): %w", s.opts.Namespace, s.opts.SecretName, keyCAKey, err)
 	}

@@ -207,7 +207,7 @@ IMAGE_SOURCE    := https://github.com/meshinject/meshinject
 NODE_PLATFORM   := linux/$(shell go env GOARCH)
 
 .PHONY: image
-image: ## Build $(IMAGE_REPO):$(APP_VERSION) without Docker: an OCI index (amd64, arm64) of the static binary, nonroot 65532, no shell, in .cache/image (meshinject.oci.tar; digest in meshinject.digest).
+image: ## Build ghcr.io/meshinject/meshinject:<appVersion> without Docker: an OCI index (amd64, arm64) of the static binary, nonroot 65532, no shell, in .cache/image (meshinject.oci.tar; digest in meshinject.digest).
 	@rm -rf $(IMAGE_DIR)/meshinject-rootfs && mkdir -p $(IMAGE_DIR)
 	@for p in $(IMAGE_PLATFORMS); do \
 		echo "image: building meshinject for $$p" >&2; \

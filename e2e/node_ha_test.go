@@ -42,12 +42,13 @@ type loadResult struct {
 type creationLoop struct {
 	stopc chan struct{}
 	done  chan struct{}
+	start time.Time
 	mu    sync.Mutex
 	res   loadResult
 }
 
 func startCreationLoop(ctx context.Context, ns, prefix string) *creationLoop {
-	l := &creationLoop{stopc: make(chan struct{}), done: make(chan struct{})}
+	l := &creationLoop{stopc: make(chan struct{}), done: make(chan struct{}), start: time.Now()}
 	go func() {
 		defer close(l.done)
 		var wg sync.WaitGroup
@@ -88,7 +89,7 @@ func (l *creationLoop) record(pod *corev1.Pod, err error) {
 	case err != nil:
 		l.res.failed++
 		if len(l.res.errs) < 5 {
-			l.res.errs = append(l.res.errs, err.Error())
+			l.res.errs = append(l.res.errs, fmt.Sprintf("%s into the loop: %v", time.Since(l.start).Round(100*time.Millisecond), err))
 		}
 	case find(pod.Spec.InitContainers, "istio-proxy") == nil && find(pod.Spec.Containers, "istio-proxy") == nil:
 		l.res.created++
@@ -166,6 +167,7 @@ func TestNodeHA(t *testing.T) {
 		{"renew the serving certificate", func(t *testing.T, _ []string) { dropServingCert(t, ns, name+"-tls") }, 0, servingRenewed(ns, name)},
 	}
 	quiet(t)
+	webhookServes(t, served)
 	var rows []string
 	for i, f := range faults {
 		loop := startCreationLoop(t.Context(), served, fmt.Sprintf("f%d", i))
@@ -315,6 +317,25 @@ func replaced(ctx context.Context, ns, name string, before []string, n int) (rea
 		return ready, fmt.Errorf("%d pods, %d Ready (%d new), %d terminating; want %d Ready, %d new, none terminating", len(pods.Items), live, fresh, terminating, want, n)
 	}
 	return true, nil
+}
+
+// webhookServes waits until a pod created in ns (a server-side dry run) is
+// injected: the API server reaches the webhook through its Service, whose
+// endpoints kube-proxy programs a moment after the pods turn Ready. Until
+// then a call gets kube-proxy's "connection refused" for a Service without
+// endpoints, and with failurePolicy Fail the creation fails.
+func webhookServes(t *testing.T, ns string) {
+	t.Helper()
+	eventually(t, wait, "the webhook reachable through its Service", func() error {
+		pod, err := suite.client.CoreV1().Pods(ns).Create(t.Context(), pendingPod("probe"), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		if err != nil {
+			return err
+		}
+		if find(pod.Spec.InitContainers, "istio-proxy") == nil && find(pod.Spec.Containers, "istio-proxy") == nil {
+			return fmt.Errorf("pod not injected")
+		}
+		return nil
+	})
 }
 
 // quiet waits until no namespace is terminating, so that the faults are

@@ -10,9 +10,9 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 )
 
-// maxFile bounds what Files reads of one entry (64 MiB: a static binary
-// fits many times over).
-const maxFile = 64 << 20
+// maxFile bounds what Files reads of one entry: 256 MiB, about four times
+// meshinject's static binary.
+const maxFile = 256 << 20
 
 // File is an entry of an image's layers.
 type File struct {

@@ -152,12 +152,29 @@ func setDiff(before, after []string) (added, removed []string) {
 	return added, removed
 }
 
-// removeNewCgroups removes the cgroup folders that are not in before,
-// deepest first, retrying while the kernel still frees their last tasks.
-func removeNewCgroups(before []string) error {
+// removeNewCgroups removes the cgroup folders that are not in before and
+// lie on the node's cgroup root's path (its ancestors the suite made, the
+// root and below), deepest first, retrying while the kernel still frees
+// their last tasks. Another's new cgroup is left alone (and reported by
+// the machine check).
+func removeNewCgroups(before []string, root string) error {
+	onPath := func(dir string) bool {
+		rel := strings.TrimPrefix(dir, "/sys/fs/cgroup/")
+		if i := strings.Index(rel, "/"); i >= 0 {
+			rel = rel[i:]
+		} else {
+			return false
+		}
+		return strings.HasPrefix(rel, root) || strings.HasPrefix(root, rel+"/")
+	}
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		added, _ := setDiff(before, cgroupDirs())
+		var added []string
+		for _, d := range cgroupDirs() {
+			if !slices.Contains(before, d) && onPath(d) {
+				added = append(added, d)
+			}
+		}
 		if len(added) == 0 {
 			return nil
 		}

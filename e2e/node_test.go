@@ -186,7 +186,7 @@ func teardownNode(before hostState) error {
 		}
 	}
 	stopping.Wait()
-	if n.ns != nil {
+	if n.ns != nil && n.cgroupRoot != "" {
 		for _, ctrl := range []string{"memory", "cpu", "pids", "freezer"} {
 			for _, pid := range pidsInCgroups(filepath.Join("/sys/fs/cgroup", ctrl, n.cgroupRoot)) {
 				_ = syscall.Kill(pid, syscall.SIGKILL)
@@ -216,8 +216,10 @@ func teardownNode(before hostState) error {
 			time.Sleep(100 * time.Millisecond)
 		}
 	}
-	if err := removeNewCgroups(before.cgroups); err != nil {
-		errs = append(errs, err)
+	if n.cgroupRoot != "" {
+		if err := removeNewCgroups(before.cgroups, n.cgroupRoot); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if os.Getenv("E2E_KEEP") == "" {
 		if err := os.RemoveAll(suite.work); err != nil {

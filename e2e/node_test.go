@@ -41,6 +41,9 @@ func runNode(m *testing.M) int {
 		return m.Run()
 	}
 	ctx := context.Background()
+	if left := clearStaleCgroups(nodeCgroupRoot()); len(left) > 0 {
+		fmt.Fprintf(os.Stderr, "node: removed %d empty cgroups an interrupted run had left\n", len(left))
+	}
 	before, err := readHost(ctx)
 	nodeTier.before = before
 	if err != nil {
@@ -118,13 +121,9 @@ func setupNode(ctx context.Context) error {
 			*dst = v
 		}
 	}
-	n := &node{work: suite.work, bin: os.Getenv("E2E_K8S_ASSETS")}
+	n := &node{work: suite.work, bin: os.Getenv("E2E_K8S_ASSETS"), cgroupRoot: nodeCgroupRoot()}
 	nodeTier.node = n
 	suite.kubectl = filepath.Join(n.bin, "kubectl")
-	if n.cgroupRoot, err = cgroupRootOf(); err != nil {
-		n.cgroupRoot = fmt.Sprintf("/meshinject-node-%d", os.Getpid())
-	}
-	n.cgroupRoot = filepath.Join(n.cgroupRoot, "meshinject-node")
 	if err := makeCgroupRoot(n.cgroupRoot); err != nil {
 		return fmt.Errorf("cgroup root %s: %w", n.cgroupRoot, err)
 	}
@@ -257,4 +256,35 @@ func (n *node) rss() string {
 		}
 	}
 	return strings.Join(out, ", ")
+}
+
+// nodeCgroupRoot is kubelet's --cgroup-root: a folder under the test's own
+// cgroup (or a folder of the test's pid where it has none).
+func nodeCgroupRoot() string {
+	root, err := cgroupRootOf()
+	if err != nil {
+		root = fmt.Sprintf("/meshinject-node-%d", os.Getpid())
+	}
+	return filepath.Join(root, "meshinject-node")
+}
+
+// clearStaleCgroups removes, deepest first, the empty cgroups below root
+// in every hierarchy: what a run killed before its teardown left. It
+// returns the folders it removed.
+func clearStaleCgroups(root string) []string {
+	var stale []string
+	for _, d := range cgroupDirs() {
+		rel := strings.TrimPrefix(d, "/sys/fs/cgroup/")
+		if i := strings.Index(rel, "/"); i >= 0 && strings.HasPrefix(rel[i:]+"/", root+"/") {
+			stale = append(stale, d)
+		}
+	}
+	slices.SortFunc(stale, func(a, b string) int { return strings.Count(b, "/") - strings.Count(a, "/") })
+	var removed []string
+	for _, d := range stale {
+		if os.Remove(d) == nil {
+			removed = append(removed, d)
+		}
+	}
+	return removed
 }

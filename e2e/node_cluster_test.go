@@ -160,21 +160,20 @@ func (n *node) waitAPIServer(ctx context.Context) error {
 		return err
 	}
 	c := http.Client{Transport: rt, Timeout: 2 * time.Second}
-	deadline := time.Now().Add(wait)
 	var last string
-	for time.Now().Before(deadline) {
+	err = poll(ctx, wait, func() bool {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("https://%s:%d/readyz", nodeIP, apiPort), nil)
 		resp, err := c.Do(req)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-			last = resp.Status
-		} else {
+		if err != nil {
 			last = err.Error()
+			return false
 		}
-		time.Sleep(200 * time.Millisecond)
+		resp.Body.Close()
+		last = resp.Status
+		return resp.StatusCode == http.StatusOK
+	})
+	if err == nil {
+		return nil
 	}
-	return fmt.Errorf("kube-apiserver not ready after %s: %s\n%s", wait, last, n.procs[len(n.procs)-1].tail())
+	return fmt.Errorf("kube-apiserver not ready after %s: %s\n%s", wait, last, n.logTail("kube-apiserver"))
 }

@@ -69,7 +69,7 @@ type namespaces struct {
 func newNamespaces(ctx context.Context, work string) (*namespaces, error) {
 	holder := exec.Command("unshare", "--net", "--mount", "--propagation", "private", "--", "sleep", "infinity")
 	// No Pdeathsig: it fires when the forking thread ends, and dial ends
-	// the threads it locks.
+	// a thread it cannot move back out of the namespace.
 	if err := holder.Start(); err != nil {
 		return nil, fmt.Errorf("unshare: %w", err)
 	}

@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 )
 
 // containerdSock is containerd's socket, on the mount namespace's /run.
@@ -144,14 +143,9 @@ func (n *node) startRuntime(ctx context.Context, images []string) error {
 	if err := n.start("containerd", "containerd", "--config", filepath.Join(dir, "containerd.toml")); err != nil {
 		return err
 	}
-	deadline := time.Now().Add(wait)
-	for {
-		if _, err := n.ctr(ctx, "version"); err == nil {
-			break
-		} else if time.Now().After(deadline) {
-			return fmt.Errorf("containerd not up after %s: %w\n%s", wait, err, n.procs[len(n.procs)-1].tail())
-		}
-		time.Sleep(200 * time.Millisecond)
+	var last error
+	if err := poll(ctx, wait, func() bool { _, last = n.ctr(ctx, "version"); return last == nil }); err != nil {
+		return fmt.Errorf("containerd not up after %s: %w\n%s", wait, last, n.logTail("containerd"))
 	}
 	for _, img := range images {
 		if out, err := n.ctr(ctx, "images", "import", "--all-platforms", img); err != nil {

@@ -223,22 +223,42 @@ image: ## Build ghcr.io/meshinject/meshinject:<appVersion> without Docker: an OC
 	@echo "image: $(IMAGE_REPO):$(APP_VERSION)@$$(cat $(IMAGE_DIR)/meshinject.digest) in $(IMAGE_DIR)/meshinject.oci.tar" >&2
 
 # The node tier's test images, for the machine's platform: the sandbox
-# (e2e/images/pause), CoreDNS (e2e/tools/coredns) and go-httpbin
+# (e2e/images/pause), the application netcheck (e2e/images/netcheck), CoreDNS (e2e/tools/coredns) and go-httpbin
 # (e2e/tools/httpbin) under the name examples/httpbin.yaml gives it.
 HTTPBIN_IMAGE := docker.io/mccutchen/go-httpbin:$(shell awk '$$2 == "github.com/mccutchen/go-httpbin/v2" { print $$3 }' e2e/tools/httpbin/go.mod)
 
+# Istio's images as the node tier runs them: pilot (pilot-discovery) and
+# proxyv2 (pilot-agent, the suite's Envoy stand-in as envoy, iptables from
+# Debian's packages), built from the pinned istio.io/istio
+# (e2e/tools/istio) under NODE_ISTIO_HUB with the module's version as tag.
+NODE_ISTIO_HUB := localhost/meshinject-e2e/istio
+PROXY_PATH     := /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+
 .PHONY: node-images
-node-images: image ## Build the node tier's images (meshinject, the sandbox pause, CoreDNS, go-httpbin) into .cache/image.
+node-images: image e2e-tools node-host-tools ## Build the node tier's images (meshinject, the sandbox pause, CoreDNS, go-httpbin, Istio's pilot and proxyv2 with the Envoy stand-in) into .cache/image.
 	@rm -rf $(IMAGE_DIR)/pause-rootfs $(IMAGE_DIR)/coredns-rootfs $(IMAGE_DIR)/httpbin-rootfs
 	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o $(IMAGE_DIR)/pause-rootfs/pause ./e2e/images/pause
 	go run ./hack/ociimage -ref localhost/meshinject-e2e/pause:1 -platform $(NODE_PLATFORM)=$(IMAGE_DIR)/pause-rootfs \
 		-entrypoint /pause -layout $(IMAGE_DIR)/pause -archive $(IMAGE_DIR)/pause.oci.tar >/dev/null
+	@rm -rf $(IMAGE_DIR)/netcheck-rootfs
+	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o $(IMAGE_DIR)/netcheck-rootfs/netcheck ./e2e/images/netcheck
+	go run ./hack/ociimage -ref localhost/meshinject-e2e/netcheck:1 -platform $(NODE_PLATFORM)=$(IMAGE_DIR)/netcheck-rootfs \
+		-entrypoint /netcheck -layout $(IMAGE_DIR)/netcheck -archive $(IMAGE_DIR)/netcheck.oci.tar >/dev/null
 	@mkdir -p $(IMAGE_DIR)/coredns-rootfs && cp $$(e2e/tools/build.sh coredns $(TOOLS_CACHE))/coredns $(IMAGE_DIR)/coredns-rootfs/
 	go run ./hack/ociimage -ref localhost/meshinject-e2e/coredns:1 -platform $(NODE_PLATFORM)=$(IMAGE_DIR)/coredns-rootfs \
 		-entrypoint /coredns -layout $(IMAGE_DIR)/coredns -archive $(IMAGE_DIR)/coredns.oci.tar >/dev/null
 	@mkdir -p $(IMAGE_DIR)/httpbin-rootfs/bin && cp $$(e2e/tools/build.sh httpbin $(TOOLS_CACHE))/go-httpbin $(IMAGE_DIR)/httpbin-rootfs/bin/
 	go run ./hack/ociimage -ref $(HTTPBIN_IMAGE) -platform $(NODE_PLATFORM)=$(IMAGE_DIR)/httpbin-rootfs \
 		-entrypoint /bin/go-httpbin -layout $(IMAGE_DIR)/httpbin -archive $(IMAGE_DIR)/httpbin.oci.tar >/dev/null
+	@istio=$$(e2e/tools/build.sh istio $(TOOLS_CACHE)); \
+	mod=$$(cd e2e/tools/istio && go mod download -json istio.io/istio@$(ISTIO_VERSION) | awk -F'"' '$$2 == "Dir" { print $$4 }'); \
+	[[ -n $$mod ]] || { echo "node-images: istio.io/istio@$(ISTIO_VERSION) is not served" >&2; exit 1; }; \
+	e2e/images/istio/rootfs.sh $(IMAGE_DIR)/istio-rootfs $$istio $$mod
+	go run ./hack/ociimage -ref $(NODE_ISTIO_HUB)/pilot:$(ISTIO_VERSION) -platform $(NODE_PLATFORM)=$(IMAGE_DIR)/istio-rootfs/pilot \
+		-user 1337:1337 -entrypoint /usr/local/bin/pilot-discovery -layout $(IMAGE_DIR)/istio-pilot -archive $(IMAGE_DIR)/istio-pilot.oci.tar >/dev/null
+	go run ./hack/ociimage -ref $(NODE_ISTIO_HUB)/proxyv2:$(ISTIO_VERSION) -platform $(NODE_PLATFORM)=$(IMAGE_DIR)/istio-rootfs/proxyv2 \
+		-user 1337:1337 -env PATH=$(PROXY_PATH) -entrypoint /usr/local/bin/pilot-agent \
+		-layout $(IMAGE_DIR)/istio-proxyv2 -archive $(IMAGE_DIR)/istio-proxyv2.oci.tar >/dev/null
 
 # The node tier runs as root with Debian's containerd, runc, CNI plugins and
 # iptables; elsewhere it skips, saying why.
@@ -261,6 +281,8 @@ test-node: build node-images e2e-tools ops-tools node-host-tools ## Run the node
 	E2E_CERT_MANAGER=$$(e2e/tools/build.sh cert-manager $(TOOLS_CACHE)) \
 	E2E_OPS=$$(e2e/tools/build.sh ops $(TOOLS_CACHE)) \
 	E2E_MESHINJECT=$(BIN)/meshinject E2E_IMAGES=$(IMAGE_DIR) \
+	E2E_ISTIO=$$(e2e/tools/build.sh istio $(TOOLS_CACHE)) E2E_ISTIO_HUB=$(NODE_ISTIO_HUB) E2E_ISTIO_TAG=$(ISTIO_VERSION) \
+	E2E_ISTIO_MODULE=$$(cd e2e/tools/istio && go mod download -json istio.io/istio@$(ISTIO_VERSION) | awk -F'"' '$$2 == "Dir" { print $$4 }') \
 	go test -tags node -count=1 -timeout $(NODE_TIMEOUT) -v $(NODE_FLAGS) ./e2e/
 
 .PHONY: docker-build

@@ -192,6 +192,12 @@ func find(cs []corev1.Container, name string) *corev1.Container {
 // annotation of revision rev.
 func assertSidecar(t *testing.T, pod *corev1.Pod, native bool, rev string) {
 	t.Helper()
+	assertSidecarImage(t, pod, native, rev, proxyImage)
+}
+
+// assertSidecarImage is assertSidecar with istio-proxy's image.
+func assertSidecarImage(t *testing.T, pod *corev1.Pod, native bool, rev, image string) {
+	t.Helper()
 	inits, ctrs := names(pod.Spec.InitContainers), names(pod.Spec.Containers)
 	if len(inits) == 0 || inits[0] != "istio-init" {
 		t.Errorf("pod %s: init containers %v, want istio-init first", pod.Name, inits)
@@ -206,8 +212,8 @@ func assertSidecar(t *testing.T, pod *corev1.Pod, native bool, rev string) {
 	if proxy == nil {
 		t.Fatalf("pod %s: no istio-proxy (containers %v, init containers %v)", pod.Name, ctrs, inits)
 	}
-	if proxy.Image != proxyImage {
-		t.Errorf("pod %s: istio-proxy image %q, want %q", pod.Name, proxy.Image, proxyImage)
+	if proxy.Image != image {
+		t.Errorf("pod %s: istio-proxy image %q, want %q", pod.Name, proxy.Image, image)
 	}
 	if got := statusRevision(t, pod); got != rev {
 		t.Errorf("pod %s: injected by revision %q, want %q", pod.Name, got, rev)

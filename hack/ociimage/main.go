@@ -32,7 +32,7 @@ func main() {
 }
 
 func run() error {
-	var platforms, labels, entrypoint, cmd list
+	var platforms, labels, entrypoint, cmd, env list
 	ref := flag.String("ref", "", "the image's reference, recorded in the layout (required)")
 	user := flag.String("user", "", "the config's user (default 65532:65532)")
 	dir := flag.String("layout", "", "OCI image layout folder to write (required)")
@@ -41,11 +41,17 @@ func run() error {
 	flag.Var(&labels, "label", "key=value label of the config (repeatable)")
 	flag.Var(&entrypoint, "entrypoint", "entrypoint element (repeatable)")
 	flag.Var(&cmd, "cmd", "default argument (repeatable)")
+	flag.Var(&env, "env", "KEY=value of the config's environment (repeatable; default PATH=/)")
 	flag.Parse()
 	if *ref == "" || *dir == "" || len(platforms) == 0 {
 		return fmt.Errorf("-ref, -layout and at least one -platform are required")
 	}
-	opts := ociimage.Options{Entrypoint: entrypoint, Cmd: cmd, User: *user, Labels: map[string]string{}}
+	opts := ociimage.Options{Entrypoint: entrypoint, Cmd: cmd, User: *user, Env: env, Labels: map[string]string{}}
+	for _, e := range env {
+		if k, _, ok := strings.Cut(e, "="); !ok || k == "" {
+			return fmt.Errorf("-env %q: want KEY=value", e)
+		}
+	}
 	for _, p := range platforms {
 		plat, folder, ok := strings.Cut(p, "=")
 		osName, arch, ok2 := strings.Cut(plat, "/")

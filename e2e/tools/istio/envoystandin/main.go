@@ -1,141 +1,157 @@
-// Command envoystandin stands in for Envoy when the e2e suite runs
-// pilot-agent outside a container: pilot-agent starts it as it would start
-// Envoy, and it records what Envoy would be given, then asks the agent's
-// SDS server for the workload certificate as Envoy does, and stays up until
-// it is told to stop.
+// Command envoystandin is a test double for Envoy: pilot-agent starts it as
+// it starts Envoy, and it answers what pilot-agent and the kubelet ask of
+// Envoy, so that an injected pod runs on the e2e suite's node where no
+// Envoy binary can be had. It is not Envoy and runs none of the mesh's data
+// path: no mTLS, no routing, no filters, no configuration applied.
 //
-// It writes into $ENVOY_STANDIN_DIR:
+// What it does, from the bootstrap file named by -c:
 //
-//	args            its command line, one argument per line
-//	bootstrap.json  the bootstrap file named by -c
-//	cert-chain.pem  the workload certificate chain the SDS server sent
-//	error           what went wrong, if anything did
+//   - asks the agent's SDS server (the sds-grpc cluster's socket) for the
+//     workload certificate and the root CA, as Envoy does, and logs the
+//     certificate's SPIFFE ID;
+//   - asks the agent's xDS proxy (the xds-grpc cluster's socket) for
+//     clusters and listeners over ADS, acknowledges each response and counts
+//     it in the stats pilot-agent's readiness check reads;
+//   - serves the admin API's stats, ready, drain and quit endpoints on the
+//     bootstrap's admin address, and the bootstrap's static listeners that
+//     route to the agent (the kubelet's :15021/healthz/ready) or to the
+//     admin API (:15090/stats/prometheus), by forwarding to them;
+//   - binds the ports of the virtualOutbound and virtualInbound listeners
+//     istiod sends (15001 and 15006) and passes each TCP connection through
+//     to its original destination (SO_ORIGINAL_DST, or the local address of
+//     a transparent socket under TPROXY), logging one line per connection
+//     with its direction and original destination.
+//
+// Every record is one line on stdout: "envoystandin " and a JSON object
+// with a "kind" (args, certificate, xds, listening, capture, error).
+//
+// Run outside a pod (ENVOY_STANDIN_DIR set) it binds nothing: it records
+// its arguments, the bootstrap and the certificate chain the SDS server
+// sent into that folder as files (args, bootstrap.json, cert-chain.pem,
+// error) and stays up until it is told to stop.
 package main
 
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
-	"time"
-
-	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	tls "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
-	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	sds "github.com/envoyproxy/go-control-plane/envoy/service/secret/v3"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 )
 
-const secretType = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
-
 func main() {
-	dir := os.Getenv("ENVOY_STANDIN_DIR")
-	if dir == "" {
-		fmt.Fprintln(os.Stderr, "envoystandin: ENVOY_STANDIN_DIR is not set")
-		os.Exit(2)
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	if err := run(ctx, dir, os.Args[1:]); err != nil {
-		_ = os.WriteFile(filepath.Join(dir, "error"), []byte(err.Error()+"\n"), 0o644)
-		fmt.Fprintln(os.Stderr, "envoystandin:", err)
+	args := os.Args[1:]
+	if dir := os.Getenv("ENVOY_STANDIN_DIR"); dir != "" {
+		if err := recordOnly(ctx, dir, args); err != nil {
+			_ = os.WriteFile(filepath.Join(dir, "error"), []byte(err.Error()+"\n"), 0o644)
+			fmt.Fprintln(os.Stderr, "envoystandin:", err)
+		}
+		<-ctx.Done()
+		return
 	}
-	<-ctx.Done()
+	if err := serve(ctx, args); err != nil {
+		record("error", map[string]any{"error": err.Error()})
+		os.Exit(1)
+	}
 }
 
-func run(ctx context.Context, dir string, args []string) error {
+var stdout sync.Mutex
+
+// record writes one record line on stdout.
+func record(kind string, fields map[string]any) {
+	fields["kind"] = kind
+	b, err := json.Marshal(fields)
+	if err != nil {
+		b = []byte(fmt.Sprintf(`{"kind":"error","error":%q}`, err.Error()))
+	}
+	stdout.Lock()
+	defer stdout.Unlock()
+	fmt.Fprintf(os.Stdout, "envoystandin %s\n", b)
+}
+
+// bootstrapFile returns the file named by -c.
+func bootstrapFile(args []string) (string, error) {
+	for i, a := range args {
+		if a == "-c" && i+1 < len(args) {
+			return args[i+1], nil
+		}
+	}
+	return "", fmt.Errorf("no -c bootstrap file on the command line %q", strings.Join(args, " "))
+}
+
+// recordOnly is the mode outside a pod: the files of the package comment.
+func recordOnly(ctx context.Context, dir string, args []string) error {
 	if err := os.WriteFile(filepath.Join(dir, "args"), []byte(strings.Join(args, "\n")+"\n"), 0o644); err != nil {
 		return err
 	}
-	bootstrap := ""
-	for i, a := range args {
-		if a == "-c" && i+1 < len(args) {
-			bootstrap = args[i+1]
-		}
+	file, err := bootstrapFile(args)
+	if err != nil {
+		return err
 	}
-	if bootstrap == "" {
-		return errors.New("no -c bootstrap file on the command line")
-	}
-	b, err := os.ReadFile(bootstrap)
+	b, err := os.ReadFile(file)
 	if err != nil {
 		return err
 	}
 	if err := os.WriteFile(filepath.Join(dir, "bootstrap.json"), b, 0o644); err != nil {
 		return err
 	}
-	var boot struct {
-		Node struct {
-			ID      string `json:"id"`
-			Cluster string `json:"cluster"`
-		} `json:"node"`
+	boot, err := parseBootstrap(b)
+	if err != nil {
+		return fmt.Errorf("bootstrap %s: %w", file, err)
 	}
-	if err := json.Unmarshal(b, &boot); err != nil {
-		return fmt.Errorf("bootstrap %s: %w", bootstrap, err)
+	socket := os.Getenv("ENVOY_STANDIN_SDS")
+	if socket == "" {
+		socket = boot.pipe("sds-grpc")
 	}
-	chain, err := workloadCertificate(ctx, os.Getenv("ENVOY_STANDIN_SDS"), boot.Node.ID, boot.Node.Cluster)
+	chain, err := fetchSecret(ctx, socket, boot.Node, "default")
 	if err != nil {
 		return err
 	}
 	return os.WriteFile(filepath.Join(dir, "cert-chain.pem"), chain, 0o644)
 }
 
-// workloadCertificate asks the SDS server on the Unix socket for the
-// "default" secret, as Envoy does, and returns its certificate chain.
-func workloadCertificate(ctx context.Context, socket, node, cluster string) ([]byte, error) {
-	if socket == "" {
-		socket = "./var/run/secrets/workload-spiffe-uds/socket"
+// serve is the mode inside a pod: everything of the package comment until
+// ctx ends or the admin API is told to quit.
+func serve(ctx context.Context, args []string) error {
+	file, err := bootstrapFile(args)
+	if err != nil {
+		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return err
+	}
+	boot, err := parseBootstrap(b)
+	if err != nil {
+		return fmt.Errorf("bootstrap %s: %w", file, err)
+	}
+	record("args", map[string]any{"args": args, "node": boot.Node.GetId()})
+	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	for {
-		chain, err := askSDS(ctx, socket, node, cluster)
-		if err == nil {
-			return chain, nil
-		}
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("SDS on %s: %w", socket, err)
-		case <-time.After(500 * time.Millisecond):
-		}
+	st := &state{}
+	errs := make(chan error, 4)
+	for _, f := range []func() error{
+		func() error { return serveAdmin(ctx, boot, st, cancel) },
+		func() error { return serveStatic(ctx, boot) },
+		func() error { return certificates(ctx, boot) },
+		func() error { return runXDS(ctx, boot, st) },
+	} {
+		go func() {
+			if err := f(); err != nil && ctx.Err() == nil {
+				errs <- err
+			}
+		}()
 	}
-}
-
-func askSDS(ctx context.Context, socket, node, cluster string) ([]byte, error) {
-	conn, err := grpc.NewClient("unix:"+socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		return nil, err
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-errs:
+		return err
 	}
-	defer conn.Close()
-	stream, err := sds.NewSecretDiscoveryServiceClient(conn).StreamSecrets(ctx)
-	if err != nil {
-		return nil, err
-	}
-	req := &discovery.DiscoveryRequest{
-		Node:          &core.Node{Id: node, Cluster: cluster},
-		ResourceNames: []string{"default"},
-		TypeUrl:       secretType,
-	}
-	if err := stream.Send(req); err != nil {
-		return nil, err
-	}
-	resp, err := stream.Recv()
-	if err != nil {
-		return nil, err
-	}
-	for _, r := range resp.GetResources() {
-		var s tls.Secret
-		if err := r.UnmarshalTo(&s); err != nil {
-			return nil, err
-		}
-		if c := s.GetTlsCertificate(); c != nil {
-			return c.GetCertificateChain().GetInlineBytes(), nil
-		}
-	}
-	return nil, errors.New("the SDS response has no certificate")
 }

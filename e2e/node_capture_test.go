@@ -5,8 +5,8 @@ package e2e
 import (
 	"cmp"
 	"context"
-	"io"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strings"

@@ -36,12 +36,12 @@ func (s *state) stats() map[string]uint64 {
 		server, workers = 0, 1
 	}
 	return map[string]uint64{
-		"cluster_manager.cds.update_success":  s.cdsSuccess.Load(),
-		"cluster_manager.cds.update_rejected": 0,
-		"listener_manager.lds.update_success": s.ldsSuccess.Load(),
+		"cluster_manager.cds.update_success":   s.cdsSuccess.Load(),
+		"cluster_manager.cds.update_rejected":  0,
+		"listener_manager.lds.update_success":  s.ldsSuccess.Load(),
 		"listener_manager.lds.update_rejected": 0,
-		"server.state":                        server,
-		"listener_manager.workers_started":    workers,
+		"server.state":                         server,
+		"listener_manager.workers_started":     workers,
 	}
 }
 

@@ -83,18 +83,7 @@ var captureCases = []captureCase{
 // Istio's rules send to the proxy, with their original destinations. The
 // table goes to the test's log.
 func testMeshCapture(t *testing.T) {
-	targetNS := namespace(t, "mesh-target", nil)
-	target := runNetcheck(t, targetNS, "target", nil)
-	svc := &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: "target"},
-		Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "target"}, Ports: []corev1.ServicePort{
-			{Name: "http", Port: 8080, TargetPort: intstr.FromInt32(8080)}, {Name: "http-alt", Port: 9090, TargetPort: intstr.FromInt32(9090)},
-		}},
-	}
-	svc, err := suite.client.CoreV1().Services(targetNS).Create(t.Context(), svc, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	svc, target := startTarget(t)
 	ns := namespace(t, "mesh-capture", map[string]string{"istio-injection": "enabled"})
 	var table []string
 	for _, c := range captureCases {
@@ -166,4 +155,23 @@ func annotationList(m map[string]string) []string {
 		out = []string{"(none)"}
 	}
 	return out
+}
+
+// startTarget runs a netcheck pod outside the mesh behind a Service
+// "target" on 8080 and 9090: what the scenarios' pods call.
+func startTarget(t *testing.T) (*corev1.Service, *corev1.Pod) {
+	t.Helper()
+	ns := namespace(t, "mesh-target", nil)
+	pod := runNetcheck(t, ns, "target", nil)
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "target"},
+		Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "target"}, Ports: []corev1.ServicePort{
+			{Name: "http", Port: 8080, TargetPort: intstr.FromInt32(8080)}, {Name: "http-alt", Port: 9090, TargetPort: intstr.FromInt32(9090)},
+		}},
+	}
+	svc, err := suite.client.CoreV1().Services(ns).Create(t.Context(), svc, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return svc, pod
 }

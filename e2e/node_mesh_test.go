@@ -92,6 +92,9 @@ func TestNodeMesh(t *testing.T) {
 	installMesh(t)
 	t.Run("HTTPBin", testMeshHTTPBin)
 	t.Run("Capture", testMeshCapture)
+	t.Run("NativeSidecars", testMeshNativeSidecars)
+	t.Run("Classic", testMeshClassic)
+	t.Run("Probes", testMeshProbes)
 }
 
 // testMeshHTTPBin: examples/httpbin.yaml as it is, in an enabled

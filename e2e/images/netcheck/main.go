@@ -4,7 +4,8 @@
 //	netcheck serve PORT...   serve HTTP on each port: / answers
 //	                         "netcheck HOSTNAME port PORT"; /fetch?url=U
 //	                         GETs U from inside the pod and answers with
-//	                         its status and body; /healthz answers ok
+//	                         its status and body; /healthz answers ok;
+//	                         any other path 404
 //	netcheck get URL...      GET each URL (retrying up to 60s), print the
 //	                         answer, exit 1 if one never answers 200
 //
@@ -67,7 +68,7 @@ func serve(ctx context.Context, ports []string) error {
 	errs := make(chan error, len(ports))
 	for _, p := range ports {
 		mux := http.NewServeMux()
-		mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintf(w, "netcheck %s port %s\n", host, p) })
+		mux.HandleFunc("/{$}", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintf(w, "netcheck %s port %s\n", host, p) })
 		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 		mux.HandleFunc("/fetch", func(w http.ResponseWriter, r *http.Request) {
 			status, body, err := get(r.Context(), r.URL.Query().Get("url"))

@@ -34,6 +34,7 @@ type node struct {
 	cgroupRoot string // kubelet's --cgroup-root: under the test's own cgroup
 	tokens     map[string]string
 	procs      []*process
+	closers    []func() error // what the suite serves for the node (the registry)
 }
 
 // users of the API server: token name, user, groups. Kubelet's user is

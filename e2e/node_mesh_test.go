@@ -95,6 +95,8 @@ func TestNodeMesh(t *testing.T) {
 	t.Run("NativeSidecars", testMeshNativeSidecars)
 	t.Run("Classic", testMeshClassic)
 	t.Run("Probes", testMeshProbes)
+	t.Run("Gateway", testMeshGateway)
+	t.Run("TrafficManagement", testMeshTrafficManagement)
 }
 
 // testMeshHTTPBin: examples/httpbin.yaml as it is, in an enabled
@@ -166,6 +168,7 @@ type standinRecord struct {
 	Source      string   `json:"source"`
 	Mode        string   `json:"mode"`
 	Error       string   `json:"error"`
+	Listeners   []string `json:"listeners"`
 }
 
 // standinRecords reads the stand-in's records from istio-proxy's log.

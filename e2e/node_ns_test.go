@@ -169,41 +169,60 @@ func (ns *namespaces) netPath() string { return fmt.Sprintf("/proc/%d/ns/net", n
 // back stays locked and ends with the goroutine (or, if it is the main
 // thread, is never used again). The connection stays in the namespace.
 func (ns *namespaces) dial(ctx context.Context, network, addr string) (net.Conn, error) {
-	type result struct {
-		conn net.Conn
-		err  error
+	var c net.Conn
+	var err error
+	if werr := ns.within(func() {
+		d := net.Dialer{Timeout: 10 * time.Second}
+		c, err = d.DialContext(ctx, network, addr)
+	}); werr != nil {
+		return nil, werr
 	}
-	ch := make(chan result, 1)
+	return c, err
+}
+
+// listen opens a listener inside the network namespace, as dial connects.
+func (ns *namespaces) listen(network, addr string) (net.Listener, error) {
+	var l net.Listener
+	var err error
+	if werr := ns.within(func() { l, err = net.Listen(network, addr) }); werr != nil {
+		return nil, werr
+	}
+	return l, err
+}
+
+// within runs f on a goroutine locked to a thread moved into the network
+// namespace; the thread moves back after f, or ends with its goroutine if
+// it cannot.
+func (ns *namespaces) within(f func()) error {
+	ch := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
 		home, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
 			runtime.UnlockOSThread()
-			ch <- result{err: fmt.Errorf("open this thread's network namespace: %w", err)}
+			ch <- fmt.Errorf("open this thread's network namespace: %w", err)
 			return
 		}
 		defer unix.Close(home)
 		target, err := unix.Open(ns.netPath(), unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
 			runtime.UnlockOSThread()
-			ch <- result{err: fmt.Errorf("open %s: %w", ns.netPath(), err)}
+			ch <- fmt.Errorf("open %s: %w", ns.netPath(), err)
 			return
 		}
 		defer unix.Close(target)
 		if err := unix.Setns(target, unix.CLONE_NEWNET); err != nil {
 			runtime.UnlockOSThread()
-			ch <- result{err: fmt.Errorf("setns: %w", err)}
+			ch <- fmt.Errorf("setns: %w", err)
 			return
 		}
-		d := net.Dialer{Timeout: 10 * time.Second}
-		c, err := d.DialContext(ctx, network, addr)
+		f()
 		if unix.Setns(home, unix.CLONE_NEWNET) == nil {
 			runtime.UnlockOSThread()
 		}
-		ch <- result{conn: c, err: err}
+		ch <- nil
 	}()
-	r := <-ch
-	return r.conn, r.err
+	return <-ch
 }
 
 // kill ends the holder; the namespaces end with the last process in them.

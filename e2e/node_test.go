@@ -159,6 +159,9 @@ func setupNode(ctx context.Context) error {
 	if out, err := n.ctr(ctx, "images", "tag", meshinjectImage, byDigest); err != nil {
 		return fmt.Errorf("ctr images tag %s: %w\n%s", byDigest, err, out)
 	}
+	if err := n.startRegistry(ctx, nodeTier.images); err != nil {
+		return err
+	}
 	if err := n.waitNodeReady(ctx); err != nil {
 		return err
 	}
@@ -176,6 +179,9 @@ func teardownNode(before hostState) error {
 		return nil
 	}
 	var errs []error
+	for _, c := range n.closers {
+		_ = c()
+	}
 	// The daemons (kube-proxy and kubelet among them) first, together, so
 	// nothing restarts the containers that go next.
 	var stopping sync.WaitGroup

@@ -50,7 +50,9 @@ func main() {
 	}
 }
 
-var client = &http.Client{Timeout: 5 * time.Second}
+// A connection per request, so that each is a connection of its own to
+// the proxy and to a Service's endpoints.
+var client = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 
 func serve(ctx context.Context, ports []string) error {
 	if len(ports) == 0 {

@@ -197,7 +197,15 @@ func adsStream(ctx context.Context, socket string, node *core.Node, got func(str
 				lds = append(lds, l)
 			}
 		}
-		record("xds", map[string]any{"type": resp.GetTypeUrl(), "version": resp.GetVersionInfo(), "resources": strconv.Itoa(len(resp.GetResources()))})
+		rec := map[string]any{"type": resp.GetTypeUrl(), "version": resp.GetVersionInfo(), "resources": strconv.Itoa(len(resp.GetResources()))}
+		if lds != nil {
+			names := make([]string, 0, len(lds))
+			for _, l := range lds {
+				names = append(names, l.GetName())
+			}
+			rec["listeners"] = names
+		}
+		record("xds", rec)
 		if err := got(resp.GetTypeUrl(), lds); err != nil {
 			return &fatalError{err}
 		}

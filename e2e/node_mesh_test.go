@@ -97,6 +97,7 @@ func TestNodeMesh(t *testing.T) {
 	t.Run("Probes", testMeshProbes)
 	t.Run("Gateway", testMeshGateway)
 	t.Run("TrafficManagement", testMeshTrafficManagement)
+	t.Run("Reinvocation", testMeshReinvocation)
 }
 
 // testMeshHTTPBin: examples/httpbin.yaml as it is, in an enabled

@@ -1,0 +1,174 @@
+//go:build node
+
+package e2e
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	"github.com/meshinject/meshinject/certs"
+)
+
+// stripLabel selects the namespaces the restartPolicy-stripping webhook
+// serves.
+const stripLabel = "e2e.meshinject.io/strip-restart-policy"
+
+// startStripWebhook serves, from the test inside the node's network
+// namespace, a mutating webhook that removes restartPolicy from every init
+// container, as webhooks written before native sidecars did; its
+// configuration is named to run after meshinject's (reinvocationPolicy
+// Never) and serves namespaces labelled stripLabel. Both go when the test
+// ends.
+func startStripWebhook(t *testing.T) {
+	t.Helper()
+	ca, err := certs.NewCA(certs.Options{CommonName: "e2e-strip-ca"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	serving, err := certs.NewServing(ca, certs.Options{IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pair, err := tls.X509KeyPair(serving.CertPEM, serving.KeyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := nodeTier.node.ns.listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(stripRestartPolicy), ReadHeaderTimeout: 10 * time.Second,
+		TLSConfig: &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}}
+	go func() { _ = srv.ServeTLS(l, "", "") }()
+	t.Cleanup(func() { _ = srv.Close() })
+
+	url := "https://" + l.Addr().String() + "/strip"
+	none, fail, never := admissionregistrationv1.SideEffectClassNone, admissionregistrationv1.Fail, admissionregistrationv1.NeverReinvocationPolicy
+	mwc := &admissionregistrationv1.MutatingWebhookConfiguration{
+		ObjectMeta: metav1.ObjectMeta{Name: "zz-e2e-strip-restart-policy"},
+		Webhooks: []admissionregistrationv1.MutatingWebhook{{
+			Name:         "strip.e2e.meshinject.io",
+			ClientConfig: admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: ca.CertPEM},
+			Rules: []admissionregistrationv1.RuleWithOperations{{
+				Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
+				Rule:       admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods"}},
+			}},
+			NamespaceSelector:       &metav1.LabelSelector{MatchLabels: map[string]string{stripLabel: "true"}},
+			SideEffects:             &none,
+			FailurePolicy:           &fail,
+			ReinvocationPolicy:      &never,
+			AdmissionReviewVersions: []string{"v1"},
+		}},
+	}
+	mwcs := suite.client.AdmissionregistrationV1().MutatingWebhookConfigurations()
+	if _, err := mwcs.Create(t.Context(), mwc, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = mwcs.Delete(context.Background(), mwc.Name, metav1.DeleteOptions{}) })
+}
+
+// stripRestartPolicy answers an AdmissionReview with a JSON patch that
+// removes each init container's restartPolicy.
+func stripRestartPolicy(w http.ResponseWriter, r *http.Request) {
+	var review admissionv1.AdmissionReview
+	body, err := io.ReadAll(io.LimitReader(r.Body, 4<<20))
+	if err == nil {
+		err = json.Unmarshal(body, &review)
+	}
+	if err != nil || review.Request == nil {
+		http.Error(w, fmt.Sprintf("admission review: %v", err), http.StatusBadRequest)
+		return
+	}
+	var pod corev1.Pod
+	resp := &admissionv1.AdmissionResponse{UID: review.Request.UID, Allowed: true}
+	if err := json.Unmarshal(review.Request.Object.Raw, &pod); err == nil {
+		var ops []string
+		for i, c := range pod.Spec.InitContainers {
+			if c.RestartPolicy != nil {
+				ops = append(ops, fmt.Sprintf(`{"op":"remove","path":"/spec/initContainers/%d/restartPolicy"}`, i))
+			}
+		}
+		if len(ops) > 0 {
+			pt := admissionv1.PatchTypeJSONPatch
+			resp.Patch, resp.PatchType = []byte("["+strings.Join(ops, ",")+"]"), &pt
+		}
+	}
+	review.Response, review.Request = resp, nil
+	_ = json.NewEncoder(w).Encode(&review)
+}
+
+// testMeshReinvocation: another mutating webhook, ordered after
+// meshinject's, strips restartPolicy from init containers. With
+// IfNeeded, the chart's default, the API server calls meshinject again,
+// which injects anew: istio-proxy is a native sidecar again, and the pod
+// runs. With Never, istio-proxy is left a plain init container with probes
+// and a preStop hook, which the API server refuses, naming them (a proxy
+// without those would be an init container that never ends: the pod stuck
+// in Init).
+func testMeshReinvocation(t *testing.T) {
+	startStripWebhook(t)
+	ns := namespace(t, "mesh-reinvoke", map[string]string{"istio-injection": "enabled", stripLabel: "true"})
+
+	t.Run("if-needed", func(t *testing.T) {
+		assertReinvocation(t, "IfNeeded") // the chart's default
+		pod := create(t, ns, appNetcheck("ifneeded"))
+		assertSidecarImage(t, pod, true, "default", meshProxyImage)
+		eventually(t, 2*wait, "pod ifneeded Ready", func() error { return podReady(t.Context(), ns, "ifneeded") })
+	})
+
+	t.Run("never", func(t *testing.T) {
+		helm(t, "upgrade", "meshinject", filepath.Join(suite.repo, "deploy/charts/meshinject"), "-n", "meshinject", "--reuse-values",
+			"--set", "sidecarInjectorWebhook.reinvocationPolicy=Never")
+		t.Cleanup(func() {
+			helm(t, "upgrade", "meshinject", filepath.Join(suite.repo, "deploy/charts/meshinject"), "-n", "meshinject", "--reuse-values",
+				"--set", "sidecarInjectorWebhook.reinvocationPolicy=IfNeeded")
+		})
+		assertReinvocation(t, "Never")
+		err := createErr(t, ns, appNetcheck("never"))
+		const want = "may not be set for init containers without restartPolicy=Always"
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("with Never, the create failed with %q, want the API server's %q", err, want)
+		}
+		t.Logf("with reinvocationPolicy Never the API server refuses the pod: %v", err)
+	})
+}
+
+// appNetcheck is a one-container netcheck pod serving 8080.
+func appNetcheck(name string) *corev1.Pod {
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"app": name}},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{
+			Name: "app", Image: netcheckImage, ImagePullPolicy: corev1.PullNever, Args: []string{"serve", "8080"},
+		}}},
+	}
+}
+
+// assertReinvocation checks every entry of meshinject's configuration
+// has the reinvocation policy.
+func assertReinvocation(t *testing.T, want string) {
+	t.Helper()
+	mwc, err := suite.client.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(t.Context(), "meshinject-sidecar-injector", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, wh := range mwc.Webhooks {
+		if wh.ReinvocationPolicy == nil || string(*wh.ReinvocationPolicy) != want {
+			t.Fatalf("webhook %s: reinvocationPolicy %v, want %s", wh.Name, ptr.Deref(wh.ReinvocationPolicy, ""), want)
+		}
+	}
+}

@@ -98,6 +98,8 @@ func TestNodeMesh(t *testing.T) {
 	t.Run("Gateway", testMeshGateway)
 	t.Run("TrafficManagement", testMeshTrafficManagement)
 	t.Run("Reinvocation", testMeshReinvocation)
+	t.Run("StartTime", testMeshStartTime)
+	t.Run("Churn", testMeshChurn)
 }
 
 // testMeshHTTPBin: examples/httpbin.yaml as it is, in an enabled

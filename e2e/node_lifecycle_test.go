@@ -207,7 +207,7 @@ func assertFirstGet(t *testing.T, ns, pod string, want bool) bool {
 	eventually(t, wait, "the app's first GET", func() error {
 		out, err := kubectl("-n", ns, "logs", pod, "-c", "app")
 		if err != nil {
-			return fmt.Errorf("%v: %s", err, out)
+			return fmt.Errorf("%w: %s", err, out)
 		}
 		for _, l := range strings.Split(out, "\n") {
 			if strings.HasPrefix(l, "netcheck first GET") {

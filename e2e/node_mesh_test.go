@@ -179,7 +179,7 @@ func standinRecords(t *testing.T, ns, pod string) ([]standinRecord, error) {
 	t.Helper()
 	out, err := kubectl("-n", ns, "logs", pod, "-c", "istio-proxy")
 	if err != nil {
-		return nil, fmt.Errorf("logs of %s/%s istio-proxy: %v\n%s", ns, pod, err, out)
+		return nil, fmt.Errorf("logs of %s/%s istio-proxy: %w\n%s", ns, pod, err, out)
 	}
 	var recs []standinRecord
 	sc := bufio.NewScanner(strings.NewReader(out))

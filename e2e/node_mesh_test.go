@@ -98,6 +98,7 @@ func TestNodeMesh(t *testing.T) {
 	t.Run("Gateway", testMeshGateway)
 	t.Run("TrafficManagement", testMeshTrafficManagement)
 	t.Run("Reinvocation", testMeshReinvocation)
+	t.Run("CNI", testMeshCNI)
 	t.Run("StartTime", testMeshStartTime)
 	t.Run("Churn", testMeshChurn)
 }

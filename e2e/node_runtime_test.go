@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 )
@@ -42,13 +43,15 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
         SystemdCgroup = false
   [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "/usr/lib/cni"
+    bin_dir = "%s"
     conf_dir = "%s"
 `
 
 // cniConfig puts pods on a bridge whose gateway is the node; nothing is
-// masqueraded, as nothing leaves the namespace.
-const cniConfig = `{
+// masqueraded, as nothing leaves the namespace. chained is the JSON of
+// plugins chained after the bridge (each with a leading comma), or "".
+func cniConfig(chained string) string {
+	return `{
   "cniVersion": "1.0.0",
   "name": "meshinject-node",
   "plugins": [{
@@ -59,9 +62,43 @@ const cniConfig = `{
     "ipMasq": false,
     "hairpinMode": true,
     "ipam": {"type": "host-local", "ranges": [[{"subnet": "` + podCIDR + `"}]]}
-  }]
+  }` + chained + `]
 }
 `
+}
+
+// cniNamespacePrefix names the namespaces whose pods get Istio's capture
+// rules from the node's CNI chain (cnistandin, a stand-in for Istio's CNI
+// plugin).
+const cniNamespacePrefix = "mesh-cni-rules-"
+
+// cniPlugins fills binDir with Debian's CNI plugins (links to
+// /usr/lib/cni) and, where Istio's binaries are at hand (E2E_ISTIO),
+// cnistandin built from e2e/cnistandin; it returns the chained plugins'
+// JSON for cniConfig.
+func cniPlugins(ctx context.Context, binDir string) (string, error) {
+	if err := os.MkdirAll(binDir, 0o755); err != nil {
+		return "", err
+	}
+	debian, err := os.ReadDir("/usr/lib/cni")
+	if err != nil {
+		return "", err
+	}
+	for _, e := range debian {
+		if err := os.Symlink(filepath.Join("/usr/lib/cni", e.Name()), filepath.Join(binDir, e.Name())); err != nil {
+			return "", err
+		}
+	}
+	istio := os.Getenv("E2E_ISTIO")
+	if istio == "" {
+		return "", nil
+	}
+	build := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(binDir, "cnistandin"), "./cnistandin")
+	if out, err := build.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build cnistandin: %w\n%s", err, out)
+	}
+	return fmt.Sprintf(`, {"type": "cnistandin", "pilotAgent": %q, "namespacePrefix": %q}`, filepath.Join(istio, "pilot-agent"), cniNamespacePrefix), nil
+}
 
 // kubeletConfig: cgroup v1 allowed (failCgroupV1), the cgroup root under
 // the test's own cgroup, volume plugins in the suite's folder, the API
@@ -129,9 +166,13 @@ func (n *node) startRuntime(ctx context.Context, images []string) error {
 			return err
 		}
 	}
+	chained, err := cniPlugins(ctx, filepath.Join(dir, "cni-bin"))
+	if err != nil {
+		return err
+	}
 	files := map[string]string{
-		"containerd.toml":            fmt.Sprintf(containerdConfig, filepath.Join(dir, "cni")),
-		"cni/10-meshinject.conflist": cniConfig,
+		"containerd.toml":            fmt.Sprintf(containerdConfig, filepath.Join(dir, "cni-bin"), filepath.Join(dir, "cni")),
+		"cni/10-meshinject.conflist": cniConfig(chained),
 		"kubelet.yaml":               fmt.Sprintf(kubeletConfig, n.cgroupRoot, filepath.Join(n.work, "etc", "resolv.conf"), filepath.Join(dir, "volume-plugins")),
 		"kube-proxy.yaml":            fmt.Sprintf(kubeProxyConfig, n.kubeconfig("kube-proxy")),
 	}

@@ -70,7 +70,7 @@ func testMeshCNI(t *testing.T) {
 					return nil
 				}
 			}
-			return fmt.Errorf("%v", &notReady{pod: got})
+			return &notReady{pod: got}
 		})
 		if msg == "" {
 			msg, _ = kubectl("-n", ns, "logs", "cni", "-c", "istio-validation", "--previous")

@@ -223,8 +223,9 @@ image: ## Build ghcr.io/meshinject/meshinject:<appVersion> without Docker: an OC
 	@echo "image: $(IMAGE_REPO):$(APP_VERSION)@$$(cat $(IMAGE_DIR)/meshinject.digest) in $(IMAGE_DIR)/meshinject.oci.tar" >&2
 
 # The node tier's test images, for the machine's platform: the sandbox
-# (e2e/images/pause), the application netcheck (e2e/images/netcheck), CoreDNS (e2e/tools/coredns) and go-httpbin
-# (e2e/tools/httpbin) under the name examples/httpbin.yaml gives it.
+# (e2e/images/pause), the application netcheck (e2e/images/netcheck),
+# CoreDNS (e2e/tools/coredns) and go-httpbin (e2e/tools/httpbin) under the
+# name examples/httpbin.yaml gives it.
 HTTPBIN_IMAGE := docker.io/mccutchen/go-httpbin:$(shell awk '$$2 == "github.com/mccutchen/go-httpbin/v2" { print $$3 }' e2e/tools/httpbin/go.mod)
 
 # Istio's images as the node tier runs them: pilot (pilot-discovery) and

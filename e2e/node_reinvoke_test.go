@@ -114,37 +114,36 @@ func stripRestartPolicy(w http.ResponseWriter, r *http.Request) {
 
 // testMeshReinvocation: another mutating webhook, ordered after
 // meshinject's, strips restartPolicy from init containers. With
-// IfNeeded, the chart's default, the API server calls meshinject again,
-// which injects anew: istio-proxy is a native sidecar again, and the pod
-// runs. With Never, istio-proxy is left a plain init container with probes
-// and a preStop hook, which the API server refuses, naming them (a proxy
-// without those would be an init container that never ends: the pod stuck
-// in Init).
+// reinvocationPolicy Never, the chart's default, istio-proxy is left a
+// plain init container with probes and a preStop hook, which the API server
+// refuses, naming them (without them it would be an init container that
+// never ends: the pod stuck in Init). With IfNeeded the API server calls
+// meshinject again, which injects anew: istio-proxy is a native sidecar
+// again, and the pod runs.
 func testMeshReinvocation(t *testing.T) {
 	startStripWebhook(t)
 	ns := namespace(t, "mesh-reinvoke", map[string]string{"istio-injection": "enabled", stripLabel: "true"})
 
-	t.Run("if-needed", func(t *testing.T) {
-		assertReinvocation(t, "IfNeeded") // the chart's default
-		pod := create(t, ns, appNetcheck("ifneeded"))
-		assertSidecarImage(t, pod, true, "default", meshProxyImage)
-		eventually(t, 2*wait, "pod ifneeded Ready", func() error { return podReady(t.Context(), ns, "ifneeded") })
-	})
-
 	t.Run("never", func(t *testing.T) {
-		helm(t, "upgrade", "meshinject", filepath.Join(suite.repo, "deploy/charts/meshinject"), "-n", "meshinject", "--reuse-values",
-			"--set", "sidecarInjectorWebhook.reinvocationPolicy=Never")
-		t.Cleanup(func() {
-			helm(t, "upgrade", "meshinject", filepath.Join(suite.repo, "deploy/charts/meshinject"), "-n", "meshinject", "--reuse-values",
-				"--set", "sidecarInjectorWebhook.reinvocationPolicy=IfNeeded")
-		})
-		assertReinvocation(t, "Never")
+		assertReinvocation(t, "Never") // the chart's default
 		err := createErr(t, ns, appNetcheck("never"))
 		const want = "may not be set for init containers without restartPolicy=Always"
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("with Never, the create failed with %q, want the API server's %q", err, want)
 		}
 		t.Logf("with reinvocationPolicy Never the API server refuses the pod: %v", err)
+	})
+
+	t.Run("if-needed", func(t *testing.T) {
+		chart := filepath.Join(suite.repo, "deploy/charts/meshinject")
+		helm(t, "upgrade", "meshinject", chart, "-n", "meshinject", "--reuse-values", "--set", "sidecarInjectorWebhook.reinvocationPolicy=IfNeeded")
+		t.Cleanup(func() {
+			helm(t, "upgrade", "meshinject", chart, "-n", "meshinject", "--reuse-values", "--set", "sidecarInjectorWebhook.reinvocationPolicy=Never")
+		})
+		assertReinvocation(t, "IfNeeded")
+		pod := create(t, ns, appNetcheck("ifneeded"))
+		assertSidecarImage(t, pod, true, "default", meshProxyImage)
+		eventually(t, 2*wait, "pod ifneeded Ready", func() error { return podReady(t.Context(), ns, "ifneeded") })
 	})
 }
 

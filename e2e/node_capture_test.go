@@ -132,18 +132,25 @@ func connect(t *testing.T, pod *corev1.Pod, conn captureConn, svcIP, targetIP st
 
 // getFromNode GETs u from the node's network namespace.
 func getFromNode(ctx context.Context, u string) (string, error) {
+	body, _, err := nodeGet(ctx, u)
+	return body, err
+}
+
+// nodeGet GETs u from the node's network namespace and returns the body
+// and status.
+func nodeGet(ctx context.Context, u string) (string, int, error) {
 	c := http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: nodeTier.node.ns.dial}}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
-		return "", err
+		return "", 0, err
 	}
 	resp, err := c.Do(req)
 	if err != nil {
-		return "", err
+		return "", 0, err
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
-	return string(b), err
+	return string(b), resp.StatusCode, err
 }
 
 func annotationList(m map[string]string) []string {

@@ -8,7 +8,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -297,20 +296,10 @@ func fetch(t *testing.T, from *corev1.Pod, u string) string {
 }
 
 func fetchErr(ctx context.Context, from *corev1.Pod, u string) (string, error) {
-	c := http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DialContext: nodeTier.node.ns.dial}}
 	q := fmt.Sprintf("http://%s/fetch?url=%s", net.JoinHostPort(from.Status.PodIP, "8080"), url.QueryEscape(u))
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, q, nil)
-	if err != nil {
-		return "", err
+	body, status, err := nodeGet(ctx, q)
+	if err == nil && status != http.StatusOK {
+		err = fmt.Errorf("%d: %s", status, body)
 	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		return string(b), fmt.Errorf("%s: %s", resp.Status, b)
-	}
-	return string(b), nil
+	return body, err
 }

@@ -7,7 +7,6 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -15,11 +14,12 @@ import (
 	"testing"
 	"time"
 
-	admissionv1 "k8s.io/api/admission/v1"
+	"gomodules.xyz/jsonpatch/v2"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/meshinject/meshinject/certs"
 )
@@ -52,7 +52,7 @@ func startStripWebhook(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: http.HandlerFunc(stripRestartPolicy), ReadHeaderTimeout: 10 * time.Second,
+	srv := &http.Server{Handler: stripRestartPolicy, ReadHeaderTimeout: 10 * time.Second,
 		TLSConfig: &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}}
 	go func() { _ = srv.ServeTLS(l, "", "") }()
 	t.Cleanup(func() { _ = srv.Close() })
@@ -82,35 +82,21 @@ func startStripWebhook(t *testing.T) {
 	t.Cleanup(func() { _ = mwcs.Delete(context.Background(), mwc.Name, metav1.DeleteOptions{}) })
 }
 
-// stripRestartPolicy answers an AdmissionReview with a JSON patch that
+// stripRestartPolicy is a webhook (controller-runtime's) whose patch
 // removes each init container's restartPolicy.
-func stripRestartPolicy(w http.ResponseWriter, r *http.Request) {
-	var review admissionv1.AdmissionReview
-	body, err := io.ReadAll(io.LimitReader(r.Body, 4<<20))
-	if err == nil {
-		err = json.Unmarshal(body, &review)
-	}
-	if err != nil || review.Request == nil {
-		http.Error(w, fmt.Sprintf("admission review: %v", err), http.StatusBadRequest)
-		return
-	}
+var stripRestartPolicy = &admission.Webhook{Handler: admission.HandlerFunc(func(_ context.Context, req admission.Request) admission.Response {
 	var pod corev1.Pod
-	resp := &admissionv1.AdmissionResponse{UID: review.Request.UID, Allowed: true}
-	if err := json.Unmarshal(review.Request.Object.Raw, &pod); err == nil {
-		var ops []string
-		for i, c := range pod.Spec.InitContainers {
-			if c.RestartPolicy != nil {
-				ops = append(ops, fmt.Sprintf(`{"op":"remove","path":"/spec/initContainers/%d/restartPolicy"}`, i))
-			}
-		}
-		if len(ops) > 0 {
-			pt := admissionv1.PatchTypeJSONPatch
-			resp.Patch, resp.PatchType = []byte("["+strings.Join(ops, ",")+"]"), &pt
+	if err := json.Unmarshal(req.Object.Raw, &pod); err != nil {
+		return admission.Errored(http.StatusBadRequest, fmt.Errorf("pod: %w", err))
+	}
+	var ops []jsonpatch.Operation
+	for i, c := range pod.Spec.InitContainers {
+		if c.RestartPolicy != nil {
+			ops = append(ops, jsonpatch.NewOperation("remove", fmt.Sprintf("/spec/initContainers/%d/restartPolicy", i), nil))
 		}
 	}
-	review.Response, review.Request = resp, nil
-	_ = json.NewEncoder(w).Encode(&review)
-}
+	return admission.Patched("restartPolicy stripped", ops...)
+})}
 
 // testMeshReinvocation: another mutating webhook, ordered after
 // meshinject's, strips restartPolicy from init containers. With

@@ -32,6 +32,12 @@ type certInfo struct {
 	NotAfter time.Time `json:"not_after"`
 }
 
+// dialAgent returns a gRPC client of one of the agent's Unix sockets (SDS
+// or the xDS proxy), which speak plain gRPC as Envoy's bootstrap says.
+func dialAgent(socket string) (*grpc.ClientConn, error) {
+	return grpc.NewClient("unix:"+socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
+}
+
 // retry calls f every half second until it succeeds or two minutes pass.
 func retry(ctx context.Context, what string, f func(context.Context) error) error {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
@@ -84,7 +90,7 @@ func certificates(ctx context.Context, boot *bootstrap) error {
 func fetchSecret(ctx context.Context, socket string, node *core.Node, name string) ([]byte, error) {
 	var out []byte
 	err := retry(ctx, "SDS "+name+" on "+socket, func(ctx context.Context) error {
-		conn, err := grpc.NewClient("unix:"+socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		conn, err := dialAgent(socket)
 		if err != nil {
 			return err
 		}
@@ -164,7 +170,7 @@ func (e *fatalError) Error() string { return e.err.Error() }
 // adsStream runs one ADS stream until it fails; each response is handed to
 // got (listeners decoded) and then acknowledged.
 func adsStream(ctx context.Context, socket string, node *core.Node, got func(string, []*listener.Listener) error) error {
-	conn, err := grpc.NewClient("unix:"+socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := dialAgent(socket)
 	if err != nil {
 		return err
 	}

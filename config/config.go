@@ -53,6 +53,10 @@ type Config struct {
 	// else the process's COMPLIANCE_POLICY environment variable, as istiod
 	// reads its own.
 	CompliancePolicy string
+	// ClusterTrustBundle is values pilot.env.ENABLE_CLUSTER_TRUST_BUNDLE_API:
+	// istiod's root certificate comes from a ClusterTrustBundle projected
+	// volume rather than a ConfigMap.
+	ClusterTrustBundle bool
 	// NeverInject and AlwaysInject are the compiled selectors.
 	NeverInject, AlwaysInject []labels.Selector
 	// Hash names the configuration's inputs: the first 12 hex digits of a
@@ -87,7 +91,16 @@ type GlobalValues struct {
 	ImagePullSecrets  []string `json:"imagePullSecrets"`
 	IstioNamespace    string   `json:"istioNamespace"`
 	CAAddress         string   `json:"caAddress"`
-	PilotCertProvider string   `json:"pilotCertProvider"`
+	// CAName "GkeWorkloadCertificate" mounts GKE's workload certificates
+	// (a CSI volume) in place of the workload-certs emptyDir.
+	CAName string `json:"caName"`
+	// PilotCertProvider "istiod" (the default) mounts istiod's root
+	// certificate and CRL; any other provider mounts neither.
+	PilotCertProvider string `json:"pilotCertProvider"`
+	// TrustBundleName names the root-certificate ConfigMap (default
+	// istio-ca-root-cert) or, with the ClusterTrustBundle API, the bundle
+	// istio.io:istiod-ca:NAME (default root-cert).
+	TrustBundleName string `json:"trustBundleName"`
 	Logging           struct {
 		Level string `json:"level"`
 	} `json:"logging"`
@@ -100,6 +113,10 @@ type GlobalValues struct {
 	MultiCluster struct {
 		ClusterName string `json:"clusterName"`
 	} `json:"multiCluster"`
+	// STS.ServicePort, when not 0, is the agent's --stsPort.
+	STS struct {
+		ServicePort int32 `json:"servicePort"`
+	} `json:"sts"`
 	Network        string      `json:"network"`
 	MeshID         string      `json:"meshID"`
 	TrustDomain    string      `json:"trustDomain"`
@@ -133,6 +150,20 @@ type ProxyValues struct {
 	HoldApplication              bool           `json:"holdApplicationUntilProxyStarts"`
 	Lifecycle                    map[string]any `json:"lifecycle"`
 	Resources                    Resources      `json:"resources"`
+	// SeccompProfile is the seccomp profile of istio-proxy and the init
+	// container; empty for none.
+	SeccompProfile map[string]any `json:"seccompProfile"`
+	// CapNetBindService, when true (or "true"), gives istio-proxy
+	// NET_BIND_SERVICE and runs it as root, as Istio does; the annotation
+	// sidecar.istio.io/capNetBindService wins.
+	CapNetBindService any `json:"capNetBindService"`
+	// OutlierLogPath, when set, is the sidecar's --outlierLogPath.
+	OutlierLogPath string `json:"outlierLogPath"`
+	// Tracer is the tracing provider: "datadog" passes the pod's
+	// apm.datadoghq.com/env to the proxy, "lightstep" mounts the
+	// lightstep.cacert Secret where the ProxyConfig's tracing TLS settings
+	// read their CA.
+	Tracer string `json:"tracer"`
 }
 
 // StartupProbe is values.global.proxy.startupProbe.
@@ -158,7 +189,9 @@ type PilotValues struct {
 		Enabled  bool   `json:"enabled"`
 		Provider string `json:"provider"`
 	} `json:"cni"`
-	// Env is istiod's environment in Istio's chart; COMPLIANCE_POLICY is
-	// read from it.
+	// Env is istiod's environment in Istio's chart; COMPLIANCE_POLICY and
+	// ENABLE_CLUSTER_TRUST_BUNDLE_API are read from it.
 	Env map[string]any `json:"env"`
+	// CRLConfigMapName names the CRL ConfigMap (default istio-ca-crl).
+	CRLConfigMapName string `json:"crlConfigMapName"`
 }

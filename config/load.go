@@ -63,6 +63,9 @@ func Load(src Sources) (*Config, error) {
 		return nil, err
 	}
 	cfg.CompliancePolicy = compliancePolicy(cfg.Typed.Pilot.Env)
+	if cfg.ClusterTrustBundle, err = clusterTrustBundle(cfg.Typed.Pilot.Env); err != nil {
+		return nil, err
+	}
 	cfg.Revision = src.Revision
 	if cfg.Revision == "" {
 		cfg.Revision = cfg.Typed.Revision
@@ -99,6 +102,20 @@ func compliancePolicy(env map[string]any) string {
 		return fmt.Sprint(v)
 	}
 	return os.Getenv("COMPLIANCE_POLICY")
+}
+
+// clusterTrustBundle is values pilot.env.ENABLE_CLUSTER_TRUST_BUNDLE_API:
+// a boolean, false when unset. Istio's templates compare it with true, so
+// a string "true" fails their rendering; it is refused here instead.
+func clusterTrustBundle(env map[string]any) (bool, error) {
+	switch v := env["ENABLE_CLUSTER_TRUST_BUNDLE_API"].(type) {
+	case nil:
+		return false, nil
+	case bool:
+		return v, nil
+	default:
+		return false, fmt.Errorf("values: field pilot.env.ENABLE_CLUSTER_TRUST_BUNDLE_API: %s is not a boolean (true or false, unquoted)", valueAt(env, "ENABLE_CLUSTER_TRUST_BUNDLE_API"))
+	}
 }
 
 func mustDefault(name string) []byte {

@@ -17,6 +17,12 @@ const (
 	AnnotationTemplates   = "inject.istio.io/templates"
 	AnnotationRevision    = "istio.io/rev"
 	AnnotationProxyConfig = "proxy.istio.io/config"
+	// AnnotationCapNetBindService ("true") gives istio-proxy
+	// NET_BIND_SERVICE, as values global.proxy.capNetBindService does.
+	AnnotationCapNetBindService = "sidecar.istio.io/capNetBindService"
+	// AnnotationDatadogEnv is a JSON object of variables added to the
+	// proxy's environment when values global.proxy.tracer is datadog.
+	AnnotationDatadogEnv = "apm.datadoghq.com/env"
 	// AnnotationUninject records what injection changed beyond the status
 	// annotation (labels, annotations, probes, pod fields) so that Uninject
 	// restores the pod exactly.

@@ -3,6 +3,7 @@ package inject
 import (
 	"cmp"
 	"encoding/json"
+	"fmt"
 	"maps"
 	"slices"
 	"strings"
@@ -165,6 +166,9 @@ func (e *Engine) identityEnv(env []corev1.EnvVar, pod *corev1.Pod, s *Settings, 
 		env = append(env, strEnv("TRUST_DOMAIN", trustDomain))
 	}
 	if shape == sidecarShape {
+		env = append(env, s.datadogEnv...)
+	}
+	if shape == sidecarShape {
 		if v := templates.OtelResourceAttributes(cfg.Mesh, pod.Annotations, pod.Labels, s.namespace, pod.Spec.Containers); v != "" {
 			env = append(env, strEnv("OTEL_RESOURCE_ATTRIBUTES", v))
 		}
@@ -272,4 +276,26 @@ func appContainers(pod *corev1.Pod) string {
 		}
 	}
 	return strings.Join(names, ",")
+}
+
+// datadogEnv reads apm.datadoghq.com/env: a JSON object of scalars, as
+// variables sorted by name, each value printed as Istio's template prints
+// it (strings verbatim, numbers and booleans in Go's notation).
+func datadogEnv(raw string) ([]corev1.EnvVar, error) {
+	var m map[string]any
+	if err := json.Unmarshal([]byte(raw), &m); err != nil {
+		return nil, fmt.Errorf("want a JSON object of variables: %w", err)
+	}
+	env := make([]corev1.EnvVar, 0, len(m))
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		switch v := m[k].(type) {
+		case string:
+			env = append(env, strEnv(k, v))
+		case float64, bool:
+			env = append(env, strEnv(k, fmt.Sprint(v)))
+		default:
+			return nil, fmt.Errorf("variable %q: want a string, number or boolean", k)
+		}
+	}
+	return env, nil
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"istio.io/api/annotation"
 	"maps"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -61,6 +62,22 @@ type Settings struct {
 	Resources                    config.Resources
 	Privileged                   bool
 	RunAsUser                    int64
+	// ProxyCapabilities are added to istio-proxy's (NET_ADMIN for TPROXY,
+	// NET_BIND_SERVICE for capNetBindService).
+	ProxyCapabilities []string
+	// IptablesTrace is proxyMetadata IPTABLES_TRACE_LOGGING=true: the proxy
+	// runs privileged, as root, to log iptables traces.
+	IptablesTrace bool
+	// SeccompProfile is values global.proxy.seccompProfile, on istio-proxy
+	// and the init container.
+	SeccompProfile map[string]any
+	// HBONETunnel is the networking.istio.io/tunnel label, when
+	// proxyMetadata ISTIO_META_ENABLE_HBONE is "true".
+	HBONETunnel string
+	// OutlierLogPath is the sidecar's --outlierLogPath.
+	OutlierLogPath string
+	// Certs are the certificate volumes.
+	Certs CertVolumes
 	StatusPort                   int32
 	ReadinessInitialDelaySeconds int32
 	ReadinessPeriodSeconds       int32
@@ -89,6 +106,8 @@ type Settings struct {
 	proxyConfigAnnotated bool
 	workload             Workload
 	namespace            string
+	// datadogEnv is the sidecar's apm.datadoghq.com/env (datadog tracer).
+	datadogEnv []corev1.EnvVar
 }
 
 // annotations is a validating reader of pod annotations.
@@ -180,7 +199,13 @@ func (e *Engine) resolve(pod *corev1.Pod, ns string, req Request) (*Settings, er
 	s.ImagePullSecrets = v.Global.ImagePullSecrets
 	agentLevel := s.resolveAgentArgs(cfg, a)
 	s.resolveResources(pv, a)
-	s.resolveSecurity(pv)
+	s.resolveSecurity(pv, pc, a)
+	s.resolveCerts(cfg, pod, pc)
+	if raw, ok := a.get(AnnotationDatadogEnv); ok && pv.Tracer == "datadog" {
+		if s.datadogEnv, err = datadogEnv(raw); err != nil {
+			return nil, fieldError(AnnotationDatadogEnv, raw, err)
+		}
+	}
 	s.resolveTraffic(cfg, a, agentLevel)
 	s.resolveVolumes(cfg, pc, a)
 	s.resolveMetadata(pod, a)
@@ -266,6 +291,9 @@ func (s *Settings) resolveAgentArgs(cfg *config.Config, a annotations) string {
 		"--proxyComponentLogLevel=" + componentLevel,
 		"--log_output_level=" + agentLevel,
 	}
+	if p := v.Global.STS.ServicePort; p != 0 {
+		s.AgentArgs = append(s.AgentArgs, "--stsPort="+strconv.Itoa(int(p)))
+	}
 	if v.Global.LogAsJSON {
 		s.AgentArgs = append(s.AgentArgs, "--log_as_json")
 	}
@@ -274,12 +302,25 @@ func (s *Settings) resolveAgentArgs(cfg *config.Config, a annotations) string {
 
 // resolveSecurity sets the proxy's user and privileges, its lifecycle
 // hooks and the gateway's readiness.
-func (s *Settings) resolveSecurity(pv *config.ProxyValues) {
+func (s *Settings) resolveSecurity(pv *config.ProxyValues, pc *meshv1alpha1.ProxyConfig, a annotations) {
 	s.Privileged = pv.Privileged
 	s.RunAsUser = ProxyUID
+	capNetBind := a.str(AnnotationCapNetBindService, fmt.Sprint(pv.CapNetBindService)) == "true"
 	if s.InterceptionMode == "TPROXY" {
+		s.ProxyCapabilities = append(s.ProxyCapabilities, "NET_ADMIN")
+	}
+	if capNetBind {
+		s.ProxyCapabilities = append(s.ProxyCapabilities, "NET_BIND_SERVICE")
+	}
+	if len(s.ProxyCapabilities) > 0 {
 		s.RunAsUser = 0
 	}
+	md := pc.GetProxyMetadata()
+	s.IptablesTrace = md["IPTABLES_TRACE_LOGGING"] == "true"
+	if len(pv.SeccompProfile) > 0 {
+		s.SeccompProfile = pv.SeccompProfile
+	}
+	s.OutlierLogPath = pv.OutlierLogPath
 	if !s.native && !s.Hold && len(pv.Lifecycle) > 0 {
 		s.Lifecycle = pv.Lifecycle
 	}
@@ -550,4 +591,54 @@ func firstAppContainer(pod *corev1.Pod) string {
 		}
 	}
 	return ""
+}
+
+// CertVolumes are the volumes that carry the proxy's certificates, as
+// values choose them.
+type CertVolumes struct {
+	// GKE is values global.caName GkeWorkloadCertificate: GKE's CSI driver
+	// serves the workload certificates in place of an emptyDir.
+	GKE bool
+	// IstiodCA is values global.pilotCertProvider istiod: istiod's root
+	// certificate and CRL are mounted.
+	IstiodCA bool
+	// RootCert names the root certificate's ConfigMap or, when
+	// ClusterTrustBundle is set, the ClusterTrustBundle.
+	RootCert           string
+	ClusterTrustBundle bool
+	// CRL names the CRL ConfigMap.
+	CRL string
+	// MtlsSecret, when set, is the Secret mounted at /etc/certs/ (values
+	// global.mountMtlsCerts): istio.<service account>.
+	MtlsSecret string
+	// LightstepDir, when set, is where the lightstep.cacert Secret is
+	// mounted: the directory of the ProxyConfig's tracing CA certificates.
+	LightstepDir string
+}
+
+// gkeCAName is the global.caName that mounts GKE's workload certificates.
+const gkeCAName = "GkeWorkloadCertificate"
+
+// resolveCerts sets the certificate volumes and the tracer's settings
+// (Datadog's environment is added by the environment's builder).
+func (s *Settings) resolveCerts(cfg *config.Config, pod *corev1.Pod, pc *meshv1alpha1.ProxyConfig) {
+	g := &cfg.Typed.Global
+	c := &s.Certs
+	c.GKE = g.CAName == gkeCAName
+	c.IstiodCA = g.PilotCertProvider == "istiod"
+	c.ClusterTrustBundle = cfg.ClusterTrustBundle
+	c.RootCert = cmp.Or(g.TrustBundleName, "istio-ca-root-cert")
+	if c.ClusterTrustBundle {
+		c.RootCert = "istio.io:istiod-ca:" + cmp.Or(g.TrustBundleName, "root-cert")
+	}
+	c.CRL = cmp.Or(cfg.Typed.Pilot.CRLConfigMapName, "istio-ca-crl")
+	if g.MountMtlsCerts {
+		c.MtlsSecret = "istio." + cmp.Or(pod.Spec.ServiceAccountName, "default")
+	}
+	if tls := pc.GetTracing().GetTlsSettings(); g.Proxy.Tracer == "lightstep" && tls != nil {
+		c.LightstepDir, _ = path.Split(tls.GetCaCertificates())
+	}
+	if pc.GetProxyMetadata()["ISTIO_META_ENABLE_HBONE"] == "true" {
+		s.HBONETunnel = cmp.Or(pod.Labels["networking.istio.io/tunnel"], "http")
+	}
 }

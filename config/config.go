@@ -53,6 +53,11 @@ type Config struct {
 	// else the process's COMPLIANCE_POLICY environment variable, as istiod
 	// reads its own.
 	CompliancePolicy string
+	// IstioMinor is the Istio minor version the built-in templates follow:
+	// values compatibilityVersion where set, else the minor of global.tag
+	// (1.30 from "1.30.4-distroless"); 0 when neither names one, which
+	// means the newest the built-ins know.
+	IstioMinor int
 	// ClusterTrustBundle is values pilot.env.ENABLE_CLUSTER_TRUST_BUNDLE_API:
 	// istiod's root certificate comes from a ClusterTrustBundle projected
 	// volume rather than a ConfigMap.
@@ -63,6 +68,12 @@ type Config struct {
 	// SHA-256 over the sources Load was given. Equal sources give equal
 	// hashes, so it says which configuration injected a pod.
 	Hash string
+}
+
+// Follows reports whether the built-ins follow Istio 1.minor or later
+// (true when IstioMinor is unknown).
+func (c *Config) Follows(minor int) bool {
+	return c.IstioMinor == 0 || c.IstioMinor >= minor
 }
 
 // RevisionName returns the revision as it appears on pods: "default" for

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"text/template"
 
@@ -66,6 +67,7 @@ func Load(src Sources) (*Config, error) {
 	if cfg.ClusterTrustBundle, err = clusterTrustBundle(cfg.Typed.Pilot.Env); err != nil {
 		return nil, err
 	}
+	cfg.IstioMinor = istioMinor(cfg.Values)
 	cfg.Revision = src.Revision
 	if cfg.Revision == "" {
 		cfg.Revision = cfg.Typed.Revision
@@ -102,6 +104,43 @@ func compliancePolicy(env map[string]any) string {
 		return fmt.Sprint(v)
 	}
 	return os.Getenv("COMPLIANCE_POLICY")
+}
+
+// istioMinor is the minor of values compatibilityVersion ("1.30"), else of
+// global.tag ("1.30.4", "1.30.4-distroless"); 0 when neither is a 1.x
+// version (a digest, "latest", a development tag).
+func istioMinor(values map[string]any) int {
+	for _, v := range []any{values["compatibilityVersion"], valueOf(values, "global", "tag")} {
+		s, ok := v.(string)
+		if !ok {
+			continue
+		}
+		rest, ok := strings.CutPrefix(s, "1.")
+		if !ok {
+			continue
+		}
+		end := strings.IndexFunc(rest, func(r rune) bool { return r < '0' || r > '9' })
+		if end < 0 {
+			end = len(rest)
+		}
+		if n, err := strconv.Atoi(rest[:end]); err == nil && n > 0 {
+			return n
+		}
+	}
+	return 0
+}
+
+// valueOf is the value at path in values, nil when absent.
+func valueOf(values map[string]any, path ...string) any {
+	var cur any = values
+	for _, p := range path {
+		m, ok := cur.(map[string]any)
+		if !ok {
+			return nil
+		}
+		cur = m[p]
+	}
+	return cur
 }
 
 // clusterTrustBundle is values pilot.env.ENABLE_CLUSTER_TRUST_BUNDLE_API:

@@ -83,6 +83,7 @@ var applySteps = []struct {
 	}},
 	{"overwrite the cluster and network variables", func(in *injection) error { overwriteClusterEnv(in.pod, in.s.clusterEnv); return nil }},
 	{"merge Prometheus scraping", func(in *injection) error { return in.e.prometheusMerge(in.pod, in.s) }},
+	{"point Prometheus at the secure metrics port", func(in *injection) error { securePrometheusPort(in.pod); return nil }},
 	{"rewrite the application's probes", func(in *injection) error { return rewriteProbes(in.pod, in.s, in.rec, in.warnings) }},
 	{"write the status annotations", (*injection).annotate},
 	{"order the containers", func(in *injection) error { order(in.pod, in.s.Hold); return nil }},

@@ -111,7 +111,7 @@ func (e *Engine) podEnv(env []corev1.EnvVar, pod *corev1.Pod, s *Settings, shape
 		env = append(env, resourceEnv("GOMEMLIMIT", "limits.memory"), resourceEnv("GOMAXPROCS", "limits.cpu"))
 		if p := cfg.CompliancePolicy; p != "" {
 			env = append(env, strEnv("COMPLIANCE_POLICY", p))
-			if p == "fips-140-3" {
+			if p == "fips-140-3" && cfg.Follows(31) {
 				env = append(env, strEnv("GODEBUG", "fips140=only"))
 			}
 		}

@@ -183,3 +183,33 @@ func parseScrapeTargets(raw string) ([]scrapeTarget, error) {
 	}
 	return out, nil
 }
+
+// securePortAnnotation names the proxy's mTLS-protected merged metrics
+// port for Prometheus.
+const securePortAnnotation = "prometheus.istio.io/secure-port"
+
+// securePrometheusPort sets securePortAnnotation to the proxy's
+// ENVOY_SECURE_MERGED_METRICS_PORT (not empty, not 0), as Istio's injector
+// does, unless the pod names a secure port already (in any spelling that
+// Prometheus reads as the same label).
+func securePrometheusPort(pod *corev1.Pod) {
+	want := sanitizeLabelName(securePortAnnotation)
+	for k := range pod.Annotations {
+		if sanitizeLabelName(k) == want {
+			return
+		}
+	}
+	proxy := findProxy(pod)
+	if proxy == nil {
+		return
+	}
+	for _, env := range proxy.Env {
+		if env.Name == "ENVOY_SECURE_MERGED_METRICS_PORT" && env.Value != "" && env.Value != "0" {
+			if pod.Annotations == nil {
+				pod.Annotations = map[string]string{}
+			}
+			pod.Annotations[securePortAnnotation] = env.Value
+			return
+		}
+	}
+}

@@ -39,29 +39,33 @@ const (
 // values and mesh config before rendering. Templates see them as .Settings
 // (a meshinject extension beside Istio's template data).
 type Settings struct {
-	Revision             string
-	CanonicalName        string
-	CanonicalRevision    string
-	DefaultContainer     string
-	DefaultLogsContainer string
-	InterceptionMode     string
-	InitContainer        bool
-	CNI                  bool
-	CNIAnnotations       map[string]string
-	ImagePullPolicy      string
-	ImagePullSecrets     []string
-	InitArgs             []string
-	AgentArgs            []string
-	Env                  []corev1.EnvVar
-	GatewayEnv           []corev1.EnvVar
-	GRPCAgentEnv         []corev1.EnvVar
+	Revision string
+	// CanonicalName is the sidecar's canonical name (at most 63
+	// characters, trimmed); CanonicalNameUntrimmed the same name as the
+	// gateway and grpc-agent templates write it, verbatim.
+	CanonicalName          string
+	CanonicalNameUntrimmed string
+	CanonicalRevision      string
+	DefaultContainer       string
+	DefaultLogsContainer   string
+	InterceptionMode       string
+	InitContainer          bool
+	CNI                    bool
+	CNIAnnotations         map[string]string
+	ImagePullPolicy        string
+	ImagePullSecrets       []string
+	InitArgs               []string
+	AgentArgs              []string
+	Env                    []corev1.EnvVar
+	GatewayEnv             []corev1.EnvVar
+	GRPCAgentEnv           []corev1.EnvVar
 	// GatewayLifecycle and GatewayReadiness are the gateway proxy's, from
 	// values alone (Istio's gateway template reads no annotations for them).
-	GatewayLifecycle             map[string]any
-	GatewayReadiness             struct{ InitialDelaySeconds, PeriodSeconds, FailureThreshold int32 }
-	Resources                    config.Resources
-	Privileged                   bool
-	RunAsUser                    int64
+	GatewayLifecycle map[string]any
+	GatewayReadiness struct{ InitialDelaySeconds, PeriodSeconds, FailureThreshold int32 }
+	Resources        config.Resources
+	Privileged       bool
+	RunAsUser        int64
 	// ProxyCapabilities are added to istio-proxy's (NET_ADMIN for TPROXY,
 	// NET_BIND_SERVICE for capNetBindService).
 	ProxyCapabilities []string
@@ -77,7 +81,7 @@ type Settings struct {
 	// OutlierLogPath is the sidecar's --outlierLogPath.
 	OutlierLogPath string
 	// Certs are the certificate volumes.
-	Certs CertVolumes
+	Certs                        CertVolumes
 	StatusPort                   int32
 	ReadinessInitialDelaySeconds int32
 	ReadinessPeriodSeconds       int32
@@ -208,7 +212,7 @@ func (e *Engine) resolve(pod *corev1.Pod, ns string, req Request) (*Settings, er
 	}
 	s.resolveTraffic(cfg, a, agentLevel)
 	s.resolveVolumes(cfg, pc, a)
-	s.resolveMetadata(pod, a)
+	s.resolveMetadata(cfg, pod, a)
 	s.clusterEnv = e.clusterEnv(pod, req.ProxyEnv)
 	s.Env = e.proxyEnv(pod, s, req.ProxyEnv, false)
 	s.GatewayEnv = e.proxyEnv(pod, s, req.ProxyEnv, true)
@@ -346,8 +350,9 @@ func (s *Settings) resolveVolumes(cfg *config.Config, pc *meshv1alpha1.ProxyConf
 
 // resolveMetadata sets the canonical service labels and the default
 // containers for kubectl.
-func (s *Settings) resolveMetadata(pod *corev1.Pod, a annotations) {
-	s.CanonicalName, s.CanonicalRevision = canonical(pod, s.workload.Name)
+func (s *Settings) resolveMetadata(cfg *config.Config, pod *corev1.Pod, a annotations) {
+	s.CanonicalName, s.CanonicalRevision = canonical(pod, s.workload.Name, cfg.Follows(31))
+	s.CanonicalNameUntrimmed = canonicalName(pod, s.workload.Name)
 	if _, ok := a.get("kubectl.kubernetes.io/default-container"); !ok {
 		s.DefaultContainer = firstAppContainer(pod)
 	}
@@ -386,6 +391,11 @@ func (s *Settings) resolveImages(cfg *config.Config, a annotations, pc *meshv1al
 		initName = g.Proxy.Image
 	}
 	s.proxyInitImage = image(initName)
+	if !cfg.Follows(31) && !strings.Contains(initName, "/") {
+		// Before 1.31, istio-init ran the proxy's image unless
+		// proxy_init.image was a full reference.
+		s.proxyInitImage = s.proxyImage
+	}
 	if img, ok := a.get(annotation.SidecarProxyImage.Name); ok {
 		s.proxyImage, s.proxyInitImage = img, img
 	}
@@ -434,16 +444,24 @@ func (s *Settings) resolveResources(pv *config.ProxyValues, a annotations) {
 func (s *Settings) resolveTraffic(cfg *config.Config, a annotations, agentLevel string) {
 	pv := &cfg.Typed.Global.Proxy
 	get := func(name, def string) string { return strings.TrimSpace(a.str(name, def)) }
+	// present: the annotation is set (even to ""), or the value is not
+	// empty; Istio's templates then write the flag, empty or not.
+	present := func(name, def string) bool { _, ok := a.get(name); return ok || def != "" }
+	reroute, kubevirt := annotation.IoIstioRerouteVirtualInterfaces.Name, annotation.SidecarTrafficKubevirtInterfaces.Name
 	t := traffic{
-		inclIP:  get(annotation.SidecarTrafficIncludeOutboundIPRanges.Name, pv.IncludeIPRanges),
-		exclIP:  get(annotation.SidecarTrafficExcludeOutboundIPRanges.Name, pv.ExcludeIPRanges),
-		inclIn:  get(annotation.SidecarTrafficIncludeInboundPorts.Name, pv.IncludeInboundPorts),
-		exclIn:  get(annotation.SidecarTrafficExcludeInboundPorts.Name, pv.ExcludeInboundPorts),
-		inclOut: get(annotation.SidecarTrafficIncludeOutboundPorts.Name, pv.IncludeOutboundPorts),
-		exclOut: get(annotation.SidecarTrafficExcludeOutboundPorts.Name, pv.ExcludeOutboundPorts),
-		exclIf:  get(annotation.SidecarTrafficExcludeInterfaces.Name, ""),
+		inclIP:     get(annotation.SidecarTrafficIncludeOutboundIPRanges.Name, pv.IncludeIPRanges),
+		exclIP:     get(annotation.SidecarTrafficExcludeOutboundIPRanges.Name, pv.ExcludeIPRanges),
+		inclIn:     get(annotation.SidecarTrafficIncludeInboundPorts.Name, pv.IncludeInboundPorts),
+		exclIn:     get(annotation.SidecarTrafficExcludeInboundPorts.Name, pv.ExcludeInboundPorts),
+		inclOut:    get(annotation.SidecarTrafficIncludeOutboundPorts.Name, pv.IncludeOutboundPorts),
+		exclOut:    get(annotation.SidecarTrafficExcludeOutboundPorts.Name, pv.ExcludeOutboundPorts),
+		exclIf:     get(annotation.SidecarTrafficExcludeInterfaces.Name, ""),
+		inclOutSet: present(annotation.SidecarTrafficIncludeOutboundPorts.Name, pv.IncludeOutboundPorts),
+		exclOutSet: present(annotation.SidecarTrafficExcludeOutboundPorts.Name, pv.ExcludeOutboundPorts),
+		exclIfSet:  present(annotation.SidecarTrafficExcludeInterfaces.Name, ""),
 		// reroute-virtual-interfaces wins over kubevirtInterfaces.
-		reroute: get(annotation.IoIstioRerouteVirtualInterfaces.Name, get(annotation.SidecarTrafficKubevirtInterfaces.Name, "")),
+		reroute:    get(reroute, get(kubevirt, "")),
+		rerouteSet: present(reroute, "") || present(kubevirt, ""),
 	}
 	status := ""
 	if s.StatusPort != 0 {
@@ -462,21 +480,21 @@ func (s *Settings) resolveTraffic(cfg *config.Config, a annotations, agentLevel 
 		"-z", strconv.Itoa(int(cmp.Or[int32](cfg.Mesh.GetProxyInboundListenPort(), 15006))),
 		"-u", uid,
 		"-m", s.InterceptionMode,
-		"-i", cmp.Or(t.inclIP, "*"),
+		"-i", t.inclIP,
 		"-x", t.exclIP,
-		"-b", cmp.Or(t.inclIn, "*"),
+		"-b", t.inclIn,
 		"-d", excludeIn,
 	}
-	if t.inclOut != "" {
+	if t.inclOutSet {
 		args = append(args, "-q", t.inclOut)
 	}
-	if t.exclOut != "" {
+	if t.exclOutSet {
 		args = append(args, "-o", t.exclOut)
 	}
-	if t.reroute != "" {
+	if t.rerouteSet {
 		args = append(args, "-k", t.reroute)
 	}
-	if t.exclIf != "" {
+	if t.exclIfSet {
 		args = append(args, "-c", t.exclIf)
 	}
 	args = append(args, "--log_output_level="+agentLevel)
@@ -487,9 +505,11 @@ func (s *Settings) resolveTraffic(cfg *config.Config, a annotations, agentLevel 
 	s.InitArgs = args
 }
 
-// traffic are the resolved traffic-capture settings.
+// traffic are the resolved traffic-capture settings; the *Set fields say
+// whether istio-iptables gets the flag at all.
 type traffic struct {
 	inclIP, exclIP, inclIn, exclIn, inclOut, exclOut, exclIf, reroute string
+	inclOutSet, exclOutSet, exclIfSet, rerouteSet                     bool
 }
 
 // setCNIAnnotations writes the traffic settings as the annotations the
@@ -506,9 +526,13 @@ func (s *Settings) setCNIAnnotations(cfg *config.Config, a annotations, status s
 	}
 	set(annotation.SidecarTrafficIncludeOutboundIPRanges.Name, t.inclIP)
 	set(annotation.SidecarTrafficExcludeOutboundIPRanges.Name, t.exclIP)
-	set(annotation.SidecarTrafficIncludeInboundPorts.Name, t.inclIn)
-	set(annotation.SidecarTrafficIncludeOutboundPorts.Name, t.inclOut)
-	set(annotation.SidecarTrafficExcludeOutboundPorts.Name, t.exclOut)
+	s.CNIAnnotations[annotation.SidecarTrafficIncludeInboundPorts.Name] = t.inclIn
+	if t.inclOutSet {
+		s.CNIAnnotations[annotation.SidecarTrafficIncludeOutboundPorts.Name] = t.inclOut
+	}
+	if t.exclOutSet {
+		s.CNIAnnotations[annotation.SidecarTrafficExcludeOutboundPorts.Name] = t.exclOut
+	}
 	set(annotation.SidecarTrafficExcludeInterfaces.Name, t.exclIf)
 	set(annotation.SidecarTrafficKubevirtInterfaces.Name, a.str(annotation.SidecarTrafficKubevirtInterfaces.Name, ""))
 	set(annotation.IoIstioRerouteVirtualInterfaces.Name, a.str(annotation.IoIstioRerouteVirtualInterfaces.Name, ""))
@@ -573,15 +597,27 @@ func strictJSON(raw string, out any) error {
 // canonical returns the canonical service name and revision labels: kept
 // when set, else derived from the app labels, else the workload name and
 // "latest".
-func canonical(pod *corev1.Pod, workload string) (string, string) {
+func canonical(pod *corev1.Pod, workload string, trimAll bool) (string, string) {
 	l := pod.Labels
-	name := cmp.Or(l["service.istio.io/canonical-name"], l["app.kubernetes.io/name"], l["app"], workload)
+	name := canonicalName(pod, workload)
 	if len(name) > 63 {
 		name = name[:63]
 	}
-	name = strings.Trim(name, "-_.")
+	if trimAll {
+		name = strings.Trim(name, "-_.")
+	} else {
+		// Before 1.31, only trailing dashes were trimmed.
+		name = strings.TrimRight(name, "-")
+	}
 	rev := cmp.Or(l["service.istio.io/canonical-revision"], l["app.kubernetes.io/version"], l["version"], "latest")
 	return name, rev
+}
+
+// canonicalName is the canonical name as the pod's labels or workload
+// give it, untrimmed.
+func canonicalName(pod *corev1.Pod, workload string) string {
+	l := pod.Labels
+	return cmp.Or(l["service.istio.io/canonical-name"], l["app.kubernetes.io/name"], l["app"], workload)
 }
 
 func firstAppContainer(pod *corev1.Pod) string {

@@ -64,6 +64,9 @@ type Config struct {
 	ClusterTrustBundle bool
 	// NeverInject and AlwaysInject are the compiled selectors.
 	NeverInject, AlwaysInject []labels.Selector
+	// Warnings name the values keys injection does not read, one line
+	// each (see Sources.StrictValues).
+	Warnings []string
 	// Hash names the configuration's inputs: the first 12 hex digits of a
 	// SHA-256 over the sources Load was given. Equal sources give equal
 	// hashes, so it says which configuration injected a pod.

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"strconv"
 	"strings"
@@ -50,6 +51,9 @@ type Sources struct {
 	// Revision is the control-plane revision; "" or "default" is the default
 	// revision. When empty, values.revision is used.
 	Revision string
+	// StrictValues refuses values keys injection does not read; by
+	// default they load with a warning (Config.Warnings).
+	StrictValues bool
 }
 
 // Load merges src over the embedded defaults, validates everything and
@@ -57,7 +61,8 @@ type Sources struct {
 func Load(src Sources) (*Config, error) {
 	cfg := &Config{}
 	var err error
-	if cfg.Values, err = loadValues(src.Values, src.Set); err != nil {
+	var user map[string]any
+	if cfg.Values, user, err = loadValues(src.Values, src.Set); err != nil {
 		return nil, err
 	}
 	if err := decodeValues(cfg.Values, &cfg.Typed); err != nil {
@@ -83,6 +88,9 @@ func Load(src Sources) (*Config, error) {
 		return nil, err
 	}
 	if err := loadInjection(src.InjectionConfig, cfg); err != nil {
+		return nil, err
+	}
+	if err := cfg.checkKeys(user, src.StrictValues); err != nil {
 		return nil, err
 	}
 	cfg.Hash = src.hash()
@@ -179,24 +187,47 @@ func configMapData(b []byte, key string) []byte {
 	return b
 }
 
-func loadValues(user []byte, set []string) (map[string]any, error) {
+// loadValues returns the defaults with user and set merged over them, and
+// the user's own tree (user and set alone).
+func loadValues(user []byte, set []string) (merged, own map[string]any, err error) {
 	var base map[string]any
 	if err := yaml.Unmarshal(mustDefault("values.yaml"), &base); err != nil {
-		return nil, fmt.Errorf("default values: %w", err)
+		return nil, nil, fmt.Errorf("default values: %w", err)
 	}
+	own = map[string]any{}
 	if len(bytes.TrimSpace(user)) > 0 {
 		var over map[string]any
 		if err := yaml.Unmarshal(configMapData(user, "values"), &over); err != nil {
-			return nil, fmt.Errorf("values: %w", err)
+			return nil, nil, fmt.Errorf("values: %w", err)
 		}
+		maps.Copy(own, over)
 		MergeValues(base, over)
 	}
 	for _, kv := range set {
 		if err := SetValue(base, kv); err != nil {
-			return nil, err
+			return nil, nil, err
+		}
+		if err := SetValue(own, kv); err != nil {
+			return nil, nil, err
 		}
 	}
-	return base, nil
+	return base, own, nil
+}
+
+// checkKeys puts a warning in c.Warnings for each key of the user's values
+// that injection does not read, or refuses the first when strict.
+func (c *Config) checkKeys(user map[string]any, strict bool) error {
+	var defaults map[string]any
+	if err := yaml.Unmarshal(mustDefault("values.yaml"), &defaults); err != nil {
+		return fmt.Errorf("default values: %w", err)
+	}
+	for _, path := range newKeyChecker(defaults, c.Templates).unread(user) {
+		if strict {
+			return fmt.Errorf("values: key %s is not read by injection (refused by --strict-values)", path)
+		}
+		c.Warnings = append(c.Warnings, unreadWarning(path))
+	}
+	return nil
 }
 
 // MergeValues merges over into base in place, as Helm merges values files:

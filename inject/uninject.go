@@ -228,6 +228,9 @@ func uninjectIstioMetadata(pod *corev1.Pod, st Status) {
 		deleteIf(a, annotation.SidecarRewriteAppHTTPProbers.Name, "false")
 	}
 	restorePrometheus(a, env["ISTIO_PROMETHEUS_ANNOTATIONS"])
+	if port := env["ENVOY_SECURE_MERGED_METRICS_PORT"]; port != "" {
+		deleteIf(a, securePortAnnotation, port)
+	}
 	if slices.Contains(st.InitContainers, "istio-validation") {
 		// With CNI, Istio's template writes the traffic settings as
 		// annotations for the CNI plugin; the defaults go.

@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/meshinject/meshinject/config"
 )
 
 // variant is one generated input: a pod of one of Istio's templates with
@@ -400,4 +402,45 @@ func coverageInput(t *testing.T, tmpl string, v variant) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestIstioConfigMapLoadsCleanly loads each version's istio-sidecar-injector
+// values under the built-in templates, strictly: every key Istio's
+// ConfigMap carries is read by injection or listed as inert. And no inert
+// key is read by Istio's injection templates, so listing one as inert
+// cannot hide a gap.
+func TestIstioConfigMapLoadsCleanly(t *testing.T) {
+	for _, is := range istios(t) {
+		t.Run(is.version, func(t *testing.T) {
+			values, err := os.ReadFile(filepath.Join(is.dir, "values"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg, err := config.Load(config.Sources{Values: values})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(cfg.Warnings) > 0 {
+				t.Errorf("Istio's values load with %d warnings:\n%s", len(cfg.Warnings), strings.Join(cfg.Warnings, "\n"))
+			}
+			if _, err := config.Load(config.Sources{Values: values, StrictValues: true}); err != nil {
+				t.Errorf("strict: %v", err)
+			}
+			dir := filepath.Join(moduleDir(t, is.version), chartFiles)
+			inert := config.InertValues()
+			for _, tmpl := range istioTemplates {
+				for _, read := range templateReads(t, filepath.Join(dir, tmpl.file)) {
+					path, ok := strings.CutPrefix(read, "values:")
+					if !ok {
+						continue
+					}
+					for key := range inert {
+						if path == key || strings.HasPrefix(path, key+".") {
+							t.Errorf("%s is listed as inert, but Istio's %s template reads %s", key, tmpl.name, path)
+						}
+					}
+				}
+			}
+		})
+	}
 }

@@ -68,7 +68,7 @@ func (o *ExplainOptions) Run(s Streams) error {
 	if err != nil {
 		return err
 	}
-	eng, native, err := o.Engine(o.NativeSidecars)
+	eng, native, err := o.Engine(o.NativeSidecars, s.Err)
 	if err != nil {
 		return err
 	}

@@ -59,7 +59,7 @@ func parseNative(v string) (bool, error) {
 
 // Run injects the manifests.
 func (o *InjectOptions) Run(s Streams) error {
-	eng, native, err := o.Engine(o.NativeSidecars)
+	eng, native, err := o.Engine(o.NativeSidecars, s.Err)
 	if err != nil {
 		return err
 	}

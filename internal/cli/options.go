@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/spf13/pflag"
@@ -24,6 +25,9 @@ type ConfigOptions struct {
 	Set []string
 	// Revision is the control-plane revision. Default: the default revision.
 	Revision string
+	// StrictValues refuses values keys injection does not read. Default:
+	// they load, with a warning on standard error.
+	StrictValues bool
 }
 
 // AddFlags registers the options on fs.
@@ -33,6 +37,7 @@ func (o *ConfigOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.MeshConfigFile, "meshConfigFile", "", "mesh config file merged over the built-in mesh config (the istio ConfigMap's mesh key)")
 	fs.StringArrayVar(&o.Set, "set", nil, "override a value, e.g. --set global.hub=registry.example (repeatable; the value is taken verbatim, commas included)")
 	fs.StringVarP(&o.Revision, "revision", "r", "", "control-plane revision (default: the default revision)")
+	fs.BoolVar(&o.StrictValues, "strict-values", false, "refuse a values key injection does not read, naming it (default: warn and ignore it)")
 }
 
 // Load reads the files and loads the configuration.
@@ -58,13 +63,14 @@ func (o *ConfigOptions) Load() (*config.Config, error) {
 	if err := read(o.MeshConfigFile, "meshConfigFile", &src.Mesh); err != nil {
 		return nil, err
 	}
-	src.Set, src.Revision = o.Set, o.Revision
+	src.Set, src.Revision, src.StrictValues = o.Set, o.Revision, o.StrictValues
 	return config.Load(src)
 }
 
 // Engine loads the configuration and builds the engine on it, with the
-// native-sidecar default of a --native-sidecars value.
-func (o *ConfigOptions) Engine(nativeSidecars string) (*inject.Engine, bool, error) {
+// native-sidecar default of a --native-sidecars value. The configuration's
+// warnings go to warn, a line each.
+func (o *ConfigOptions) Engine(nativeSidecars string, warn io.Writer) (*inject.Engine, bool, error) {
 	native, err := parseNative(nativeSidecars)
 	if err != nil {
 		return nil, false, err
@@ -72,6 +78,9 @@ func (o *ConfigOptions) Engine(nativeSidecars string) (*inject.Engine, bool, err
 	cfg, err := o.Load()
 	if err != nil {
 		return nil, false, err
+	}
+	for _, w := range cfg.Warnings {
+		fmt.Fprintf(warn, "meshinject: warning: %s\n", w)
 	}
 	eng, err := inject.New(inject.Options{Config: cfg})
 	return eng, native, err

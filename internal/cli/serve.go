@@ -136,6 +136,7 @@ saying why. A plain-HTTP side port serves /metrics, /healthz and /readyz.`,
 	f.DurationVar(&o.SelfManaged.CheckInterval, "tls-check-interval", 0, "how often the self-managed Secret and renewal time are checked (default 1m)")
 	f.StringVar(&o.ConfigDir, "config-dir", "", "directory with the config, values and mesh files (a mounted ConfigMap), reloaded on change (default: built-in configuration)")
 	f.StringVarP(&o.Revision, "revision", "r", "", "control-plane revision served (default: the default revision)")
+	f.BoolVar(&o.StrictValues, "strict-values", false, "refuse a configuration whose values carry a key injection does not read, naming it (default: load it, log each such key and count it in meshinject_config_warnings)")
 	f.StringVar(&o.NativeSidecars, "native-sidecars", "auto", "native sidecars: auto (on when every node's kubelet is 1.33 or newer, or the scheduled node's; on without cluster access), true or false")
 	f.StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster config when running in a pod, else no cluster access)")
 	f.BoolVar(&o.EnableHTTP2, "enable-http2", false, "serve HTTP/2 (off by default because of the HTTP/2 rapid-reset CVEs)")

@@ -48,6 +48,10 @@ type Options struct {
 	Dir string
 	// Revision is the control-plane revision ("" for the default one).
 	Revision string
+	// StrictValues refuses a configuration whose values carry a key
+	// injection does not read; by default it loads, and each such key is
+	// logged and counted in meshinject_config_warnings.
+	StrictValues bool
 	// Debounce is how long the directory must be quiet before a reload,
 	// and how long a failed load waits to be read again before it counts.
 	// Default 250ms.
@@ -57,8 +61,8 @@ type Options struct {
 	// files cost a read and a comparison. Default 5s.
 	Resync time.Duration
 	// Registerer receives meshinject_config_reloads_total{result},
-	// meshinject_config_stale and meshinject_config_info{hash}. Default:
-	// not registered.
+	// meshinject_config_stale, meshinject_config_info{hash} and
+	// meshinject_config_warnings. Default: not registered.
 	Registerer prometheus.Registerer
 	// Log receives reload outcomes. Default: discard.
 	Log logr.Logger
@@ -72,6 +76,8 @@ type Reloader struct {
 	stale   prometheus.Gauge
 	info    *prometheus.GaugeVec
 	lookups *prometheus.CounterVec
+	// warnings counts the configuration in force's warnings.
+	warnings prometheus.Gauge
 	// observer counts the current engine's render cache lookups.
 	observer cacheObserver
 
@@ -116,10 +122,15 @@ func New(opts Options) (*Reloader, error) {
 			Name: "meshinject_render_cache_lookups_total",
 			Help: "Templates rendered for reviews, by result: hit when the parsed output came from the render cache, miss when it was executed and parsed.",
 		}, []string{"result"}),
+		warnings: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "meshinject_config_warnings",
+			Help: "Warnings of the configuration in force: values keys injection does not read (logged at each load; --strict-values refuses them).",
+		}),
 	}
 	if opts.Registerer != nil {
 		if err := errors.Join(promreg.Register(opts.Registerer, &r.reloads), promreg.Register(opts.Registerer, &r.stale),
-			promreg.Register(opts.Registerer, &r.info), promreg.Register(opts.Registerer, &r.lookups)); err != nil {
+			promreg.Register(opts.Registerer, &r.info), promreg.Register(opts.Registerer, &r.lookups),
+			promreg.Register(opts.Registerer, &r.warnings)); err != nil {
 			return nil, fmt.Errorf("register configuration metrics: %w", err)
 		}
 	}
@@ -146,6 +157,11 @@ func (r *Reloader) use(e *inject.Engine) {
 	r.current.Store(e)
 	r.info.Reset()
 	r.info.WithLabelValues(e.Config().Hash).Set(1)
+	warnings := e.Config().Warnings
+	r.warnings.Set(float64(len(warnings)))
+	for _, w := range warnings {
+		r.opts.Log.Info("configuration warning: "+w, "hash", e.Config().Hash)
+	}
 }
 
 // Engine returns the engine of the last good configuration.
@@ -164,7 +180,7 @@ func (r *Reloader) Check() error {
 // build checks the files, then loads and validates their configuration;
 // nil means the embedded defaults.
 func (r *Reloader) build(s *snapshot) (*inject.Engine, error) {
-	src := config.Sources{Revision: r.opts.Revision}
+	src := config.Sources{Revision: r.opts.Revision, StrictValues: r.opts.StrictValues}
 	if s != nil {
 		if err := s.check(r.required); err != nil {
 			return nil, err

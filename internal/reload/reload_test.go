@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr/funcr"
 	"github.com/go-logr/logr/testr"
 	"github.com/prometheus/client_golang/prometheus"
 	promtestutil "github.com/prometheus/client_golang/prometheus/testutil"
@@ -132,5 +133,30 @@ func TestValidateRendersEveryTemplate(t *testing.T) {
 	_, err := New(Options{Dir: dir})
 	if err == nil || !strings.Contains(err.Error(), "template extra") || !strings.Contains(err.Error(), "imagee") {
 		t.Errorf("err = %v, want template extra refused for field imagee", err)
+	}
+}
+
+// TestConfigWarnings loads values with a key injection does not read: it
+// loads, meshinject_config_warnings counts it and the log names it; with
+// StrictValues the same directory is refused, naming the key.
+func TestConfigWarnings(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	swap(t, dir, map[string]string{FileValues: "global:\n  proxy:\n    tracerr: datadog\n"})
+	var logged []string
+	log := funcr.New(func(prefix, args string) { logged = append(logged, args) }, funcr.Options{})
+	r, err := New(Options{Dir: dir, Registerer: prometheus.NewRegistry(), Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := promtestutil.ToFloat64(r.warnings); got != 1 {
+		t.Errorf("meshinject_config_warnings = %v, want 1", got)
+	}
+	if !strings.Contains(strings.Join(logged, "\n"), "global.proxy.tracerr") {
+		t.Errorf("log %q does not name global.proxy.tracerr", logged)
+	}
+	_, err = New(Options{Dir: dir, StrictValues: true})
+	if err == nil || !strings.Contains(err.Error(), "global.proxy.tracerr") {
+		t.Errorf("strict: err %v, want a refusal naming global.proxy.tracerr", err)
 	}
 }

@@ -78,6 +78,9 @@ type Options struct {
 	ConfigDir string
 	// Revision is the control-plane revision; "" is the default revision.
 	Revision string
+	// StrictValues refuses values keys injection does not read. Default:
+	// they load, logged and counted in meshinject_config_warnings.
+	StrictValues bool
 	// NativeSidecars is "auto" (default), "true" or "false". auto follows
 	// the nodes' kubelet versions, or means on without cluster access.
 	NativeSidecars string
@@ -162,7 +165,7 @@ func Run(ctx context.Context, o Options) error {
 	if err := registerRuntime(reg); err != nil {
 		return err
 	}
-	engines, err := reload.New(reload.Options{Dir: o.ConfigDir, Revision: o.Revision, Registerer: reg, Log: log.WithName("config")})
+	engines, err := reload.New(reload.Options{Dir: o.ConfigDir, Revision: o.Revision, StrictValues: o.StrictValues, Registerer: reg, Log: log.WithName("config")})
 	if err != nil {
 		return fmt.Errorf("load configuration: %w", err)
 	}

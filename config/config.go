@@ -98,13 +98,13 @@ type Values struct {
 
 // GlobalValues is values.global.
 type GlobalValues struct {
-	Hub               string   `json:"hub"`
-	Tag               any      `json:"tag"`
-	Variant           string   `json:"variant"`
-	ImagePullPolicy   string   `json:"imagePullPolicy"`
-	ImagePullSecrets  []string `json:"imagePullSecrets"`
-	IstioNamespace    string   `json:"istioNamespace"`
-	CAAddress         string   `json:"caAddress"`
+	Hub              string   `json:"hub"`
+	Tag              any      `json:"tag"`
+	Variant          string   `json:"variant"`
+	ImagePullPolicy  string   `json:"imagePullPolicy"`
+	ImagePullSecrets []string `json:"imagePullSecrets"`
+	IstioNamespace   string   `json:"istioNamespace"`
+	CAAddress        string   `json:"caAddress"`
 	// CAName "GkeWorkloadCertificate" mounts GKE's workload certificates
 	// (a CSI volume) in place of the workload-certs emptyDir.
 	CAName string `json:"caName"`
@@ -115,7 +115,7 @@ type GlobalValues struct {
 	// istio-ca-root-cert) or, with the ClusterTrustBundle API, the bundle
 	// istio.io:istiod-ca:NAME (default root-cert).
 	TrustBundleName string `json:"trustBundleName"`
-	Logging           struct {
+	Logging         struct {
 		Level string `json:"level"`
 	} `json:"logging"`
 	LogAsJSON bool `json:"logAsJson"`

@@ -13,6 +13,7 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/meshinject/meshinject/config"
 	"github.com/meshinject/meshinject/internal/tags"
 	"github.com/meshinject/meshinject/internal/testutil"
 )
@@ -350,5 +351,51 @@ func convert(t *testing.T, o object, into any) {
 	}
 	if err := json.Unmarshal(data, into); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestChartForwardsValues renders the chart's configuration ConfigMap and
+// loads its values as serve does: the defaults load without a warning; a
+// key injection does not read, forwarded from the chart's global, draws
+// one naming it (a refusal with strictValues, which the Deployment passes
+// as --strict-values); pilot and gateways values reach the injector.
+func TestChartForwardsValues(t *testing.T) {
+	load := func(strict bool, set ...string) (*config.Config, object, error) {
+		objs := objects(t, helmTemplate(t, set...))
+		cm := objs["ConfigMap meshinject/meshinject-config"]
+		if cm == nil {
+			t.Fatalf("no ConfigMap meshinject/meshinject-config in %v", keys(objs))
+		}
+		data := cm["data"].(map[string]any)
+		cfg, err := config.Load(config.Sources{InjectionConfig: []byte(str(data["config"])), Values: []byte(str(data["values"])), Mesh: []byte(str(data["mesh"])), StrictValues: strict})
+		return cfg, objs["Deployment meshinject/meshinject"], err
+	}
+	cfg, dep, err := load(false)
+	if err != nil || len(cfg.Warnings) > 0 {
+		t.Fatalf("the chart's defaults: err %v, warnings %q", err, cfg.Warnings)
+	}
+	if strings.Contains(fmt.Sprint(dep), "--strict-values") {
+		t.Error("--strict-values without strictValues")
+	}
+	set := []string{"global.proxy.tracerr=datadog", "pilot.crlConfigMapName=corp-crl", "gateways.securityContext.runAsNonRoot=true"}
+	cfg, _, err = load(false, set...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Warnings) != 1 || !strings.Contains(cfg.Warnings[0], "global.proxy.tracerr") {
+		t.Errorf("warnings %q, want one naming global.proxy.tracerr", cfg.Warnings)
+	}
+	if cfg.Typed.Pilot.CRLConfigMapName != "corp-crl" {
+		t.Errorf("pilot.crlConfigMapName %q, want corp-crl", cfg.Typed.Pilot.CRLConfigMapName)
+	}
+	if sc, _ := cfg.Values["gateways"].(map[string]any)["securityContext"].(map[string]any); sc["runAsNonRoot"] != true {
+		t.Errorf("gateways.securityContext %v, want runAsNonRoot true", sc)
+	}
+	_, dep, err = load(true, append(set, "strictValues=true")...)
+	if err == nil || !strings.Contains(err.Error(), "global.proxy.tracerr") {
+		t.Errorf("strict: err %v, want a refusal naming global.proxy.tracerr", err)
+	}
+	if !strings.Contains(fmt.Sprint(dep), "--strict-values") {
+		t.Error("strictValues=true: the Deployment does not pass --strict-values")
 	}
 }

@@ -116,3 +116,43 @@ func createServiceAccount(t *testing.T, ns, name string) {
 		t.Fatal(fmt.Errorf("service account %s: %w", name, err))
 	}
 }
+
+// TestRestrictedPodSecurity creates, with --dry-run=server, injected pods
+// in a namespace whose Pod Security level is enforced as restricted: the
+// pod injected with CNI and a RuntimeDefault seccomp profile is admitted;
+// the same pod without the profile, and with istio-init (NET_ADMIN, root),
+// are refused, which shows the namespace enforces the level.
+func TestRestrictedPodSecurity(t *testing.T) {
+	ns := namespace(t, "restricted", map[string]string{"istio-injection": "disabled",
+		"pod-security.kubernetes.io/enforce": "restricted", "pod-security.kubernetes.io/enforce-version": "latest"})
+	dir := "../internal/cli/testdata/inject/"
+	pods := goldenPods(t, dir+"seccomp-cni-restricted.yaml.injected")
+	if len(pods) != 1 {
+		t.Fatalf("seccomp-cni-restricted.yaml.injected holds %d pods, want 1", len(pods))
+	}
+	create := func(pod *corev1.Pod) error {
+		pod = pod.DeepCopy()
+		pod.Namespace, pod.Name, pod.GenerateName = ns, "", "restricted-"
+		_, err := suite.client.CoreV1().Pods(ns).Create(t.Context(), pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		return err
+	}
+	if err := create(pods[0]); err != nil {
+		t.Errorf("the pod injected with CNI and seccompProfile RuntimeDefault is refused: %v", err)
+	}
+	noProfile := pods[0].DeepCopy()
+	for _, list := range [][]corev1.Container{noProfile.Spec.InitContainers, noProfile.Spec.Containers} {
+		for i := range list {
+			if list[i].Name == "istio-proxy" || list[i].Name == "istio-validation" {
+				list[i].SecurityContext.SeccompProfile = nil
+			}
+		}
+	}
+	if err := create(noProfile); err == nil || !strings.Contains(err.Error(), "seccompProfile") {
+		t.Errorf("without the seccomp profile: err %v, want a refusal naming seccompProfile", err)
+	}
+	withInit := goldenPods(t, dir+"seccomp.yaml.injected")[0]
+	withInit.Spec.Containers[0].SecurityContext = pods[0].Spec.Containers[0].SecurityContext
+	if err := create(withInit); err == nil || !strings.Contains(err.Error(), "istio-init") {
+		t.Errorf("with istio-init: err %v, want a refusal naming istio-init", err)
+	}
+}

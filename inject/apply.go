@@ -3,16 +3,18 @@ package inject
 import (
 	"encoding/json"
 	"fmt"
-	"istio.io/api/annotation"
 	"maps"
 	"slices"
 	"strconv"
 
+	"istio.io/api/annotation"
+
 	"k8s.io/utils/ptr"
+
+	corev1 "k8s.io/api/core/v1"
 
 	"github.com/meshinject/meshinject/internal/podmerge"
 	"github.com/meshinject/meshinject/internal/preserve"
-	corev1 "k8s.io/api/core/v1"
 )
 
 // Status is the sidecar.istio.io/status annotation: what the templates
@@ -33,8 +35,10 @@ type overrides struct {
 }
 
 // apply renders the templates, merges them into pod and post-processes it.
-func (e *Engine) apply(pod *corev1.Pod, s *Settings, names []string, warnings *[]string) error {
-	in := &injection{e: e, pod: pod, s: s, names: names, warnings: warnings,
+// previous are the containers an earlier injection added, as the pod
+// carried them (see keepPrevious).
+func (e *Engine) apply(pod *corev1.Pod, s *Settings, names []string, previous []corev1.Container, warnings *[]string) error {
+	in := &injection{e: e, pod: pod, s: s, names: names, warnings: warnings, previous: previous,
 		rec: newRecord(pod), status: Status{Revision: s.Revision}}
 	for _, step := range applySteps {
 		if err := step.run(in); err != nil {
@@ -59,6 +63,8 @@ type injection struct {
 	// injection; ov the per-container overrides taken out of the pod.
 	userProxy *corev1.Container
 	ov        overrides
+	// previous are the containers an earlier injection added.
+	previous []corev1.Container
 }
 
 // applySteps are apply's steps, in order: render every template, note what
@@ -75,6 +81,7 @@ var applySteps = []struct {
 		return nil
 	}},
 	{"merge the templates", (*injection).merge},
+	{"keep what the user added to the previous injection", (*injection).keepPrevious},
 	{"fold a second istio-proxy into the native one", func(in *injection) error { foldProxy(in.pod, &in.status); return nil }},
 	{"apply the user's overrides", func(in *injection) error { return applyOverrides(in.pod, &in.ov) }},
 	{"run istio-init as the user's istio-proxy asks", func(in *injection) error {
@@ -395,3 +402,59 @@ func recorded(c corev1.Container) corev1.Container {
 // AutoImage is the image a user's container names to have injection fill
 // in the proxy image.
 const AutoImage = "auto"
+
+// recomputedEnv are the proxy variables apply's steps after the merge
+// write.
+var recomputedEnv = map[string]bool{"ISTIO_KUBE_APP_PROBERS": true, "ISTIO_PROMETHEUS_ANNOTATIONS": true}
+
+// injectedContainers are the containers and init containers of pod that
+// its status annotation says an injection added.
+func injectedContainers(pod *corev1.Pod) []corev1.Container {
+	var st Status
+	if err := json.Unmarshal([]byte(pod.Annotations[AnnotationStatus]), &st); err != nil {
+		return nil
+	}
+	var out []corev1.Container
+	for _, list := range []struct {
+		names []string
+		have  []corev1.Container
+	}{{st.Containers, pod.Spec.Containers}, {st.InitContainers, pod.Spec.InitContainers}} {
+		for i := range list.have {
+			if slices.Contains(list.names, list.have[i].Name) {
+				out = append(out, *list.have[i].DeepCopy())
+			}
+		}
+	}
+	return out
+}
+
+// keepPrevious merges each container the templates wrote over the same
+// container of the previous injection, as Istio merges its templates over
+// the pod it re-injects: the templates' fields win, and what the user added
+// to the injected container since (an environment variable, a field the
+// templates do not set) stays.
+func (in *injection) keepPrevious() error {
+	for i := range in.previous {
+		old := &in.previous[i]
+		// Later steps write these again from the app's probes and
+		// annotations, which removing the previous injection restored.
+		old.Env = slices.DeleteFunc(old.Env, func(v corev1.EnvVar) bool { return recomputedEnv[v.Name] })
+		for _, list := range [][]corev1.Container{in.pod.Spec.Containers, in.pod.Spec.InitContainers} {
+			for j := range list {
+				if list[j].Name != old.Name {
+					continue
+				}
+				tree, err := preserve.Tree(&list[j])
+				if err != nil {
+					return fmt.Errorf("re-inject %s: %w", old.Name, err)
+				}
+				merged, err := mergeContainer(*old, tree)
+				if err != nil {
+					return fmt.Errorf("re-inject %s: %w", old.Name, err)
+				}
+				list[j] = merged
+			}
+		}
+	}
+	return nil
+}

@@ -157,7 +157,9 @@ func (e *Engine) Inject(req Request) (Result, error) {
 		res.Skipped, res.Reason, res.SkipKind = true, d.Reason, d.Kind
 		return res, nil
 	}
+	var previous []corev1.Container
 	if _, ok := pod.Annotations[AnnotationStatus]; ok {
+		previous = injectedContainers(pod)
 		if err := Uninject(pod); err != nil {
 			return Result{}, fmt.Errorf("remove previous injection: %w", err)
 		}
@@ -171,7 +173,7 @@ func (e *Engine) Inject(req Request) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	if err := e.apply(pod, s, names, &res.Warnings); err != nil {
+	if err := e.apply(pod, s, names, previous, &res.Warnings); err != nil {
 		return Result{}, err
 	}
 	return res, nil

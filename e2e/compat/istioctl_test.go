@@ -320,7 +320,14 @@ var uninjectSkips = map[string]string{
 	"inject/gateway-values-security-context.yaml": "the pod securityContext came from the values' gateways.securityContext, which uninject (configuration-free) does not know",
 	"inject/gateway-run-as-root.yaml":             "the gateway template's default pod securityContext (the unprivileged-port sysctl) cannot be told from a user's own (examples/gateway.yaml writes the same)",
 	"inject/prometheus-sanitized.yaml":            "Istio records the app's Prometheus settings without their spelling (prometheus-io/port): they come back as prometheus.io/*",
+	"inject/reinject-tuned-proxy.yaml":            "the input was injected before: uninject gives it back without any injection",
+	"inject/reinject-user-proxy.yaml":             userContainerPosition,
+	"inject/override-istio-init-fields.yaml":      userContainerPosition,
 }
+
+// userContainerPosition is why a user's own istio-proxy or istio-init
+// between other containers comes back after them.
+const userContainerPosition = "the user's own istio-proxy (istio-init) sat between other containers; Istio's output records its fields in proxy.istio.io/overrides but not its position, so uninject puts it after them"
 
 // numberedPorts resolves the named ports of the probes and lifecycle hooks
 // in a manifest to numbers, as Istio records them in ISTIO_KUBE_APP_PROBERS

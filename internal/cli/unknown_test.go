@@ -102,8 +102,17 @@ func TestUnknownFieldsSurvive(t *testing.T) {
 			if code != 0 {
 				t.Fatalf("uninject failed: %s", stderr)
 			}
-			if g := docsOf(t, []byte(back)); !reflect.DeepEqual(docs, g) {
-				t.Errorf("uninject(inject(x)) != x with unknown fields:\n%s", lineDiff(yamlOf(t, docs), yamlOf(t, g)))
+			want := docs
+			if strings.Contains(in.String(), "sidecar.istio.io/status") {
+				// Injected before: uninject(inject(x)) is uninject(x).
+				stripped, stderr, code := run(t, []byte(in.String()), "uninject", "-f", "-")
+				if code != 0 {
+					t.Fatalf("uninject of the input failed: %s", stderr)
+				}
+				want = docsOf(t, []byte(stripped))
+			}
+			if g := docsOf(t, []byte(back)); !reflect.DeepEqual(want, g) {
+				t.Errorf("uninject(inject(x)) != x with unknown fields:\n%s", lineDiff(yamlOf(t, want), yamlOf(t, g)))
 			}
 		})
 	}

@@ -55,8 +55,8 @@ type Config struct {
 	CompliancePolicy string
 	// IstioMinor is the Istio minor version the built-in templates follow:
 	// values compatibilityVersion where set, else the minor of global.tag
-	// (1.30 from "1.30.4-distroless"); 0 when neither names one, which
-	// means the newest the built-ins know.
+	// (1.30 from "1.30.4-distroless"); 0 when neither names one (see
+	// Follows).
 	IstioMinor int
 	// ClusterTrustBundle is values pilot.env.ENABLE_CLUSTER_TRUST_BUNDLE_API:
 	// istiod's root certificate comes from a ClusterTrustBundle projected
@@ -73,10 +73,18 @@ type Config struct {
 	Hash string
 }
 
-// Follows reports whether the built-ins follow Istio 1.minor or later
-// (true when IstioMinor is unknown).
+// DefaultIstioMinor is the minor of the embedded default tag (1.31.4): the
+// version the built-ins follow when values name none.
+const DefaultIstioMinor = 31
+
+// Follows reports whether the built-ins follow Istio 1.minor or later: the
+// values' minor, else DefaultIstioMinor.
 func (c *Config) Follows(minor int) bool {
-	return c.IstioMinor == 0 || c.IstioMinor >= minor
+	m := c.IstioMinor
+	if m == 0 {
+		m = DefaultIstioMinor
+	}
+	return m >= minor
 }
 
 // RevisionName returns the revision as it appears on pods: "default" for

@@ -51,3 +51,33 @@ custom:
 		t.Errorf("strict with read keys only: %v", err)
 	}
 }
+
+// TestIstioMinor reads the Istio minor the built-ins follow from values
+// compatibilityVersion, else global.tag, else the default tag's.
+func TestIstioMinor(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		set     []string
+		minor   int
+		follows map[int]bool
+	}{
+		{nil, 31, map[int]bool{31: true, 32: false}},
+		{[]string{"global.tag=1.30.4-distroless"}, 30, map[int]bool{31: false}},
+		{[]string{"global.tag=1.32.0"}, 32, map[int]bool{32: true}},
+		{[]string{"global.tag=1.32.0", "compatibilityVersion=1.30"}, 30, map[int]bool{31: false}},
+		{[]string{"global.tag=sha-abc"}, 0, map[int]bool{31: true, 32: false}},
+	} {
+		cfg, err := Load(Sources{Set: tc.set})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.IstioMinor != tc.minor {
+			t.Errorf("--set %v: IstioMinor %d, want %d", tc.set, cfg.IstioMinor, tc.minor)
+		}
+		for m, want := range tc.follows {
+			if got := cfg.Follows(m); got != want {
+				t.Errorf("--set %v: Follows(%d) = %v, want %v", tc.set, m, got, want)
+			}
+		}
+	}
+}

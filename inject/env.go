@@ -108,7 +108,12 @@ func (e *Engine) podEnv(env []corev1.EnvVar, pod *corev1.Pod, s *Settings, shape
 		env = append(env, apps)
 	}
 	if shape != agentShape {
-		env = append(env, resourceEnv("GOMEMLIMIT", "limits.memory"), resourceEnv("GOMAXPROCS", "limits.cpu"))
+		env = append(env, resourceEnv("GOMEMLIMIT", "limits.memory"))
+		if !cfg.Follows(32) {
+			// 1.32 leaves GOMAXPROCS to the Go runtime, which reads
+			// the container's CPU limit itself.
+			env = append(env, resourceEnv("GOMAXPROCS", "limits.cpu"))
+		}
 		if p := cfg.CompliancePolicy; p != "" {
 			env = append(env, strEnv("COMPLIANCE_POLICY", p))
 			if p == "fips-140-3" && cfg.Follows(31) {

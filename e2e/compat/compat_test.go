@@ -166,24 +166,6 @@ var deliberate = []struct {
 	what, reason string
 	normalize    func(obj map[string]any)
 }{
-	{
-		what:   "grpc-simple: grpc-bootstrap-init's command",
-		reason: "our own script writes the same bootstrap (one printf rather than Istio's echo of a JSON literal)",
-		normalize: func(obj map[string]any) {
-			if obj["name"] == "grpc-bootstrap-init" {
-				delete(obj, "command")
-			}
-		},
-	},
-	{
-		what:   "grpc-simple: grpc-bootstrap-init's ISTIO_NAMESPACE",
-		reason: "Istio's value ends in a newline (a YAML block scalar), which puts a newline inside the xDS server URI; ours is the namespace alone",
-		normalize: func(obj map[string]any) {
-			if v, ok := obj["value"].(string); ok && obj["name"] == "ISTIO_NAMESPACE" {
-				obj["value"] = strings.TrimSuffix(v, "\n")
-			}
-		},
-	},
 }
 
 // versionDrift are the inputs whose output Istio's templates of a

@@ -165,8 +165,7 @@ func mergedYAML(t *testing.T, base, over string) string {
 var deliberate = []struct {
 	what, reason string
 	normalize    func(obj map[string]any)
-}{
-}
+}{}
 
 // versionDrift are the inputs whose output Istio's templates of a
 // version give differently from the built-ins at that version's tag, with

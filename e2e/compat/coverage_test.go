@@ -6,6 +6,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -105,6 +106,9 @@ var valueVariants = map[string][]variant{
 		{name: "lightstep", values: "global: {proxy: {tracer: lightstep}}", mesh: "defaultConfig: {tracing: {tlsSettings: {mode: SIMPLE, caCertificates: /etc/lightstep/ca.pem}}}"},
 		withValues("lightstep-no-tls", "global: {proxy: {tracer: lightstep}}"),
 		withValues("zipkin", "global: {proxy: {tracer: zipkin}}"),
+		withValues("stackdriver", "global: {proxy: {tracer: stackdriver}}"),
+		{name: "opencensus-with-datadog-env", values: "global: {proxy: {tracer: openCensusAgent}}", annotations: map[string]string{"apm.datadoghq.com/env": `{"DD_ENV":"prod"}`}},
+		withValues("none", "global: {proxy: {tracer: none}}"),
 	},
 	"global.proxy_init.forceApplyIptables": {withValues("true", "global: {proxy_init: {forceApplyIptables: true}}")},
 	"global.proxy_init.image": {
@@ -294,52 +298,76 @@ const grpcAgentStatusZero = "Istio's grpc-agent template closes its status-port 
 
 // TestValueCoverage lists every value, annotation, label and proxyMetadata
 // key Istio's injection templates read (for each served version, from
-// their parse trees), injects a pod of that template with each of its
-// generated variants, with Istio's templates and the built-ins, and wants
-// the same output. A read with no case fails, unless coverageAllow lists
-// it.
+// their parse trees) and injects a pod of each template with every
+// generated variant of every read of any of the four (a read of another
+// template shows that the template leaves it alone), with Istio's
+// templates and the built-ins, and wants the same output. A template's own
+// read with no case fails, unless coverageAllow lists it.
 func TestValueCoverage(t *testing.T) {
 	for _, is := range istios(t) {
 		t.Run(is.version, func(t *testing.T) {
-			dir := filepath.Join(moduleDir(t, is.version), chartFiles)
-			total, reads, skipped := 0, 0, 0
+			own, all := coverageReads(t, filepath.Join(moduleDir(t, is.version), chartFiles))
+			total, skipped, reads := 0, 0, 0
 			for _, tmpl := range istioTemplates {
-				for _, read := range templateReads(t, filepath.Join(dir, tmpl.file)) {
-					reads++
-					vs := variantsOf(read)
-					if len(vs) == 0 {
-						if reason, ok := coverageAllow[tmpl.name+"/"+read]; ok {
-							skipped++
-							t.Logf("%s/%s: not covered: %s", tmpl.name, read, reason)
-						} else {
-							t.Errorf("%s reads %s and no case covers it (add one, or an allow-list entry with its reason)", tmpl.name, read)
-						}
+				reads += len(own[tmpl.name])
+				for _, read := range own[tmpl.name] {
+					if len(variantsOf(read)) > 0 {
 						continue
 					}
-					for _, v := range vs {
+					if reason, ok := coverageAllow[tmpl.name+"/"+read]; ok {
+						skipped++
+						t.Logf("%s/%s: not covered: %s", tmpl.name, read, reason)
+					} else {
+						t.Errorf("%s reads %s and no case covers it (add one, or an allow-list entry with its reason)", tmpl.name, read)
+					}
+				}
+				for _, read := range all {
+					for _, v := range variantsOf(read) {
 						total++
-						c := coverageCase(t, tmpl.name, v)
-						c.name = tmpl.name + "/" + read + "/" + v.name
-						reason, allowed := coverageAllow[c.name]
-						if r, ok := versionDrift[is.version][c.name]; ok {
-							reason, allowed = r, true
-						}
-						if allowed {
+						if runVariant(t, is, tmpl.name, read, v) {
 							skipped++
 						}
-						t.Run(c.name, func(t *testing.T) {
-							t.Parallel()
-							if allowed {
-								t.Skip(reason)
-							}
-							compareTemplates(t, c, is)
-						})
 					}
 				}
 			}
-			t.Logf("%d reads in Istio's %d templates, %d generated cases, %d of them allow-listed", reads, len(istioTemplates), total, skipped)
+			t.Logf("%d reads in Istio's %d templates (%d distinct), %d generated cases, %d of them allow-listed", reads, len(istioTemplates), len(all), total, skipped)
 		})
 	}
+}
+
+// coverageReads are the reads of each of Istio's templates in dir, and all
+// of them, sorted.
+func coverageReads(t *testing.T, dir string) (map[string][]string, []string) {
+	t.Helper()
+	own := map[string][]string{}
+	seen := map[string]bool{}
+	for _, tmpl := range istioTemplates {
+		own[tmpl.name] = templateReads(t, filepath.Join(dir, tmpl.file))
+		for _, r := range own[tmpl.name] {
+			seen[r] = true
+		}
+	}
+	return own, slices.Sorted(maps.Keys(seen))
+}
+
+// runVariant compares one generated case in a parallel subtest; it reports
+// whether the case is allow-listed (and so skipped).
+func runVariant(t *testing.T, is istio, tmpl, read string, v variant) bool {
+	t.Helper()
+	c := coverageCase(t, tmpl, v)
+	c.name = tmpl + "/" + read + "/" + v.name
+	reason, allowed := coverageAllow[c.name]
+	if r, ok := versionDrift[is.version][c.name]; ok {
+		reason, allowed = r, true
+	}
+	t.Run(c.name, func(t *testing.T) {
+		t.Parallel()
+		if allowed {
+			t.Skip(reason)
+		}
+		compareTemplates(t, c, is)
+	})
+	return allowed
 }
 
 // coverageCase writes v's input (a Deployment whose pod uses template

@@ -8,7 +8,7 @@ import (
 
 func TestValueReads(t *testing.T) {
 	t.Parallel()
-	text := `{{ define "x" }}{{ .Values.global.a }}{{ end }}{{ template "x" . }}` +
+	text := `{{ define "x" }}{{ .Values.global.a }}{{ end }}{{ template "x" . }}{{ template "x" }}` +
 		`{{ if eq (.Values.pilot.env).FLAG true }}{{ range $.Values.b.c }}{{ . }}{{ end }}{{ end }}` +
 		`{{ with .Values.d }}{{ .e }}{{ end }}{{ .ProxyConfig.Values }}`
 	tmpl, err := template.New("t").Parse(text)

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"text/template/parse"
+
+	"github.com/meshinject/meshinject/templates"
 )
 
 // istioTemplates are Istio's injection templates the built-ins stand for,
@@ -75,66 +77,35 @@ var indexedMaps = map[string]string{
 	"ProxyConfig.ProxyMetadata": "proxyMetadata",
 }
 
-// readsOf walks a template's parse tree and adds every read it finds.
+// readsOf adds every read under n: .Values paths (templates.ValuesPath)
+// and the keys an indexing command names.
 func readsOf(n parse.Node, add func(string)) {
-	switch n := n.(type) {
-	case *parse.ListNode:
-		if n != nil {
-			for _, c := range n.Nodes {
-				readsOf(c, add)
-			}
+	templates.Inspect(n, func(n parse.Node) bool {
+		if p, ok := templates.ValuesPath(n); ok {
+			add("values:" + p)
+			return false
 		}
-	case *parse.ActionNode:
-		readsOf(n.Pipe, add)
-	case *parse.IfNode:
-		readsOfBranch(&n.BranchNode, add)
-	case *parse.RangeNode:
-		readsOfBranch(&n.BranchNode, add)
-	case *parse.WithNode:
-		readsOfBranch(&n.BranchNode, add)
-	case *parse.TemplateNode:
-		readsOf(n.Pipe, add)
-	case *parse.PipeNode:
-		if n != nil {
-			for _, c := range n.Cmds {
-				readsOf(c, add)
-			}
+		if c, ok := n.(*parse.CommandNode); ok {
+			indexedKeys(c, add)
 		}
-	case *parse.CommandNode:
-		for i, arg := range n.Args {
-			if f, ok := arg.(*parse.FieldNode); ok && i+1 < len(n.Args) {
-				if s, ok := n.Args[i+1].(*parse.StringNode); ok {
-					if kind, ok := indexedMaps[strings.Join(f.Ident, ".")]; ok {
-						add(kind + ":" + s.Text)
-					}
-				}
-			}
-			readsOf(arg, add)
-		}
-	case *parse.FieldNode:
-		if len(n.Ident) > 1 && n.Ident[0] == "Values" {
-			add("values:" + strings.Join(n.Ident[1:], "."))
-		}
-	case *parse.VariableNode:
-		if len(n.Ident) > 2 && n.Ident[1] == "Values" {
-			add("values:" + strings.Join(n.Ident[2:], "."))
-		}
-	case *parse.ChainNode:
-		// (.Values.pilot.env).KEY reads pilot.env.KEY.
-		if p, ok := n.Node.(*parse.PipeNode); ok && len(p.Cmds) == 1 && len(p.Cmds[0].Args) == 1 {
-			if f, ok := p.Cmds[0].Args[0].(*parse.FieldNode); ok && len(f.Ident) > 0 && f.Ident[0] == "Values" {
-				add("values:" + strings.Join(append(slices.Clone(f.Ident[1:]), n.Field...), "."))
-				return
-			}
-		}
-		readsOf(n.Node, add)
-	}
+		return true
+	})
 }
 
-func readsOfBranch(b *parse.BranchNode, add func(string)) {
-	readsOf(b.Pipe, add)
-	readsOf(b.List, add)
-	readsOf(b.ElseList, add)
+// indexedKeys adds the key of each map field of indexedMaps that c indexes
+// with a string argument.
+func indexedKeys(c *parse.CommandNode, add func(string)) {
+	for i := 0; i+1 < len(c.Args); i++ {
+		f, ok := c.Args[i].(*parse.FieldNode)
+		if !ok {
+			continue
+		}
+		if s, ok := c.Args[i+1].(*parse.StringNode); ok {
+			if kind, ok := indexedMaps[strings.Join(f.Ident, ".")]; ok {
+				add(kind + ":" + s.Text)
+			}
+		}
+	}
 }
 
 // TestTemplateReads checks the parser on a template whose reads are known,

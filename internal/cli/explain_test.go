@@ -46,6 +46,7 @@ func TestExplainDecisions(t *testing.T) {
 		"denied.yaml":            {"denied", true, `invalid sidecar.istio.io/proxyCPU "fast"`},
 		"gateway.yaml":           {"injected", true, ""},
 		"canary.yaml":            {"injected", true, ""},
+		"values-unread-key.yaml": {"injected", true, ""},
 	}
 	for _, c := range testutil.ManifestCases(t, "testdata/explain") {
 		w, ok := want[strings.TrimPrefix(c.Name, "explain/")]

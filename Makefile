@@ -186,7 +186,9 @@ test-compat: ## Check the built-in templates against Istio's own (rendered from 
 			-set global.hub=docker.io/istio,global.tag=$(COMPAT_TAG); \
 		set="$$set $$v=$(CURDIR)/.cache/compat/$$v"; modules="$$modules $$v=$$mod"; \
 	done; \
-	COMPAT_ISTIO="$$set" COMPAT_ISTIO_MODULES="$$modules" COMPAT_TAG=$(COMPAT_TAG) COMPAT_ISTIOCTL=$$tools/istioctl go test -tags compat -count=1 -timeout 10m ./e2e/compat/
+	set -o pipefail; \
+	COMPAT_ISTIO="$$set" COMPAT_ISTIO_MODULES="$$modules" COMPAT_TAG=$(COMPAT_TAG) COMPAT_ISTIOCTL=$$tools/istioctl go test -tags compat -count=1 -timeout 10m -v ./e2e/compat/ \
+		| grep -vE '^ *(=== (RUN|PAUSE|CONT|NAME)|--- (PASS|SKIP): .*/)'  # the tests' reports (counts, skips with their reasons) and failures, not every passing case
 
 IMAGE      ?= meshinject:dev
 # Released images are $(IMAGE_REPO):$(APP_VERSION), the chart's appVersion,

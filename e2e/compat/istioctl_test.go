@@ -404,15 +404,7 @@ var istioSamples = []string{
 // chart, and wants the same objects.
 func TestIstioSamples(t *testing.T) {
 	is := istios(t)[0]
-	module := ""
-	for _, f := range strings.Fields(os.Getenv("COMPAT_ISTIO_MODULES")) {
-		if v, dir, ok := strings.Cut(f, "="); ok && v == is.version {
-			module = dir
-		}
-	}
-	if module == "" {
-		t.Fatal("COMPAT_ISTIO_MODULES names no module directory for " + is.version)
-	}
+	module := moduleDir(t, is.version)
 	for _, sample := range istioSamples {
 		t.Run(sample, func(t *testing.T) {
 			path := filepath.Join(module, sample)

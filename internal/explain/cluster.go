@@ -32,7 +32,9 @@ type Check struct {
 	// Verdict is meshinject's engine on the pod, with the configuration
 	// it serves in the cluster: injected, or why not.
 	Verdict Decision `json:"verdict"`
-	// Warnings say what needs a person: more than one injector matching.
+	// Warnings say what needs a person: more than one injector matching,
+	// values keys meshinject's configuration carries that injection does
+	// not read.
 	Warnings []string `json:"warnings,omitempty"`
 	// Hints say how to get what the pod seems to ask for.
 	Hints []string `json:"hints,omitempty"`
@@ -88,7 +90,11 @@ func (c *Checker) CheckAll(ctx context.Context, targets []Target) ([]Check, erro
 			}
 			nsLabels[ns] = n.Labels
 		}
-		out = append(out, check(mwcs.Items, eng, t, nsLabels[ns], cmpOr(c.Revision, "default")))
+		ck := check(mwcs.Items, eng, t, nsLabels[ns], cmpOr(c.Revision, "default"))
+		for _, w := range eng.Config().Warnings {
+			ck.Warnings = append(ck.Warnings, "meshinject's configuration: "+w)
+		}
+		out = append(out, ck)
 	}
 	return out, nil
 }

@@ -116,3 +116,28 @@ func TestCheckGolden(t *testing.T) {
 	testutil.Golden(t, "testdata/check.txt", text.String(), *update, "go test ./internal/explain -update")
 	testutil.Golden(t, "testdata/check.json", string(js)+"\n", *update, "go test ./internal/explain -update")
 }
+
+// TestCheckConfigWarnings checks a pod against a cluster whose meshinject
+// ConfigMap carries a values key injection does not read: the check warns,
+// naming the key.
+func TestCheckConfigWarnings(t *testing.T) {
+	t.Parallel()
+	client := fakeCluster(t)
+	cms := client.CoreV1().ConfigMaps("meshinject")
+	cm, err := cms.Get(t.Context(), "meshinject-config", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cm.Data["values"] = "global:\n  proxy:\n    tracerr: datadog\n"
+	if _, err := cms.Update(t.Context(), cm, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	p := pod("app", nil, nil)
+	checks, err := (&Checker{Client: client}).CheckAll(t.Context(), []Target{{Object: Object{APIVersion: "v1", Kind: "Pod", Namespace: "shop", Name: p.Name}, Pod: p}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := strings.Join(checks[0].Warnings, "\n"); !strings.Contains(w, "global.proxy.tracerr") {
+		t.Errorf("warnings %q do not name global.proxy.tracerr", checks[0].Warnings)
+	}
+}

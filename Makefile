@@ -64,8 +64,10 @@ test: ops-tools ## Run the unit, golden and property tests (the chart's lint, sc
 	go test -count=1 -run 'TestHostilePods' ./webhook/
 
 .PHONY: update-golden
-update-golden: ops-tools ## Refresh golden files (review the diff!): injection goldens, the chart's values table, deploy/monitoring.
-	go test ./internal/cli/ -run 'TestGolden$$' -update
+update-golden: ops-tools ## Refresh golden files (review the diff!): injection and explain goldens, the README's annotation table, the chart's values table, deploy/monitoring.
+	go test ./internal/cli/ -run 'TestGolden$$|TestExplainGolden' -update
+	go test ./inject/ -run 'TestAnnotationTable' -update
+	go test ./internal/explain/ -run 'TestCheckGolden' -update
 	MESHINJECT_OPS_TOOLS=$$(e2e/tools/build.sh ops $(TOOLS_CACHE)) go test ./deploy/ -run 'TestChartValuesDocumented|TestMonitoringFiles|TestMonitoringMetricNames' -update
 
 .PHONY: fmt

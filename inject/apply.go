@@ -419,8 +419,13 @@ func injectedContainers(pod *corev1.Pod) []corev1.Container {
 		names []string
 		have  []corev1.Container
 	}{{st.Containers, pod.Spec.Containers}, {st.InitContainers, pod.Spec.InitContainers}} {
+		// A set, so a status naming many containers costs one pass.
+		names := make(map[string]bool, len(list.names))
+		for _, n := range list.names {
+			names[n] = true
+		}
 		for i := range list.have {
-			if slices.Contains(list.names, list.have[i].Name) {
+			if names[list.have[i].Name] {
 				out = append(out, *list.have[i].DeepCopy())
 			}
 		}
@@ -434,16 +439,21 @@ func injectedContainers(pod *corev1.Pod) []corev1.Container {
 // to the injected container since (an environment variable, a field the
 // templates do not set) stays.
 func (in *injection) keepPrevious() error {
+	if len(in.previous) == 0 {
+		return nil
+	}
+	// The previous containers by name, in order: one pass over the pod's.
+	byName := make(map[string][]*corev1.Container, len(in.previous))
 	for i := range in.previous {
 		old := &in.previous[i]
 		// Later steps write these again from the app's probes and
 		// annotations, which removing the previous injection restored.
 		old.Env = slices.DeleteFunc(old.Env, func(v corev1.EnvVar) bool { return recomputedEnv[v.Name] })
-		for _, list := range [][]corev1.Container{in.pod.Spec.Containers, in.pod.Spec.InitContainers} {
-			for j := range list {
-				if list[j].Name != old.Name {
-					continue
-				}
+		byName[old.Name] = append(byName[old.Name], old)
+	}
+	for _, list := range [][]corev1.Container{in.pod.Spec.Containers, in.pod.Spec.InitContainers} {
+		for j := range list {
+			for _, old := range byName[list[j].Name] {
 				tree, err := preserve.Tree(&list[j])
 				if err != nil {
 					return fmt.Errorf("re-inject %s: %w", old.Name, err)

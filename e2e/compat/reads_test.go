@@ -3,6 +3,7 @@
 package compat
 
 import (
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -59,12 +60,7 @@ func templateReads(t *testing.T, path string) []string {
 	for _, tr := range trees {
 		readsOf(tr.Root, add)
 	}
-	keys := make([]string, 0, len(seen))
-	for k := range seen {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
+	return slices.Sorted(maps.Keys(seen))
 }
 
 // indexedMaps are the template fields whose keys a template names with a

@@ -64,11 +64,10 @@ test: ops-tools ## Run the unit, golden and property tests (the chart's lint, sc
 	go test -count=1 -run 'TestHostilePods' ./webhook/
 
 .PHONY: update-golden
-update-golden: ops-tools ## Refresh golden files (review the diff!): injection and explain goldens, the README's annotation table, the chart's values table, deploy/monitoring.
-	go test ./internal/cli/ -run 'TestGolden$$|TestExplainGolden' -update
-	go test ./inject/ -run 'TestAnnotationTable' -update
-	go test ./internal/explain/ -run 'TestCheckGolden' -update
-	MESHINJECT_OPS_TOOLS=$$(e2e/tools/build.sh ops $(TOOLS_CACHE)) go test ./deploy/ -run 'TestChartValuesDocumented|TestMonitoringFiles|TestMonitoringMetricNames' -update
+update-golden: ops-tools ## Regenerate every golden set (review the diff!): each package whose tests take -update (injection corpus, explain and check-inject, the README's tables, deploy/).
+	@pkgs=$$(git grep -l 'flag.Bool("update"' -- '*_test.go' | xargs -n1 dirname | sort -u | sed 's|^|./|'); \
+	echo "update-golden: $$pkgs"; \
+	MESHINJECT_OPS_TOOLS=$$(e2e/tools/build.sh ops $(TOOLS_CACHE)) go test -count=1 $$pkgs -update
 
 .PHONY: fmt
 fmt: ## Format the code.
@@ -80,17 +79,17 @@ lint: $(GOLANGCI_LINT) ## Run golangci-lint and check go.mod is tidy.
 	go mod tidy -diff
 
 .PHONY: fuzz
-fuzz: ## Run every fuzz test for FUZZTIME each (default 20s).
-	go test ./inject/ -run '^$$' -fuzz '^FuzzInject$$' -fuzztime $(FUZZTIME)
-	go test ./inject/ -run '^$$' -fuzz '^FuzzAnnotations$$' -fuzztime $(FUZZTIME)
-	go test ./manifest/ -run '^$$' -fuzz '^FuzzTransform$$' -fuzztime $(FUZZTIME)
-	go test ./webhook/ -run '^$$' -fuzz '^FuzzHandle$$' -fuzztime $(FUZZTIME)
-	go test ./webhook/ -run '^$$' -fuzz '^FuzzDecodeReview$$' -fuzztime $(FUZZTIME)
-	go test ./internal/rawpatch/ -run '^$$' -fuzz '^FuzzDiff$$' -fuzztime $(FUZZTIME)
+fuzz: ## Run every fuzz test of the module (found by name) for FUZZTIME each (default 20s).
+	@git grep -h -o '^func Fuzz[A-Za-z0-9_]*' -- '*_test.go' >/dev/null || { echo "fuzz: no fuzz tests found" >&2; exit 1; }
+	@git grep -o '^func Fuzz[A-Za-z0-9_]*' -- '*_test.go' | sed 's|^\(.*\)/[^/]*:func |\1 |' | sort -u | \
+	while read -r dir name; do \
+		echo "fuzz: ./$$dir $$name"; \
+		go test ./$$dir -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) </dev/null || exit 1; \
+	done
 
 .PHONY: bench
 bench: ## Benchmark the engine against the decode/encode floor, and hostile pods at the size limit (-benchmem).
-	go test ./inject/ -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count 1
+	go test ./internal/inject/ -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -count 1
 	go test ./webhook/ -run '^$$' -bench '^BenchmarkHostile$$' -benchmem -benchtime 20x -count 1
 
 LOAD_DURATION ?= 5s
@@ -218,7 +217,7 @@ image: ## Build ghcr.io/meshinject/meshinject:<appVersion> without Docker: an OC
 		CGO_ENABLED=0 GOOS=$${p%/*} GOARCH=$${p#*/} go build -trimpath -ldflags "$(call ldflags,$(APP_VERSION))" \
 			-o $(IMAGE_DIR)/meshinject-rootfs/$${p/\//_}/meshinject ./cmd/meshinject; \
 	done
-	go run ./hack/ociimage -ref $(IMAGE_REPO):$(APP_VERSION) \
+	go run ./hack/mkimage -ref $(IMAGE_REPO):$(APP_VERSION) \
 		$(foreach p,$(IMAGE_PLATFORMS),-platform $(p)=$(IMAGE_DIR)/meshinject-rootfs/$(subst /,_,$(p))) \
 		-entrypoint /meshinject -label org.opencontainers.image.title=meshinject \
 		-label org.opencontainers.image.version=$(APP_VERSION) -label org.opencontainers.image.revision=$(COMMIT) \
@@ -243,25 +242,25 @@ PROXY_PATH     := /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 node-images: image e2e-tools node-host-tools ## Build the node tier's images (meshinject, the sandbox pause, CoreDNS, go-httpbin, Istio's pilot and proxyv2 with the Envoy stand-in) into .cache/image.
 	@rm -rf $(IMAGE_DIR)/pause-rootfs $(IMAGE_DIR)/coredns-rootfs $(IMAGE_DIR)/httpbin-rootfs
 	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o $(IMAGE_DIR)/pause-rootfs/pause ./e2e/images/pause
-	go run ./hack/ociimage -ref localhost/meshinject-e2e/pause:1 -platform $(NODE_PLATFORM)=$(IMAGE_DIR)/pause-rootfs \
+	go run ./hack/mkimage -ref localhost/meshinject-e2e/pause:1 -platform $(NODE_PLATFORM)=$(IMAGE_DIR)/pause-rootfs \
 		-entrypoint /pause -layout $(IMAGE_DIR)/pause -archive $(IMAGE_DIR)/pause.oci.tar >/dev/null
 	@rm -rf $(IMAGE_DIR)/netcheck-rootfs
 	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o $(IMAGE_DIR)/netcheck-rootfs/netcheck ./e2e/images/netcheck
-	go run ./hack/ociimage -ref localhost/meshinject-e2e/netcheck:1 -platform $(NODE_PLATFORM)=$(IMAGE_DIR)/netcheck-rootfs \
+	go run ./hack/mkimage -ref localhost/meshinject-e2e/netcheck:1 -platform $(NODE_PLATFORM)=$(IMAGE_DIR)/netcheck-rootfs \
 		-entrypoint /netcheck -layout $(IMAGE_DIR)/netcheck -archive $(IMAGE_DIR)/netcheck.oci.tar >/dev/null
 	@mkdir -p $(IMAGE_DIR)/coredns-rootfs && cp $$(e2e/tools/build.sh coredns $(TOOLS_CACHE))/coredns $(IMAGE_DIR)/coredns-rootfs/
-	go run ./hack/ociimage -ref localhost/meshinject-e2e/coredns:1 -platform $(NODE_PLATFORM)=$(IMAGE_DIR)/coredns-rootfs \
+	go run ./hack/mkimage -ref localhost/meshinject-e2e/coredns:1 -platform $(NODE_PLATFORM)=$(IMAGE_DIR)/coredns-rootfs \
 		-entrypoint /coredns -layout $(IMAGE_DIR)/coredns -archive $(IMAGE_DIR)/coredns.oci.tar >/dev/null
 	@mkdir -p $(IMAGE_DIR)/httpbin-rootfs/bin && cp $$(e2e/tools/build.sh httpbin $(TOOLS_CACHE))/go-httpbin $(IMAGE_DIR)/httpbin-rootfs/bin/
-	go run ./hack/ociimage -ref $(HTTPBIN_IMAGE) -platform $(NODE_PLATFORM)=$(IMAGE_DIR)/httpbin-rootfs \
+	go run ./hack/mkimage -ref $(HTTPBIN_IMAGE) -platform $(NODE_PLATFORM)=$(IMAGE_DIR)/httpbin-rootfs \
 		-entrypoint /bin/go-httpbin -layout $(IMAGE_DIR)/httpbin -archive $(IMAGE_DIR)/httpbin.oci.tar >/dev/null
 	@istio=$$(e2e/tools/build.sh istio $(TOOLS_CACHE)); \
 	mod=$$(cd e2e/tools/istio && go mod download -json istio.io/istio@$(ISTIO_VERSION) | awk -F'"' '$$2 == "Dir" { print $$4 }'); \
 	[[ -n $$mod ]] || { echo "node-images: istio.io/istio@$(ISTIO_VERSION) is not served" >&2; exit 1; }; \
 	e2e/images/istio/rootfs.sh $(IMAGE_DIR)/istio-rootfs $$istio $$mod
-	go run ./hack/ociimage -ref $(NODE_ISTIO_HUB)/pilot:$(ISTIO_VERSION) -platform $(NODE_PLATFORM)=$(IMAGE_DIR)/istio-rootfs/pilot \
+	go run ./hack/mkimage -ref $(NODE_ISTIO_HUB)/pilot:$(ISTIO_VERSION) -platform $(NODE_PLATFORM)=$(IMAGE_DIR)/istio-rootfs/pilot \
 		-user 1337:1337 -entrypoint /usr/local/bin/pilot-discovery -layout $(IMAGE_DIR)/istio-pilot -archive $(IMAGE_DIR)/istio-pilot.oci.tar >/dev/null
-	go run ./hack/ociimage -ref $(NODE_ISTIO_HUB)/proxyv2:$(ISTIO_VERSION) -platform $(NODE_PLATFORM)=$(IMAGE_DIR)/istio-rootfs/proxyv2 \
+	go run ./hack/mkimage -ref $(NODE_ISTIO_HUB)/proxyv2:$(ISTIO_VERSION) -platform $(NODE_PLATFORM)=$(IMAGE_DIR)/istio-rootfs/proxyv2 \
 		-user 1337:1337 -env PATH=$(PROXY_PATH) -entrypoint /usr/local/bin/pilot-agent \
 		-layout $(IMAGE_DIR)/istio-proxyv2 -archive $(IMAGE_DIR)/istio-proxyv2.oci.tar >/dev/null
 

@@ -13,8 +13,8 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	"sigs.k8s.io/yaml"
 
-	"github.com/meshinject/meshinject/config"
-	"github.com/meshinject/meshinject/internal/tags"
+	"github.com/meshinject/meshinject/cmd/meshinject/app/tags"
+	"github.com/meshinject/meshinject/internal/config"
 	"github.com/meshinject/meshinject/internal/testutil"
 )
 

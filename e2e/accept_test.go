@@ -15,12 +15,12 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
-	"github.com/meshinject/meshinject/manifest"
+	"github.com/meshinject/meshinject/cmd/meshinject/app/manifest"
 )
 
 // goldenOutputs are the injected manifests checked against the API server:
 // every golden output of the offline injector and the examples.
-var goldenOutputs = []string{"../internal/cli/testdata/inject/*.injected", "../examples/*.injected"}
+var goldenOutputs = []string{"../internal/inject/testdata/inject/*.injected", "../examples/*.injected"}
 
 // invalidInputs are golden cases whose input pod is itself invalid, on
 // purpose, with the reason.
@@ -125,7 +125,7 @@ func createServiceAccount(t *testing.T, ns, name string) {
 func TestRestrictedPodSecurity(t *testing.T) {
 	ns := namespace(t, "restricted", map[string]string{"istio-injection": "disabled",
 		"pod-security.kubernetes.io/enforce": "restricted", "pod-security.kubernetes.io/enforce-version": "latest"})
-	dir := "../internal/cli/testdata/inject/"
+	dir := "../internal/inject/testdata/inject/"
 	pods := goldenPods(t, dir+"seccomp-cni-restricted.yaml.injected")
 	if len(pods) != 1 {
 		t.Fatalf("seccomp-cni-restricted.yaml.injected holds %d pods, want 1", len(pods))

@@ -16,7 +16,7 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 
-	"github.com/meshinject/meshinject/internal/ociimage"
+	"github.com/meshinject/meshinject/hack/ociimage"
 )
 
 // TestImageMatchesDockerfile: the binary in `make image`'s image for this

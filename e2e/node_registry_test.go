@@ -19,7 +19,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
-	"github.com/meshinject/meshinject/internal/ociimage"
+	"github.com/meshinject/meshinject/hack/ociimage"
 )
 
 // registryAddr is where the node's registry listens inside the network

@@ -20,7 +20,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/meshinject/meshinject/certs"
-	"github.com/meshinject/meshinject/manifest"
+	"github.com/meshinject/meshinject/cmd/meshinject/app/manifest"
 )
 
 var certificates = schema.GroupVersionResource{Group: "cert-manager.io", Version: "v1", Resource: "certificates"}

@@ -10,9 +10,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
-	"github.com/meshinject/meshinject/inject"
-	"github.com/meshinject/meshinject/internal/benchpods"
-	"github.com/meshinject/meshinject/internal/preserve"
+	"github.com/meshinject/meshinject/hack/benchpods"
+	"github.com/meshinject/meshinject/internal/inject"
+	"github.com/meshinject/meshinject/internal/podcodec"
 )
 
 // BenchmarkHandle measures one review through the handler: pod decode,
@@ -66,7 +66,7 @@ func BenchmarkServeHTTP(b *testing.B) {
 func BenchmarkPatch(b *testing.B) {
 	h, _ := newTestHandler(b, true)
 	for _, p := range benchpods.All() {
-		current, _, err := preserve.RoundTrip(p.JSON, preserve.Options{}, func(pod *corev1.Pod) (bool, error) {
+		current, _, err := podcodec.RoundTrip(p.JSON, podcodec.Options{}, func(pod *corev1.Pod) (bool, error) {
 			res, err := h.opts.Engines.Engine().Inject(inject.Request{Pod: pod, Namespace: "shop", NativeSidecars: true})
 			if err == nil {
 				*pod = *res.Pod

@@ -8,7 +8,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 
-	"github.com/meshinject/meshinject/inject"
+	"github.com/meshinject/meshinject/internal/inject"
 	"github.com/meshinject/meshinject/internal/promreg"
 )
 

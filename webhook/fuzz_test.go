@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"net/http"
 	"testing"
 
 	"github.com/go-logr/logr"
@@ -8,7 +9,9 @@ import (
 )
 
 // FuzzHandle feeds arbitrary pod bytes and paths through the handler: no
-// panic, and an allowed patch always applies to the request bytes.
+// panic, no internal error (a 500: whatever the pod, it is injected,
+// skipped, or refused naming what is wrong), and an allowed patch always
+// applies to the request bytes.
 func FuzzHandle(f *testing.F) {
 	f.Add([]byte(reviewPod), "/inject")
 	f.Add([]byte(`{"metadata":{"annotations":{"sidecar.istio.io/proxyCPU":"1"}},"spec":{"containers":[{"name":"a","x":1}],"volumes":[{"name":"v","y":{}}]}}`), "/inject/net/n")
@@ -21,6 +24,9 @@ func FuzzHandle(f *testing.F) {
 		req := rawRequest(raw)
 		ctx := withPathParams(logf.IntoContext(t.Context(), logr.Discard()), path)
 		resp := h.Handle(ctx, req)
+		if r := resp.Result; r != nil && r.Code >= http.StatusInternalServerError && r.Code != http.StatusServiceUnavailable {
+			t.Fatalf("internal error %d: %s", r.Code, r.Message)
+		}
 		if !resp.Allowed || len(resp.Patch) == 0 {
 			return
 		}

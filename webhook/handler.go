@@ -18,9 +18,9 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
-	"github.com/meshinject/meshinject/inject"
-	"github.com/meshinject/meshinject/internal/preserve"
-	"github.com/meshinject/meshinject/internal/rawpatch"
+	"github.com/meshinject/meshinject/internal/inject"
+	"github.com/meshinject/meshinject/internal/podcodec"
+	"github.com/meshinject/meshinject/webhook/internal/rawpatch"
 )
 
 // EngineSource returns the engine to use for one review. The config
@@ -130,7 +130,7 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 	eng := h.opts.Engines.Engine() // the review keeps the engine it started with
 	var res inject.Result
 	var workload inject.Workload
-	current, changed, err := preserve.RoundTrip(req.Object.Raw, preserve.Options{}, func(pod *corev1.Pod) (bool, error) {
+	current, changed, err := podcodec.RoundTrip(req.Object.Raw, podcodec.Options{}, func(pod *corev1.Pod) (bool, error) {
 		if err := ctx.Err(); err != nil {
 			return false, errExpired{err}
 		}
@@ -213,7 +213,7 @@ type errExpired struct{ error }
 // notInjected answers a review whose pod was not injected: skipped, or an
 // error of decoding, the deadline, the pod's annotations or our own.
 func (h *Handler) notInjected(req admission.Request, log logr.Logger, rec reviewMetrics, res inject.Result, warnings []string, err error) admission.Response {
-	var de *preserve.DecodeError
+	var de *podcodec.DecodeError
 	var ie *inject.Error
 	var expired errExpired
 	switch {
@@ -304,7 +304,7 @@ func patchResponse(raw, current []byte) (admission.Response, int, error) {
 }
 
 // encodingNoop reports whether op only adds what encoding a typed Pod
-// writes for a member the request left unset (preserve.Invented), which
+// writes for a member the request left unset (podcodec.Invented), which
 // the API server treats the same as the member being absent.
 func encodingNoop(op rawpatch.Operation) bool {
 	key := op.Path[strings.LastIndexByte(op.Path, '/')+1:]
@@ -321,7 +321,7 @@ func encodingNoop(op rawpatch.Operation) bool {
 	default:
 		return false
 	}
-	return preserve.Invented(key, v)
+	return podcodec.Invented(key, v)
 }
 
 func prefixed(ws []string) []string {

@@ -22,9 +22,9 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
-	"github.com/meshinject/meshinject/config"
-	"github.com/meshinject/meshinject/inject"
-	"github.com/meshinject/meshinject/internal/benchpods"
+	"github.com/meshinject/meshinject/hack/benchpods"
+	"github.com/meshinject/meshinject/internal/config"
+	"github.com/meshinject/meshinject/internal/inject"
 )
 
 func newTestHandler(t testing.TB, native bool) (*Handler, *Metrics) {

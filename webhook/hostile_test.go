@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/meshinject/meshinject/internal/benchpods"
+	"github.com/meshinject/meshinject/hack/benchpods"
 )
 
 // hostilePods build pods that grow one dimension to n: what anyone who may

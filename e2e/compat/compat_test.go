@@ -23,7 +23,7 @@ import (
 	"github.com/pmezard/go-difflib/difflib"
 	"sigs.k8s.io/yaml"
 
-	"github.com/meshinject/meshinject/internal/cli"
+	"github.com/meshinject/meshinject/cmd/meshinject/app"
 	"github.com/meshinject/meshinject/internal/testutil"
 )
 
@@ -31,7 +31,7 @@ import (
 const repoRoot = "../.."
 
 // caseDirs hold the inputs compared: the golden inputs and the examples.
-var caseDirs = []string{"internal/cli/testdata/inject", "examples"}
+var caseDirs = []string{"internal/inject/testdata/inject", "examples"}
 
 // istio is one Istio version's rendered injector inputs.
 type istio struct {
@@ -78,10 +78,10 @@ func inputCases(t *testing.T) []inputCase {
 	var out []inputCase
 	for _, d := range caseDirs {
 		for _, c := range testutil.ManifestCases(t, filepath.Join(repoRoot, d)) {
-			// Flag values naming files are relative to internal/cli.
+			// Flag values naming files are relative to internal/inject.
 			for i, f := range c.Flags {
 				if strings.HasPrefix(f, "testdata/") {
-					c.Flags[i] = filepath.Join(repoRoot, "internal/cli", f)
+					c.Flags[i] = filepath.Join(repoRoot, "internal/inject", f)
 				}
 			}
 			out = append(out, inputCase{name: c.Name, path: c.Path, flags: c.Flags})
@@ -93,7 +93,7 @@ func inputCases(t *testing.T) []inputCase {
 // run executes meshinject's command line in-process.
 func run(args ...string) (stdout, stderr string, code int) {
 	var out, errb bytes.Buffer
-	code = cli.Execute(context.Background(), args, cli.Streams{In: strings.NewReader(""), Out: &out, Err: &errb})
+	code = app.Execute(context.Background(), args, app.Streams{In: strings.NewReader(""), Out: &out, Err: &errb})
 	return out.String(), errb.String(), code
 }
 

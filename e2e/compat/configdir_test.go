@@ -8,8 +8,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/meshinject/meshinject/inject"
-	"github.com/meshinject/meshinject/internal/reload"
+	"github.com/meshinject/meshinject/cmd/meshinject/app/reload"
+	"github.com/meshinject/meshinject/internal/inject"
 )
 
 // TestConfigDirIstioConfigMap serves Istio's istio-sidecar-injector and

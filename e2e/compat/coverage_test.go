@@ -12,7 +12,7 @@ import (
 
 	"sigs.k8s.io/yaml"
 
-	"github.com/meshinject/meshinject/config"
+	"github.com/meshinject/meshinject/internal/config"
 )
 
 // variant is one generated input: a pod of one of Istio's templates with

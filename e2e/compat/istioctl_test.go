@@ -15,7 +15,7 @@ import (
 
 	"sigs.k8s.io/yaml"
 
-	"github.com/meshinject/meshinject/config"
+	"github.com/meshinject/meshinject/internal/config"
 )
 
 // istioctl runs the pinned Istio's istioctl with a deadline.

@@ -30,8 +30,8 @@ import (
 	"time"
 
 	"github.com/meshinject/meshinject/certs"
+	"github.com/meshinject/meshinject/hack/benchpods"
 	"github.com/meshinject/meshinject/hack/internal/proc"
-	"github.com/meshinject/meshinject/internal/benchpods"
 )
 
 // clockTicks is USER_HZ, the unit of utime and stime in /proc/<pid>/stat

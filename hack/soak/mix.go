@@ -12,7 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/meshinject/meshinject/internal/benchpods"
+	"github.com/meshinject/meshinject/hack/benchpods"
 	"github.com/meshinject/meshinject/webhook"
 )
 

@@ -1,15 +1,18 @@
 package testutil
 
 import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	kjson "sigs.k8s.io/json"
-	"sigs.k8s.io/yaml"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 
-	"github.com/meshinject/meshinject/manifest"
+	kjson "sigs.k8s.io/json"
 )
 
 // ManifestCase is one manifest of a golden directory with the meshinject
@@ -55,25 +58,33 @@ func ManifestCases(t testing.TB, dir string) []ManifestCase {
 // ManifestDocs parses a manifest stream into its documents' JSON trees.
 func ManifestDocs(t testing.TB, data []byte) []any {
 	t.Helper()
-	docs, err := manifest.Split(data)
+	docs, err := ParseManifest(data)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return docs
+}
+
+// ParseManifest parses a YAML or JSON manifest stream into its documents'
+// JSON trees (integers kept as int64), leaving out empty documents.
+func ParseManifest(data []byte) ([]any, error) {
+	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
 	var out []any
-	for _, d := range docs {
-		j := d.Raw
-		if !d.JSON {
-			if j, err = yaml.YAMLToJSON(d.Raw); err != nil {
-				t.Fatal(err)
-			}
+	for {
+		var j json.RawMessage
+		err := dec.Decode(&j)
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, err
 		}
 		var v any
 		if err := kjson.UnmarshalCaseSensitivePreserveInts(j, &v); err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 		if v != nil {
 			out = append(out, v)
 		}
 	}
-	return out
 }

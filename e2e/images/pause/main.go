@@ -2,7 +2,7 @@
 // namespaces, reaps the zombies that end up with it as their init, and
 // exits on SIGINT or SIGTERM, as the sandbox ("pause") image of a
 // Kubernetes node does. Built into an image of its own with
-// internal/ociimage, it is this project's sandbox image, not the upstream
+// hack/ociimage, it is this project's sandbox image, not the upstream
 // one.
 package main
 

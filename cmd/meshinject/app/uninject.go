@@ -1,0 +1,52 @@
+package app
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/meshinject/meshinject/cmd/meshinject/app/manifest"
+	"github.com/meshinject/meshinject/internal/inject"
+)
+
+// UninjectOptions are the options of meshinject uninject.
+type UninjectOptions struct {
+	// Filename is a file, a directory or "-" for stdin. Required.
+	Filename string
+	// Output is the output file. Default: stdout.
+	Output string
+}
+
+func newUninjectCommand(s Streams) *cobra.Command {
+	o := &UninjectOptions{}
+	cmd := &cobra.Command{
+		Use:   "uninject -f FILE|DIR|-",
+		Short: "Remove an injection from the workloads of Kubernetes manifests",
+		Long: `Remove what injection added to every workload of the manifests given with -f:
+the containers, volumes and pull secrets listed in sidecar.istio.io/status,
+and the labels, annotations and probe rewrites it made. Workloads that were
+not injected pass through unchanged.`,
+		Example: `  meshinject uninject -f injected.yaml -o app.yaml`,
+		Args:    cobra.NoArgs,
+		RunE:    func(*cobra.Command, []string) error { return o.Run(s) },
+	}
+	cmd.Flags().StringVarP(&o.Filename, "filename", "f", "", "manifest file, directory (recursive: *.yaml, *.yml, *.json) or - for stdin")
+	cmd.Flags().StringVarP(&o.Output, "output", "o", "", "output file (default: stdout); written only if every input succeeds")
+	return cmd
+}
+
+// Run uninjects the manifests.
+func (o *UninjectOptions) Run(s Streams) error {
+	fn := func(obj manifest.Object, pod *corev1.Pod) (bool, error) {
+		if _, ok := pod.Annotations[inject.AnnotationStatus]; !ok {
+			fmt.Fprintf(s.Err, "meshinject: %s: not injected; left unchanged\n", obj)
+			return false, nil
+		}
+		if err := inject.Uninject(pod); err != nil {
+			return false, fmt.Errorf("%s: %w", obj, err)
+		}
+		return true, nil
+	}
+	return transformAll(o.Filename, o.Output, s, fn)
+}

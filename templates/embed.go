@@ -14,10 +14,6 @@ var files embed.FS
 //go:embed _helpers.tpl
 var helpers string
 
-// Helpers returns the named templates (define blocks) that every template
-// set is compiled with, so the built-in templates can share blocks.
-func Helpers() string { return helpers }
-
 // Builtin returns the built-in templates keyed by name (the file name without
 // its .yaml extension): gateway, grpc-agent, grpc-simple and sidecar.
 func Builtin() map[string]string {

@@ -33,7 +33,7 @@ type Options struct {
 // Compile parses text as the template called name with the function map
 // built from opts. Missing map keys render as the zero value, as in Istio.
 func Compile(name, text string, opts Options) (*template.Template, error) {
-	t, err := template.New(name).Funcs(FuncMap(opts)).Parse(helpers)
+	t, err := template.New(name).Funcs(funcMap(opts)).Parse(helpers)
 	if err != nil {
 		return nil, fmt.Errorf("parse template helpers: %w", err)
 	}
@@ -44,10 +44,10 @@ func Compile(name, text string, opts Options) (*template.Template, error) {
 	return t, nil
 }
 
-// FuncMap returns sprig's text functions overlaid with the functions Istio's
+// funcMap returns sprig's text functions overlaid with the functions Istio's
 // injection templates use, under Istio's names, argument orders and
 // semantics (istio.io/istio pkg/kube/inject's template function map).
-func FuncMap(opts Options) template.FuncMap {
+func funcMap(opts Options) template.FuncMap {
 	f := sprig.TxtFuncMap()
 	f["annotation"] = annotation
 	f["isset"] = isset
@@ -368,7 +368,7 @@ func ProtoToJSON(m proto.Message, defaults proto.Message) string {
 		return "{}"
 	}
 	if defaults != nil && defaults.ProtoReflect().Descriptor() == m.ProtoReflect().Descriptor() {
-		m = StripDefaults(m, defaults)
+		m = stripDefaults(m, defaults)
 	}
 	b, err := protojson.MarshalOptions{}.Marshal(m)
 	if err != nil {
@@ -382,9 +382,9 @@ func ProtoToJSON(m proto.Message, defaults proto.Message) string {
 	return out.String()
 }
 
-// StripDefaults returns a copy of m without the cleanedProxyConfigFields
+// stripDefaults returns a copy of m without the cleanedProxyConfigFields
 // whose values equal the same field of defaults.
-func StripDefaults(m, defaults proto.Message) proto.Message {
+func stripDefaults(m, defaults proto.Message) proto.Message {
 	out := proto.Clone(m)
 	r := out.ProtoReflect()
 	d := defaults.ProtoReflect()

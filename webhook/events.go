@@ -12,23 +12,23 @@ import (
 	"github.com/meshinject/meshinject/internal/promreg"
 )
 
-// EventRecorder records an event about an object. client-go's
-// events.EventRecorder (controller-runtime's manager.GetEventRecorder)
+// eventRecorder records an event about an object. client-go's
+// events.eventRecorder (controller-runtime's manager.GetEventRecorder)
 // satisfies it; it aggregates repeated events into a series, so a
 // scale-up of many replicas is one event, not one API call each.
-type EventRecorder interface {
+type eventRecorder interface {
 	Eventf(regarding runtime.Object, related runtime.Object, eventtype, reason, action, note string, args ...any)
 }
 
 // Event reasons.
 const (
-	ReasonInjected        = "Injected"
-	ReasonNotInjected     = "NotInjected"
-	ReasonInjectionDenied = "InjectionDenied"
+	reasonInjected        = "Injected"
+	reasonNotInjected     = "NotInjected"
+	reasonInjectionDenied = "InjectionDenied"
 )
 
-// DefaultEventQueue is Events' default queue length.
-const DefaultEventQueue = 1024
+// defaultEventQueue is Events' default queue length.
+const defaultEventQueue = 1024
 
 // Events emits the reviews' events off the admission path: an admission
 // puts its event in a bounded queue and goes on; Run forwards the queue to
@@ -36,7 +36,7 @@ const DefaultEventQueue = 1024
 // unreachable) the event is dropped and counted in
 // meshinject_events_dropped_total, never waited for.
 type Events struct {
-	rec     EventRecorder
+	rec     eventRecorder
 	queue   chan event
 	dropped prometheus.Counter
 }
@@ -48,9 +48,9 @@ type event struct {
 
 // NewEvents returns Events for rec with a queue of n (default
 // DefaultEventQueue), registering its metric with reg.
-func NewEvents(rec EventRecorder, n int, reg prometheus.Registerer) (*Events, error) {
+func NewEvents(rec eventRecorder, n int, reg prometheus.Registerer) (*Events, error) {
 	if n <= 0 {
-		n = DefaultEventQueue
+		n = defaultEventQueue
 	}
 	e := &Events{rec: rec, queue: make(chan event, n), dropped: prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "meshinject_events_dropped_total",

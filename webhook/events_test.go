@@ -50,7 +50,7 @@ func (f *fakeRecorder) all() []recordedEvent {
 
 // eventsHandler is a test handler with events going to rec, forwarded
 // until the test ends.
-func eventsHandler(t *testing.T, rec EventRecorder, queue int) (*Handler, *Events) {
+func eventsHandler(t *testing.T, rec eventRecorder, queue int) (*Handler, *Events) {
 	t.Helper()
 	h, _ := newTestHandler(t, true)
 	ev, err := NewEvents(rec, queue, prometheus.NewRegistry())
@@ -88,9 +88,9 @@ func TestHandleEvents(t *testing.T) {
 		got = rec.all()
 	}
 	want := []struct{ kind, reason, note string }{
-		{corev1.EventTypeNormal, ReasonInjected, "injected revision default with templates sidecar (config "},
-		{corev1.EventTypeWarning, ReasonNotInjected, "not injected: pod has hostNetwork"},
-		{corev1.EventTypeWarning, ReasonInjectionDenied, `invalid sidecar.istio.io/proxyCPU "fast"`},
+		{corev1.EventTypeNormal, reasonInjected, "injected revision default with templates sidecar (config "},
+		{corev1.EventTypeWarning, reasonNotInjected, "not injected: pod has hostNetwork"},
+		{corev1.EventTypeWarning, reasonInjectionDenied, `invalid sidecar.istio.io/proxyCPU "fast"`},
 	}
 	if len(got) != len(want) {
 		t.Fatalf("%d events, want %d: %+v", len(got), len(want), got)

@@ -41,12 +41,6 @@ type NativeSidecarPolicy interface {
 	NativeSidecars(pod *corev1.Pod) bool
 }
 
-// NativeSidecarPolicyFunc adapts a function to NativeSidecarPolicy.
-type NativeSidecarPolicyFunc func(pod *corev1.Pod) bool
-
-// NativeSidecars calls f.
-func (f NativeSidecarPolicyFunc) NativeSidecars(pod *corev1.Pod) bool { return f(pod) }
-
 // Always is a NativeSidecarPolicy with a fixed answer.
 type Always bool
 
@@ -60,7 +54,7 @@ type Options struct {
 	// Native decides native sidecars. Default: Always(true).
 	Native NativeSidecarPolicy
 	// Metrics records injection metrics. Default: none recorded.
-	Metrics *Metrics
+	Metrics *metrics
 	// Events records an event on the pod's workload for each review that
 	// reaches the engine: Injected, NotInjected (skipped) or
 	// InjectionDenied. Default: none.
@@ -110,8 +104,8 @@ func NewWebhook(h *Handler) *admission.Webhook {
 	}
 }
 
-// WarningPrefix starts every admission warning this webhook returns.
-const WarningPrefix = "meshinject: "
+// warningPrefix starts every admission warning this webhook returns.
+const warningPrefix = "meshinject: "
 
 // Handle injects req's pod.
 func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.Response {
@@ -161,10 +155,10 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 		resp.AuditAnnotations = audit(eng, decision, nil)
 		switch decision {
 		case "denied":
-			h.opts.Events.emit(workload, req.Namespace, corev1.EventTypeWarning, ReasonInjectionDenied, resp.Result.Message)
+			h.opts.Events.emit(workload, req.Namespace, corev1.EventTypeWarning, reasonInjectionDenied, resp.Result.Message)
 		case "error":
 		default:
-			h.opts.Events.emit(workload, req.Namespace, corev1.EventTypeWarning, ReasonNotInjected, "not injected: "+res.Reason)
+			h.opts.Events.emit(workload, req.Namespace, corev1.EventTypeWarning, reasonNotInjected, "not injected: "+res.Reason)
 		}
 		return resp
 	}
@@ -177,7 +171,7 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 	rec.success(time.Since(start))
 	log.V(1).Info("injected", "templates", res.Templates, "patchOperations", n)
 	resp.AuditAnnotations = audit(eng, "injected", res.Templates)
-	h.opts.Events.emit(workload, req.Namespace, corev1.EventTypeNormal, ReasonInjected, fmt.Sprintf("injected revision %s with templates %s (config %s)",
+	h.opts.Events.emit(workload, req.Namespace, corev1.EventTypeNormal, reasonInjected, fmt.Sprintf("injected revision %s with templates %s (config %s)",
 		resp.AuditAnnotations["revision"], resp.AuditAnnotations["templates"], resp.AuditAnnotations["config"]))
 	return resp.WithWarnings(warnings...)
 }
@@ -249,7 +243,7 @@ func (h *Handler) checkRequest(log logr.Logger, rec reviewMetrics, req admission
 		return admission.Errored(http.StatusBadRequest, errors.New("request.uid: missing (the API server matches the response to it)")), true
 	case req.Kind.Kind != "Pod" || req.Kind.Group != "":
 		log.V(1).Info("ignoring a request that is not for a Pod", "kind", req.Kind.String())
-		return admission.Allowed("").WithWarnings(fmt.Sprintf("%snot injected: the request is for %s, not a Pod", WarningPrefix, req.Kind.Kind)), true
+		return admission.Allowed("").WithWarnings(fmt.Sprintf("%snot injected: the request is for %s, not a Pod", warningPrefix, req.Kind.Kind)), true
 	case len(req.Object.Raw) > h.opts.MaxPodBytes:
 		n := len(req.Object.Raw)
 		rec.failure("too_large")
@@ -269,7 +263,7 @@ func (h *Handler) skipped(log logr.Logger, rec reviewMetrics, res inject.Result,
 	} else {
 		log.V(1).Info("not injected", "reason", res.Reason)
 	}
-	return admission.Allowed("").WithWarnings(append(warnings, WarningPrefix+"not injected: "+res.Reason)...)
+	return admission.Allowed("").WithWarnings(append(warnings, warningPrefix+"not injected: "+res.Reason)...)
 }
 
 // sizeText writes a byte count for people: 1.3 MiB, 512 KiB, 100 bytes.
@@ -327,7 +321,7 @@ func encodingNoop(op rawpatch.Operation) bool {
 func prefixed(ws []string) []string {
 	out := make([]string, 0, len(ws)+1)
 	for _, w := range ws {
-		out = append(out, WarningPrefix+w)
+		out = append(out, warningPrefix+w)
 	}
 	return out
 }

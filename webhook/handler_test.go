@@ -27,7 +27,7 @@ import (
 	"github.com/meshinject/meshinject/internal/inject"
 )
 
-func newTestHandler(t testing.TB, native bool) (*Handler, *Metrics) {
+func newTestHandler(t testing.TB, native bool) (*Handler, *metrics) {
 	t.Helper()
 	cfg, err := config.Load(config.Sources{})
 	if err != nil {
@@ -176,7 +176,7 @@ func TestHandleSkips(t *testing.T) {
 			if !resp.Allowed || len(resp.Patch) != 0 {
 				t.Fatalf("want allowed without patch, got %+v", resp)
 			}
-			if len(resp.Warnings) != 1 || !strings.HasPrefix(resp.Warnings[0], WarningPrefix) || !strings.Contains(resp.Warnings[0], tc.warning) {
+			if len(resp.Warnings) != 1 || !strings.HasPrefix(resp.Warnings[0], warningPrefix) || !strings.Contains(resp.Warnings[0], tc.warning) {
 				t.Errorf("warnings = %q, want one containing %q", resp.Warnings, tc.warning)
 			}
 			if got := testutil.ToFloat64(m.skips.WithLabelValues(tc.kind)); got != 1 {

@@ -11,10 +11,10 @@ import (
 	"github.com/meshinject/meshinject/internal/promreg"
 )
 
-// Metrics are the injection metrics, under Istio's names so existing
+// metrics are the injection metrics, under Istio's names so existing
 // dashboards work. Label values are bounded: skip and failure reasons are
-// fixed kinds, never pod or annotation text. A nil *Metrics records nothing.
-type Metrics struct {
+// fixed kinds, never pod or annotation text. A nil *metrics records nothing.
+type metrics struct {
 	requests  *prometheus.CounterVec
 	successes *prometheus.CounterVec
 	skips     *prometheus.CounterVec
@@ -33,14 +33,14 @@ type MetricsOptions struct {
 
 // NewMetrics creates the metrics and registers them with reg, sharing
 // those already there (promreg.Register).
-func NewMetrics(reg prometheus.Registerer, opts MetricsOptions) (*Metrics, error) {
+func NewMetrics(reg prometheus.Registerer, opts MetricsOptions) (*metrics, error) {
 	labels := func(l ...string) []string {
 		if opts.NamespaceLabel {
 			l = append(l, "namespace")
 		}
 		return l
 	}
-	m := &Metrics{namespace: opts.NamespaceLabel,
+	m := &metrics{namespace: opts.NamespaceLabel,
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sidecar_injection_requests_total", Help: "Total number of sidecar injection requests.",
 		}, labels()),
@@ -82,12 +82,12 @@ func injectionBuckets() []float64 {
 // reviewMetrics records one review's metrics, in its namespace's series
 // when the metrics have the label. The zero value records nothing.
 type reviewMetrics struct {
-	m  *Metrics
+	m  *metrics
 	ns string
 }
 
 // review is the recorder of a review in namespace ns.
-func (m *Metrics) review(ns string) reviewMetrics { return reviewMetrics{m: m, ns: ns} }
+func (m *metrics) review(ns string) reviewMetrics { return reviewMetrics{m: m, ns: ns} }
 
 // labels are the label values with the namespace when the metrics have it.
 func (r reviewMetrics) labels(l ...string) []string {

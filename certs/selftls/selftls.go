@@ -95,8 +95,8 @@ func (o *Options) SetDefaults(revision string) {
 	}
 }
 
-// Manager keeps the serving certificate and the caBundle.
-type Manager struct {
+// manager keeps the serving certificate and the caBundle.
+type manager struct {
 	client   kubernetes.Interface
 	opts     Options
 	factory  informers.SharedInformerFactory
@@ -112,8 +112,8 @@ type Manager struct {
 
 // New returns the manager for opts (defaults already set); nothing
 // starts until Start.
-func New(client kubernetes.Interface, opts Options, reg prometheus.Registerer, log logr.Logger) (*Manager, error) {
-	s := &Manager{client: client, opts: opts, log: log, expiry: NewExpiryGauge(), kick: make(chan struct{}, 1)}
+func New(client kubernetes.Interface, opts Options, reg prometheus.Registerer, log logr.Logger) (*manager, error) {
+	s := &manager{client: client, opts: opts, log: log, expiry: NewExpiryGauge(), kick: make(chan struct{}, 1)}
 	if err := promreg.Register(reg, &s.expiry); err != nil {
 		return nil, fmt.Errorf("register certificate metrics: %w", err)
 	}
@@ -146,7 +146,7 @@ const (
 	keyCAKey  = "ca.key"
 )
 
-func (s *Manager) names() ([]string, []net.IP) {
+func (s *manager) names() ([]string, []net.IP) {
 	svc, ns := s.opts.ServiceName, s.opts.Namespace
 	dns := []string{svc + "." + ns + ".svc", svc + "." + ns + ".svc.cluster.local"}
 	var ips []net.IP
@@ -160,7 +160,7 @@ func (s *Manager) names() ([]string, []net.IP) {
 	return dns, ips
 }
 
-func (s *Manager) issue(ca *certs.Bundle) (*certs.Bundle, error) {
+func (s *manager) issue(ca *certs.Bundle) (*certs.Bundle, error) {
 	dns, ips := s.names()
 	return certs.NewServing(ca, certs.Options{CommonName: dns[0], DNSNames: dns, IPAddresses: ips, Duration: s.opts.ServingDuration})
 }
@@ -169,7 +169,7 @@ func (s *Manager) issue(ca *certs.Bundle) (*certs.Bundle, error) {
 // not yet due for renewal, creating or updating it with optimistic
 // concurrency: when another replica wins a race, its certificate is
 // adopted.
-func (s *Manager) Ensure(ctx context.Context) error {
+func (s *manager) Ensure(ctx context.Context) error {
 	secrets := s.client.CoreV1().Secrets(s.opts.Namespace)
 	for attempt := 0; attempt < 5; attempt++ {
 		sec, err := secrets.Get(ctx, s.opts.SecretName, metav1.GetOptions{})
@@ -235,7 +235,7 @@ func (s *Manager) Ensure(ctx context.Context) error {
 
 // newSecretData returns a new CA, a serving certificate it signed, and
 // the Secret data holding both.
-func (s *Manager) newSecretData() (ca, leaf *certs.Bundle, data map[string][]byte, err error) {
+func (s *manager) newSecretData() (ca, leaf *certs.Bundle, data map[string][]byte, err error) {
 	if ca, err = certs.NewCA(certs.Options{CommonName: "meshinject-ca"}); err != nil {
 		return nil, nil, nil, err
 	}
@@ -248,7 +248,7 @@ func (s *Manager) newSecretData() (ca, leaf *certs.Bundle, data map[string][]byt
 // takeOver replaces the Secret's content (it holds no CA key, so
 // self-managed TLS did not write it) with a new CA and serving
 // certificate, with optimistic concurrency.
-func (s *Manager) takeOver(ctx context.Context, sec *corev1.Secret) error {
+func (s *manager) takeOver(ctx context.Context, sec *corev1.Secret) error {
 	_, _, data, err := s.newSecretData()
 	if err != nil {
 		return err
@@ -266,7 +266,7 @@ func (s *Manager) takeOver(ctx context.Context, sec *corev1.Secret) error {
 	return nil
 }
 
-func (s *Manager) matches(leaf *certs.Bundle) bool {
+func (s *manager) matches(leaf *certs.Bundle) bool {
 	dns, ips := s.names()
 	for _, d := range dns {
 		if !slices.Contains(leaf.Cert.DNSNames, d) {
@@ -281,7 +281,7 @@ func (s *Manager) matches(leaf *certs.Bundle) bool {
 	return true
 }
 
-func (s *Manager) use(ca, leaf *certs.Bundle) error {
+func (s *manager) use(ca, leaf *certs.Bundle) error {
 	pair, err := tls.X509KeyPair(leaf.CertPEM, leaf.KeyPEM)
 	if err != nil {
 		return err
@@ -297,7 +297,7 @@ func (s *Manager) use(ca, leaf *certs.Bundle) error {
 }
 
 // GetCertificate is the tls.Config hook: the current serving certificate.
-func (s *Manager) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+func (s *manager) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 	if c := s.serving.Load(); c != nil {
 		return c, nil
 	}
@@ -306,7 +306,7 @@ func (s *Manager) GetCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error)
 
 // Ready is a readiness check: nil once the caBundle has been written into
 // at least one selected webhook configuration.
-func (s *Manager) Ready() error {
+func (s *manager) Ready() error {
 	if !s.written.Load() {
 		return errors.New("caBundle not written yet")
 	}
@@ -315,7 +315,7 @@ func (s *Manager) Ready() error {
 
 // Start keeps the certificate renewed and the caBundle in place until ctx
 // ends, then waits for its informer to stop.
-func (s *Manager) Start(ctx context.Context) error {
+func (s *manager) Start(ctx context.Context) error {
 	s.factory.Start(ctx.Done())
 	defer s.factory.Shutdown()
 	s.factory.WaitForCacheSync(ctx.Done())
@@ -342,7 +342,7 @@ func (s *Manager) Start(ctx context.Context) error {
 // of just those caBundles that carries the resourceVersion read, so a
 // concurrent change is a conflict: the patch is then retried on the
 // configuration as it is now.
-func (s *Manager) writeCABundle(ctx context.Context) error {
+func (s *manager) writeCABundle(ctx context.Context) error {
 	ca := s.ca.Load()
 	if ca == nil {
 		return errors.New("no CA loaded")

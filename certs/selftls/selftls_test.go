@@ -33,7 +33,7 @@ func mwc(name string) *admissionregistrationv1.MutatingWebhookConfiguration {
 	}
 }
 
-func newSM(t *testing.T, client kubernetes.Interface, o Options) *Manager {
+func newSM(t *testing.T, client kubernetes.Interface, o Options) *manager {
 	t.Helper()
 	o.SetDefaults("")
 	s, err := New(client, o, prometheus.NewRegistry(), testr.New(t))
@@ -50,7 +50,7 @@ func TestSelfManagedReplicas(t *testing.T) {
 	client := fake.NewClientset()
 	a, b := newSM(t, client, Options{}), newSM(t, client, Options{})
 	var wg sync.WaitGroup
-	for _, s := range []*Manager{a, b} {
+	for _, s := range []*manager{a, b} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -163,7 +163,7 @@ func TestSelfManagedRotation(t *testing.T) {
 }
 
 // runSM runs s until the test ends and waits for it to return.
-func runSM(t *testing.T, s *Manager) {
+func runSM(t *testing.T, s *manager) {
 	t.Helper()
 	done := make(chan struct{})
 	go func() {

@@ -8,9 +8,9 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 )
 
-// InjectionConfig is the injection config: the "config" key of Istio's
+// injectionConfig is the injection config: the "config" key of Istio's
 // istio-sidecar-injector ConfigMap.
-type InjectionConfig struct {
+type injectionConfig struct {
 	// Policy is "enabled" (inject unless opted out) or "disabled" (inject only
 	// when opted in). Default "enabled".
 	Policy string `json:"policy,omitempty"`
@@ -34,11 +34,11 @@ type InjectionConfig struct {
 // returns it.
 type Config struct {
 	// Injection is the injection config with the built-in templates added.
-	Injection InjectionConfig
+	Injection injectionConfig
 	// Values is the merged values tree, exposed to templates as .Values.
 	Values map[string]any
 	// Typed is the part of Values the engine reads, decoded and validated.
-	Typed Values
+	Typed values
 	// Mesh is the merged mesh config, exposed to templates as .MeshConfig.
 	Mesh *meshv1alpha1.MeshConfig
 	// DefaultProxyConfig is Istio's built-in default ProxyConfig; fields
@@ -73,16 +73,16 @@ type Config struct {
 	Hash string
 }
 
-// DefaultIstioMinor is the minor of the embedded default tag (1.31.4): the
+// defaultIstioMinor is the minor of the embedded default tag (1.31.4): the
 // version the built-ins follow when values name none.
-const DefaultIstioMinor = 31
+const defaultIstioMinor = 31
 
 // Follows reports whether the built-ins follow Istio 1.minor or later: the
 // values' minor, else DefaultIstioMinor.
 func (c *Config) Follows(minor int) bool {
 	m := c.IstioMinor
 	if m == 0 {
-		m = DefaultIstioMinor
+		m = defaultIstioMinor
 	}
 	return m >= minor
 }
@@ -96,11 +96,11 @@ func (c *Config) RevisionName() string {
 	return c.Revision
 }
 
-// Values is the part of the values tree the engine reads.
-type Values struct {
+// values is the part of the values tree the engine reads.
+type values struct {
 	Global                 GlobalValues                 `json:"global"`
-	SidecarInjectorWebhook SidecarInjectorWebhookValues `json:"sidecarInjectorWebhook"`
-	Pilot                  PilotValues                  `json:"pilot"`
+	SidecarInjectorWebhook sidecarInjectorWebhookValues `json:"sidecarInjectorWebhook"`
+	Pilot                  pilotValues                  `json:"pilot"`
 	Revision               string                       `json:"revision"`
 }
 
@@ -168,7 +168,7 @@ type ProxyValues struct {
 	ReadinessInitialDelaySeconds int32          `json:"readinessInitialDelaySeconds"`
 	ReadinessPeriodSeconds       int32          `json:"readinessPeriodSeconds"`
 	ReadinessFailureThreshold    int32          `json:"readinessFailureThreshold"`
-	StartupProbe                 StartupProbe   `json:"startupProbe"`
+	StartupProbe                 startupProbe   `json:"startupProbe"`
 	HoldApplication              bool           `json:"holdApplicationUntilProxyStarts"`
 	Lifecycle                    map[string]any `json:"lifecycle"`
 	Resources                    Resources      `json:"resources"`
@@ -188,8 +188,8 @@ type ProxyValues struct {
 	Tracer string `json:"tracer"`
 }
 
-// StartupProbe is values.global.proxy.startupProbe.
-type StartupProbe struct {
+// startupProbe is values.global.proxy.startupProbe.
+type startupProbe struct {
 	Enabled          bool  `json:"enabled"`
 	FailureThreshold int32 `json:"failureThreshold"`
 }
@@ -200,13 +200,13 @@ type Resources struct {
 	Limits   map[string]string `json:"limits,omitempty"`
 }
 
-// SidecarInjectorWebhookValues is values.sidecarInjectorWebhook.
-type SidecarInjectorWebhookValues struct {
+// sidecarInjectorWebhookValues is values.sidecarInjectorWebhook.
+type sidecarInjectorWebhookValues struct {
 	RewriteAppHTTPProbe bool `json:"rewriteAppHTTPProbe"`
 }
 
-// PilotValues is values.pilot.
-type PilotValues struct {
+// pilotValues is values.pilot.
+type pilotValues struct {
 	CNI struct {
 		Enabled  bool   `json:"enabled"`
 		Provider string `json:"provider"`

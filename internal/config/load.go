@@ -201,7 +201,7 @@ func loadValues(user []byte, set []string) (merged, own map[string]any, err erro
 			return nil, nil, fmt.Errorf("values: %w", err)
 		}
 		maps.Copy(own, over)
-		MergeValues(base, over)
+		mergeValues(base, over)
 	}
 	for _, kv := range set {
 		if err := SetValue(base, kv); err != nil {
@@ -230,10 +230,10 @@ func (c *Config) checkKeys(user map[string]any, strict bool) error {
 	return nil
 }
 
-// MergeValues merges over into base in place, as Helm merges values files:
+// mergeValues merges over into base in place, as Helm merges values files:
 // nested maps merge, any other value replaces, and a nil value deletes the
 // key from base.
-func MergeValues(base, over map[string]any) {
+func mergeValues(base, over map[string]any) {
 	for k, v := range over {
 		if v == nil {
 			delete(base, k)
@@ -241,7 +241,7 @@ func MergeValues(base, over map[string]any) {
 		}
 		if om, ok := v.(map[string]any); ok {
 			if bm, ok := base[k].(map[string]any); ok {
-				MergeValues(bm, om)
+				mergeValues(bm, om)
 				continue
 			}
 		}
@@ -297,7 +297,7 @@ func scalar(s string) any {
 	return s
 }
 
-func decodeValues(values map[string]any, out *Values) error {
+func decodeValues(values map[string]any, out *values) error {
 	b, err := json.Marshal(values)
 	if err != nil {
 		return fmt.Errorf("values: %w", err)
@@ -329,7 +329,7 @@ func valueAt(values map[string]any, path string) string {
 	return string(b)
 }
 
-func validateValues(v *Values) error {
+func validateValues(v *values) error {
 	p := &v.Global.Proxy
 	checks := []struct {
 		field string
@@ -395,7 +395,7 @@ func loadMesh(user []byte, revision, istioNamespace string) (*meshv1alpha1.MeshC
 		if _, err := parseMesh(configMapData(user, "mesh")); err != nil {
 			return nil, nil, fmt.Errorf("mesh config: %w", err)
 		}
-		MergeValues(base, over)
+		mergeValues(base, over)
 		merged, err := yaml.Marshal(base)
 		if err != nil {
 			return nil, nil, fmt.Errorf("mesh config: %w", err)
@@ -498,7 +498,7 @@ var configKeys = []string{"policy", "defaultTemplates", "templates", "aliases",
 	"neverInjectSelector", "alwaysInjectSelector", "injectedAnnotations", "template"}
 
 func loadInjection(user []byte, cfg *Config) error {
-	ic := InjectionConfig{}
+	ic := injectionConfig{}
 	if err := yaml.Unmarshal(mustDefault("config.yaml"), &ic); err != nil {
 		return fmt.Errorf("default injection config: %w", err)
 	}
@@ -508,7 +508,7 @@ func loadInjection(user []byte, cfg *Config) error {
 			ic.Templates = map[string]string{"sidecar": string(user)}
 		} else {
 			var over struct {
-				InjectionConfig `json:",inline"`
+				injectionConfig `json:",inline"`
 				// Template is Istio's legacy single-template key, taken as sidecar.
 				Template string `json:"template,omitempty"`
 			}
@@ -523,7 +523,7 @@ func loadInjection(user []byte, cfg *Config) error {
 					over.Templates["sidecar"] = over.Template
 				}
 			}
-			mergeInjection(&ic, &over.InjectionConfig)
+			mergeInjection(&ic, &over.injectionConfig)
 		}
 	}
 	all := templates.Builtin()
@@ -599,7 +599,7 @@ func isBareTemplate(b []byte) bool {
 	return true
 }
 
-func mergeInjection(base, over *InjectionConfig) {
+func mergeInjection(base, over *injectionConfig) {
 	if over.Policy != "" {
 		base.Policy = over.Policy
 	}

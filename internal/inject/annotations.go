@@ -74,8 +74,8 @@ var annotationTable = []annotationRule{
 	{annotation.SidecarBootstrapOverride.Name, "volumes", "mounts the bootstrap ConfigMap of that name and sets `ISTIO_BOOTSTRAP_OVERRIDE`", "ConfigMap name", checkConfigMapName},
 	{annotation.SidecarUserVolume.Name, "volumes", "extra volumes of the pod, mounted by userVolumeMount", "JSON map of name to Volume", checkUserVolumes},
 	{annotation.SidecarUserVolumeMount.Name, "volumes", "extra mounts of the proxy", "JSON map of name to VolumeMount, each with a mountPath", checkUserMounts},
-	{AnnotationCapNetBindService, "security", "`true` adds NET_BIND_SERVICE to istio-proxy, which then runs as root (uid 0, gid 1337); wins over values `global.proxy.capNetBindService`", "any; only `true` turns it on", nil},
-	{AnnotationDatadogEnv, "environment", "with values `global.proxy.tracer: datadog`, each key becomes a proxy variable of that value", "JSON object of strings, numbers or booleans (checked only with the datadog tracer)", nil},
+	{annotationCapNetBindService, "security", "`true` adds NET_BIND_SERVICE to istio-proxy, which then runs as root (uid 0, gid 1337); wins over values `global.proxy.capNetBindService`", "any; only `true` turns it on", nil},
+	{annotationDatadogEnv, "environment", "with values `global.proxy.tracer: datadog`, each key becomes a proxy variable of that value", "JSON object of strings, numbers or booleans (checked only with the datadog tracer)", nil},
 }
 
 // checkAnnotations checks the value of every annotation of the table that

@@ -23,8 +23,8 @@ import (
 // annotation table is generated from it. (fuzzAnnotations is too.)
 func TestAnnotationTable(t *testing.T) {
 	for got, want := range map[string]string{AnnotationInject: annotation.SidecarInject.Name, AnnotationStatus: annotation.SidecarStatus.Name,
-		AnnotationOverrides: annotation.ProxyOverrides.Name, AnnotationTemplates: annotation.InjectTemplates.Name,
-		AnnotationRevision: annotation.IoIstioRev.Name, AnnotationProxyConfig: annotation.ProxyConfig.Name} {
+		annotationOverrides: annotation.ProxyOverrides.Name, AnnotationTemplates: annotation.InjectTemplates.Name,
+		annotationRevision: annotation.IoIstioRev.Name, annotationProxyConfig: annotation.ProxyConfig.Name} {
 		if got != want {
 			t.Errorf("constant %q, Istio's name %q", got, want)
 		}

@@ -37,7 +37,7 @@ type overrides struct {
 // apply renders the templates, merges them into pod and post-processes it.
 // previous are the containers an earlier injection added, as the pod
 // carried them (see keepPrevious).
-func (e *Engine) apply(pod *corev1.Pod, s *Settings, names []string, previous []corev1.Container, warnings *[]string) error {
+func (e *Engine) apply(pod *corev1.Pod, s *settings, names []string, previous []corev1.Container, warnings *[]string) error {
 	in := &injection{e: e, pod: pod, s: s, names: names, warnings: warnings, previous: previous,
 		rec: newRecord(pod), status: Status{Revision: s.Revision}}
 	for _, step := range applySteps {
@@ -52,7 +52,7 @@ func (e *Engine) apply(pod *corev1.Pod, s *Settings, names []string, previous []
 type injection struct {
 	e        *Engine
 	pod      *corev1.Pod
-	s        *Settings
+	s        *settings
 	names    []string
 	warnings *[]string
 	rec      *record
@@ -149,7 +149,7 @@ func (in *injection) annotate() error {
 		if err != nil {
 			return err
 		}
-		in.pod.Annotations[AnnotationOverrides] = string(b)
+		in.pod.Annotations[annotationOverrides] = string(b)
 	}
 	maps.Copy(in.pod.Annotations, in.e.cfg.Injection.InjectedAnnotations)
 	return nil
@@ -393,15 +393,15 @@ func adjustInitUser(pod *corev1.Pod, user *corev1.Container, tproxy bool) {
 // recorded is a user's container as proxy.istio.io/overrides records it:
 // without image "auto", as Istio records it (uninject puts "auto" back).
 func recorded(c corev1.Container) corev1.Container {
-	if c.Image == AutoImage {
+	if c.Image == autoImage {
 		c.Image = ""
 	}
 	return c
 }
 
-// AutoImage is the image a user's container names to have injection fill
+// autoImage is the image a user's container names to have injection fill
 // in the proxy image.
-const AutoImage = "auto"
+const autoImage = "auto"
 
 // recomputedEnv are the proxy variables apply's steps after the merge
 // write.

@@ -13,20 +13,20 @@ import (
 const (
 	AnnotationInject      = "sidecar.istio.io/inject"
 	AnnotationStatus      = "sidecar.istio.io/status"
-	AnnotationOverrides   = "proxy.istio.io/overrides"
+	annotationOverrides   = "proxy.istio.io/overrides"
 	AnnotationTemplates   = "inject.istio.io/templates"
-	AnnotationRevision    = "istio.io/rev"
-	AnnotationProxyConfig = "proxy.istio.io/config"
-	// AnnotationCapNetBindService ("true") gives istio-proxy
+	annotationRevision    = "istio.io/rev"
+	annotationProxyConfig = "proxy.istio.io/config"
+	// annotationCapNetBindService ("true") gives istio-proxy
 	// NET_BIND_SERVICE, as values global.proxy.capNetBindService does.
-	AnnotationCapNetBindService = "sidecar.istio.io/capNetBindService"
-	// AnnotationDatadogEnv is a JSON object of variables added to the
+	annotationCapNetBindService = "sidecar.istio.io/capNetBindService"
+	// annotationDatadogEnv is a JSON object of variables added to the
 	// proxy's environment when values global.proxy.tracer is datadog.
-	AnnotationDatadogEnv = "apm.datadoghq.com/env"
-	// AnnotationUninject records what injection changed beyond the status
+	annotationDatadogEnv = "apm.datadoghq.com/env"
+	// annotationUninject records what injection changed beyond the status
 	// annotation (labels, annotations, probes, pod fields) so that Uninject
 	// restores the pod exactly.
-	AnnotationUninject = "meshinject.io/uninject"
+	annotationUninject = "meshinject.io/uninject"
 )
 
 // Skip kinds: bounded labels for why a pod was not injected.
@@ -34,8 +34,8 @@ const (
 	SkipHostNetwork    = "host_network"
 	SkipIgnoredNS      = "ignored_namespace"
 	SkipExplicitOff    = "explicitly_disabled"
-	SkipNeverSelector  = "never_inject_selector"
-	SkipPolicyDisabled = "policy_disabled"
+	skipNeverSelector  = "never_inject_selector"
+	skipPolicyDisabled = "policy_disabled"
 	SkipPolicyUnknown  = "policy_unknown"
 )
 
@@ -44,8 +44,8 @@ var ignoredNamespaces = map[string]bool{
 	"kube-system": true, "kube-public": true, "kube-node-lease": true, "local-path-storage": true,
 }
 
-// Decision is the outcome of Decide.
-type Decision struct {
+// decision is the outcome of Decide.
+type decision struct {
 	// Inject is true when the pod is to be injected.
 	Inject bool
 	// Reason says why not, when Inject is false.
@@ -56,19 +56,19 @@ type Decision struct {
 	Warnings []string
 }
 
-// Decide applies the injection decision: host network, ignored namespaces,
+// decide applies the injection decision: host network, ignored namespaces,
 // the explicit sidecar.istio.io/inject value (the label wins over the
 // annotation), the never/always selectors and the policy. Namespace labels
 // are not read here: the webhook's selectors apply them. With force, the
 // policy is taken as enabled and selectors are ignored.
-func Decide(cfg *config.Config, pod *corev1.Pod, namespace string, force bool) Decision {
+func decide(cfg *config.Config, pod *corev1.Pod, namespace string, force bool) decision {
 	if pod.Spec.HostNetwork {
-		return Decision{Reason: "pod has hostNetwork", Kind: SkipHostNetwork}
+		return decision{Reason: "pod has hostNetwork", Kind: SkipHostNetwork}
 	}
 	if ignoredNamespaces[namespace] {
-		return Decision{Reason: fmt.Sprintf("namespace %s is never injected", namespace), Kind: SkipIgnoredNS}
+		return decision{Reason: fmt.Sprintf("namespace %s is never injected", namespace), Kind: SkipIgnoredNS}
 	}
-	var d Decision
+	var d decision
 	value, source, explicit := "", "", false
 	if v, ok := pod.Annotations[AnnotationInject]; ok {
 		value, source, explicit = v, "annotation", true
@@ -79,9 +79,9 @@ func Decide(cfg *config.Config, pod *corev1.Pod, namespace string, force bool) D
 	if explicit {
 		switch value {
 		case "true":
-			return Decision{Inject: true}
+			return decision{Inject: true}
 		case "false":
-			return Decision{Reason: fmt.Sprintf("%s %s=false", source, AnnotationInject), Kind: SkipExplicitOff}
+			return decision{Reason: fmt.Sprintf("%s %s=false", source, AnnotationInject), Kind: SkipExplicitOff}
 		case "":
 		default:
 			d.Warnings = append(d.Warnings, fmt.Sprintf("%s %s=%q is neither true nor false; using the default", source, AnnotationInject, value))
@@ -94,7 +94,7 @@ func Decide(cfg *config.Config, pod *corev1.Pod, namespace string, force bool) D
 	set := labels.Set(pod.Labels)
 	for _, sel := range cfg.NeverInject {
 		if !sel.Empty() && sel.Matches(set) {
-			d.Reason, d.Kind = fmt.Sprintf("pod labels match neverInjectSelector %s", sel), SkipNeverSelector
+			d.Reason, d.Kind = fmt.Sprintf("pod labels match neverInjectSelector %s", sel), skipNeverSelector
 			return d
 		}
 	}
@@ -108,7 +108,7 @@ func Decide(cfg *config.Config, pod *corev1.Pod, namespace string, force bool) D
 	case "enabled":
 		d.Inject = true
 	case "disabled":
-		d.Reason, d.Kind = "injection policy is disabled and the pod does not opt in", SkipPolicyDisabled
+		d.Reason, d.Kind = "injection policy is disabled and the pod does not opt in", skipPolicyDisabled
 	default:
 		d.Reason, d.Kind = fmt.Sprintf("unknown injection policy %q", cfg.Injection.Policy), SkipPolicyUnknown
 	}

@@ -37,9 +37,9 @@ alwaysInjectSelector:
 		"label wins over annotation":  {pod: testPod("a", withAnnotation(AnnotationInject, "true"), label(AnnotationInject, "false")), kind: SkipExplicitOff},
 		"label true beats disabled":   {cfg: disabled, pod: testPod("a", label(AnnotationInject, "true")), inject: true},
 		"unknown value warns":         {pod: testPod("a", withAnnotation(AnnotationInject, "yes")), inject: true, warnings: 1},
-		"empty value uses default":    {cfg: disabled, pod: testPod("a", withAnnotation(AnnotationInject, "")), kind: SkipPolicyDisabled},
-		"policy disabled":             {cfg: disabled, pod: testPod("a"), kind: SkipPolicyDisabled},
-		"never selector":              {cfg: selectors, pod: testPod("a", label("team", "legacy")), kind: SkipNeverSelector},
+		"empty value uses default":    {cfg: disabled, pod: testPod("a", withAnnotation(AnnotationInject, "")), kind: skipPolicyDisabled},
+		"policy disabled":             {cfg: disabled, pod: testPod("a"), kind: skipPolicyDisabled},
+		"never selector":              {cfg: selectors, pod: testPod("a", label("team", "legacy")), kind: skipNeverSelector},
 		"never selector vs explicit":  {cfg: selectors, pod: testPod("a", label("team", "legacy"), withAnnotation(AnnotationInject, "true")), inject: true},
 		"always selector vs disabled": {cfg: append(append([]byte{}, selectors...), disabled...), pod: testPod("a", label("mesh", "yes")), inject: true},
 		"force ignores policy":        {cfg: disabled, force: true, pod: testPod("a"), inject: true},
@@ -54,7 +54,7 @@ alwaysInjectSelector:
 			if ns == "" {
 				ns = "apps"
 			}
-			d := Decide(cfg, tc.pod, ns, tc.force)
+			d := decide(cfg, tc.pod, ns, tc.force)
 			if d.Inject != tc.inject || d.Kind != tc.kind {
 				t.Errorf("Decide = inject %v kind %q (%s), want inject %v kind %q", d.Inject, d.Kind, d.Reason, tc.inject, tc.kind)
 			}

@@ -3,7 +3,7 @@
 // annotation or field at fault out. It knows nothing of HTTP or files: the
 // admission webhook and the offline CLI both call it.
 //
-// Injection runs in fixed steps: decide (Decide), resolve and validate the
+// Injection runs in fixed steps: decide (decide.go), resolve and validate the
 // per-pod settings from annotations and config, render each selected
 // template to a partial Pod, merge the partials into the Pod with a
 // strategic merge patch, then post-process (user overrides and image: auto,

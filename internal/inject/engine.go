@@ -151,7 +151,7 @@ func (e *Engine) Inject(req Request) (Result, error) {
 	if ns == "" {
 		ns = metav1.NamespaceDefault
 	}
-	d := Decide(e.cfg, pod, ns, req.ForcePolicy)
+	d := decide(e.cfg, pod, ns, req.ForcePolicy)
 	res := Result{Pod: pod, Warnings: d.Warnings}
 	if !d.Inject {
 		res.Skipped, res.Reason, res.SkipKind = true, d.Reason, d.Kind

@@ -44,7 +44,7 @@ const (
 // sidecar template or, for gateway, of its gateway template (which has no
 // localhost-probe or OpenTelemetry variables, lists the app containers
 // later and takes the interception mode from the ProxyConfig alone).
-func (e *Engine) proxyEnv(pod *corev1.Pod, s *Settings, extra map[string]string, gateway bool) []corev1.EnvVar {
+func (e *Engine) proxyEnv(pod *corev1.Pod, s *settings, extra map[string]string, gateway bool) []corev1.EnvVar {
 	if gateway {
 		return e.buildEnv(pod, s, extra, gatewayShape)
 	}
@@ -55,7 +55,7 @@ func (e *Engine) proxyEnv(pod *corev1.Pod, s *Settings, extra map[string]string,
 // the sidecar's without Envoy's resource limits, interception mode,
 // bootstrap override and OpenTelemetry attributes, with the agent's
 // generator and certificate output first and DNS capture and Envoy off.
-func (e *Engine) grpcAgentEnv(pod *corev1.Pod, s *Settings, extra map[string]string) []corev1.EnvVar {
+func (e *Engine) grpcAgentEnv(pod *corev1.Pod, s *settings, extra map[string]string) []corev1.EnvVar {
 	env := []corev1.EnvVar{strEnv("ISTIO_META_GENERATOR", "grpc"), strEnv("OUTPUT_CERTS", "/var/lib/istio/data")}
 	env = append(env, e.buildEnv(pod, s, extra, agentShape)...)
 	return append(env, strEnv("ISTIO_META_DNS_CAPTURE", "false"), strEnv("DISABLE_ENVOY", "true"))
@@ -63,7 +63,7 @@ func (e *Engine) grpcAgentEnv(pod *corev1.Pod, s *Settings, extra map[string]str
 
 func strEnv(name, value string) corev1.EnvVar { return corev1.EnvVar{Name: name, Value: value} }
 
-func (e *Engine) buildEnv(pod *corev1.Pod, s *Settings, extra map[string]string, shape envShape) []corev1.EnvVar {
+func (e *Engine) buildEnv(pod *corev1.Pod, s *settings, extra map[string]string, shape envShape) []corev1.EnvVar {
 	env := make([]corev1.EnvVar, 0, 26+len(s.proxyConfig.GetProxyMetadata()))
 	env = e.podEnv(env, pod, s, shape)
 	env = e.clusterPart(env, s, extra, shape)
@@ -77,7 +77,7 @@ func (e *Engine) buildEnv(pod *corev1.Pod, s *Settings, extra map[string]string,
 
 // podEnv appends the variables from the CA address to the Go runtime's
 // limits and the compliance policy.
-func (e *Engine) podEnv(env []corev1.EnvVar, pod *corev1.Pod, s *Settings, shape envShape) []corev1.EnvVar {
+func (e *Engine) podEnv(env []corev1.EnvVar, pod *corev1.Pod, s *settings, shape envShape) []corev1.EnvVar {
 	cfg, g := e.cfg, &e.cfg.Typed.Global
 	caAddr := g.CAAddress
 	if caAddr == "" {
@@ -128,7 +128,7 @@ func (e *Engine) podEnv(env []corev1.EnvVar, pod *corev1.Pod, s *Settings, shape
 }
 
 // clusterPart appends the cluster, node, interception mode and network.
-func (e *Engine) clusterPart(env []corev1.EnvVar, s *Settings, extra map[string]string, shape envShape) []corev1.EnvVar {
+func (e *Engine) clusterPart(env []corev1.EnvVar, s *settings, extra map[string]string, shape envShape) []corev1.EnvVar {
 	g := &e.cfg.Typed.Global
 	clusterID := cmp.Or(extra["ISTIO_META_CLUSTER_ID"], g.MultiCluster.ClusterName, "Kubernetes")
 	network := cmp.Or(extra["ISTIO_META_NETWORK"], g.Network)
@@ -147,7 +147,7 @@ func (e *Engine) clusterPart(env []corev1.EnvVar, s *Settings, extra map[string]
 
 // identityEnv appends the workload, owner, bootstrap override, mesh and
 // trust domain, and the OpenTelemetry attributes.
-func (e *Engine) identityEnv(env []corev1.EnvVar, pod *corev1.Pod, s *Settings, shape envShape) []corev1.EnvVar {
+func (e *Engine) identityEnv(env []corev1.EnvVar, pod *corev1.Pod, s *settings, shape envShape) []corev1.EnvVar {
 	cfg, g := e.cfg, &e.cfg.Typed.Global
 	trustDomain := cmp.Or(cfg.Mesh.GetTrustDomain(), g.TrustDomain)
 	meshID := cmp.Or(g.MeshID, trustDomain)
@@ -236,7 +236,7 @@ func overwriteClusterEnv(pod *corev1.Pod, env map[string]string) {
 
 // proxyConfigJSON is PROXY_CONFIG: the pod's ProxyConfig without the
 // fields equal to Istio's defaults, as JSON and a newline.
-func (e *Engine) proxyConfigJSON(s *Settings) string {
+func (e *Engine) proxyConfigJSON(s *settings) string {
 	if !s.proxyConfigAnnotated {
 		return e.meshProxyConfig
 	}

@@ -26,7 +26,7 @@ type prober struct {
 // lifecycle hooks through pilot-agent's status port: with mTLS on, the
 // kubelet cannot reach the app directly. The originals go into the proxy's
 // ISTIO_KUBE_APP_PROBERS.
-func rewriteProbes(pod *corev1.Pod, s *Settings, rec *record, warnings *[]string) error {
+func rewriteProbes(pod *corev1.Pod, s *settings, rec *record, warnings *[]string) error {
 	enabled := s.rewriteProbes
 	if v, ok := pod.Annotations[annotation.SidecarRewriteAppHTTPProbers.Name]; ok {
 		b, err := validate.Bool(v)

@@ -90,7 +90,7 @@ func promAnnotations(pod *corev1.Pod) (map[string]string, []string) {
 // mesh's agent port (the mesh default status port, whatever the pod's) and
 // path. Skipped when the app says scrape false, merging is off, or the port
 // already is the agent's (the pod was injected before).
-func (e *Engine) prometheusMerge(pod *corev1.Pod, s *Settings) error {
+func (e *Engine) prometheusMerge(pod *corev1.Pod, s *settings) error {
 	if !s.prometheusMerge {
 		return nil
 	}

@@ -63,7 +63,7 @@ func (r *record) touch(part, field string, original any) {
 // internalAnnotations are written by injection and always removed by
 // Uninject, so they are not part of the recorded diff.
 var internalAnnotations = map[string]bool{
-	AnnotationStatus: true, AnnotationOverrides: true, AnnotationUninject: true,
+	AnnotationStatus: true, annotationOverrides: true, annotationUninject: true,
 }
 
 func diffMaps(before, after map[string]string, skip map[string]bool) *mapDiff {
@@ -105,7 +105,7 @@ func (r *record) finish(pod *corev1.Pod) error {
 	if pod.Annotations == nil {
 		pod.Annotations = map[string]string{}
 	}
-	pod.Annotations[AnnotationUninject] = string(b)
+	pod.Annotations[annotationUninject] = string(b)
 	return nil
 }
 

@@ -18,10 +18,10 @@ import (
 	"github.com/meshinject/meshinject/templates"
 )
 
-// TemplateData is what a template sees, with Istio's field names so custom
+// templateData is what a template sees, with Istio's field names so custom
 // templates written for Istio render unchanged. Settings is meshinject's
 // addition: the validated per-pod values.
-type TemplateData struct {
+type templateData struct {
 	TypeMeta                 metav1.TypeMeta
 	DeploymentMeta           metav1.ObjectMeta
 	ObjectMeta               metav1.ObjectMeta
@@ -37,7 +37,7 @@ type TemplateData struct {
 	ProxyGID                 int64
 	InboundTrafficPolicyMode string
 	CompliancePolicy         string
-	Settings                 *Settings
+	Settings                 *settings
 }
 
 // selectTemplates returns the templates named by inject.istio.io/templates
@@ -77,7 +77,7 @@ func (e *Engine) selectTemplates(pod *corev1.Pod) ([]string, error) {
 		add(n)
 	}
 	for _, n := range out {
-		if GatewayControllerTemplates[n] {
+		if gatewayControllerTemplates[n] {
 			return nil, fieldError(AnnotationTemplates, pod.Annotations[AnnotationTemplates],
 				fmt.Errorf("template %q renders Deployments for istiod's gateway controller, not pods", n))
 		}
@@ -89,12 +89,12 @@ func (e *Engine) selectTemplates(pod *corev1.Pod) ([]string, error) {
 	return out, nil
 }
 
-func (e *Engine) templateData(pod *corev1.Pod, s *Settings) *TemplateData {
+func (e *Engine) templateData(pod *corev1.Pod, s *settings) *templateData {
 	mode := "passthrough"
 	if e.cfg.Mesh.GetInboundTrafficPolicy().GetMode() == meshv1alpha1.MeshConfig_InboundTrafficPolicy_LOCALHOST {
 		mode = "localhost"
 	}
-	return &TemplateData{
+	return &templateData{
 		TypeMeta:                 s.workload.TypeMeta,
 		DeploymentMeta:           metav1.ObjectMeta{Name: s.workload.Name, Namespace: s.namespace},
 		ObjectMeta:               pod.ObjectMeta,
@@ -106,8 +106,8 @@ func (e *Engine) templateData(pod *corev1.Pod, s *Settings) *TemplateData {
 		NativeSidecars:           s.native,
 		ProxyImage:               s.proxyImage,
 		ProxyInitImage:           s.proxyInitImage,
-		ProxyUID:                 ProxyUID,
-		ProxyGID:                 ProxyGID,
+		ProxyUID:                 proxyUID,
+		ProxyGID:                 proxyGID,
 		InboundTrafficPolicyMode: mode,
 		CompliancePolicy:         e.cfg.CompliancePolicy,
 		Settings:                 s,
@@ -118,7 +118,7 @@ var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 // render executes template name and returns its parsed output. The result
 // is shared and read-only.
-func (e *Engine) render(name string, data *TemplateData) (*rendered, error) {
+func (e *Engine) render(name string, data *templateData) (*rendered, error) {
 	buf := bufPool.Get().(*bytes.Buffer)
 	defer func() {
 		buf.Reset()

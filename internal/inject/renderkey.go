@@ -21,7 +21,7 @@ var pureTemplates = map[string]bool{"sidecar": true, "gateway": true}
 // template reads: the exported Settings, the images, NativeSidecars, the
 // proxy uid/gid, the pod's tlsMode label and the proxy metadata. Config-wide
 // inputs (.Values, .MeshConfig) are fixed for an engine's lifetime.
-func renderKey(b []byte, name string, d *TemplateData) []byte {
+func renderKey(b []byte, name string, d *templateData) []byte {
 	b = appendString(b, name)
 	b = appendString(b, d.ProxyImage)
 	b = appendString(b, d.ProxyInitImage)

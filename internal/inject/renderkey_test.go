@@ -12,7 +12,7 @@ import (
 	"github.com/meshinject/meshinject/internal/config"
 )
 
-func execute(t *testing.T, e *Engine, name string, d *TemplateData) string {
+func execute(t *testing.T, e *Engine, name string, d *templateData) string {
 	t.Helper()
 	var b bytes.Buffer
 	if err := e.cfg.Templates[name].Execute(&b, d); err != nil {
@@ -68,7 +68,7 @@ func TestRenderKeyCoversSettings(t *testing.T) {
 	}
 	d := e.templateData(pod, s)
 	base := renderKey(nil, "sidecar", d)
-	st := reflect.TypeFor[Settings]()
+	st := reflect.TypeFor[settings]()
 	for i := range st.NumField() {
 		f := st.Field(i)
 		if !f.IsExported() {

@@ -23,10 +23,10 @@ import (
 
 // Well-known ports and ids of the Istio data plane.
 const (
-	// ProxyUID and ProxyGID are the uid and gid istio-proxy runs as; the
+	// proxyUID and proxyGID are the uid and gid istio-proxy runs as; the
 	// iptables rules exempt this uid's traffic from redirection (1337).
-	ProxyUID = 1337
-	ProxyGID = 1337
+	proxyUID = 1337
+	proxyGID = 1337
 	// envoyPromPort is Envoy's Prometheus stats port (15090) and
 	// agentHealthPort pilot-agent's health/readiness port (15021); both are
 	// always excluded from inbound capture.
@@ -36,10 +36,10 @@ const (
 	bootstrapOverrideDir = "/etc/istio/custom-bootstrap"
 )
 
-// Settings are the per-pod values the engine resolves from annotations,
+// settings are the per-pod values the engine resolves from annotations,
 // values and mesh config before rendering. Templates see them as .Settings
 // (a meshinject extension beside Istio's template data).
-type Settings struct {
+type settings struct {
 	Revision string
 	// CanonicalName is the sidecar's canonical name (at most 63
 	// characters, trimmed); CanonicalNameUntrimmed the same name as the
@@ -82,7 +82,7 @@ type Settings struct {
 	// OutlierLogPath is the sidecar's --outlierLogPath.
 	OutlierLogPath string
 	// Certs are the certificate volumes.
-	Certs                        CertVolumes
+	Certs                        certVolumes
 	StatusPort                   int32
 	ReadinessInitialDelaySeconds int32
 	ReadinessPeriodSeconds       int32
@@ -175,7 +175,7 @@ func (a annotations) boolean(name string, def bool) bool {
 // resolve computes the Settings for pod, validating every annotation that
 // changes the output. Each part is resolved in its own step, in order:
 // later steps read what earlier ones set.
-func (e *Engine) resolve(pod *corev1.Pod, ns string, req Request) (*Settings, error) {
+func (e *Engine) resolve(pod *corev1.Pod, ns string, req Request) (*settings, error) {
 	cfg, v := e.cfg, &e.cfg.Typed
 	pv := &v.Global.Proxy
 	a := annotations(pod.Annotations)
@@ -185,7 +185,7 @@ func (e *Engine) resolve(pod *corev1.Pod, ns string, req Request) (*Settings, er
 	if err := a.checkAnnotations(); err != nil {
 		return nil, err
 	}
-	s := &Settings{Revision: cfg.RevisionName(), namespace: ns}
+	s := &settings{Revision: cfg.RevisionName(), namespace: ns}
 	if req.Workload != nil && req.Workload.Name != "" {
 		s.workload = *req.Workload
 	} else {
@@ -206,9 +206,9 @@ func (e *Engine) resolve(pod *corev1.Pod, ns string, req Request) (*Settings, er
 	s.resolveResources(pv, a)
 	s.resolveSecurity(pv, pc, a)
 	s.resolveCerts(cfg, pod, pc)
-	if raw, ok := a.get(AnnotationDatadogEnv); ok && pv.Tracer == "datadog" {
+	if raw, ok := a.get(annotationDatadogEnv); ok && pv.Tracer == "datadog" {
 		if s.datadogEnv, err = datadogEnv(raw); err != nil {
-			return nil, fieldError(AnnotationDatadogEnv, raw, err)
+			return nil, fieldError(annotationDatadogEnv, raw, err)
 		}
 	}
 	s.resolveTraffic(cfg, a, agentLevel)
@@ -224,12 +224,12 @@ func (e *Engine) resolve(pod *corev1.Pod, ns string, req Request) (*Settings, er
 // resolveProxyConfig is the mesh's default proxy config overlaid with
 // proxy.istio.io/config; without the annotation, the config's own
 // (read-only) default.
-func (s *Settings) resolveProxyConfig(cfg *config.Config, a annotations) (*meshv1alpha1.ProxyConfig, error) {
+func (s *settings) resolveProxyConfig(cfg *config.Config, a annotations) (*meshv1alpha1.ProxyConfig, error) {
 	pc := cfg.Mesh.GetDefaultConfig()
-	if raw, ok := a.get(AnnotationProxyConfig); ok {
+	if raw, ok := a.get(annotationProxyConfig); ok {
 		over, err := config.ParseProxyConfig(raw) // checked: annotationTable
 		if err != nil {
-			return nil, fieldError(AnnotationProxyConfig, raw, err)
+			return nil, fieldError(annotationProxyConfig, raw, err)
 		}
 		if pc == nil {
 			pc = over
@@ -245,7 +245,7 @@ func (s *Settings) resolveProxyConfig(cfg *config.Config, a annotations) (*meshv
 
 // resolveInterception sets the interception mode, native sidecars, CNI
 // and whether an init container sets up traffic capture.
-func (s *Settings) resolveInterception(cfg *config.Config, pc *meshv1alpha1.ProxyConfig, a annotations, nativeDefault bool) {
+func (s *settings) resolveInterception(cfg *config.Config, pc *meshv1alpha1.ProxyConfig, a annotations, nativeDefault bool) {
 	s.InterceptionMode = pc.GetInterceptionMode().String()
 	s.InterceptionMode = a.str(annotation.SidecarInterceptionMode.Name, s.InterceptionMode)
 	s.native = a.boolean(annotation.SidecarNativeSidecar.Name, nativeDefault)
@@ -255,7 +255,7 @@ func (s *Settings) resolveInterception(cfg *config.Config, pc *meshv1alpha1.Prox
 
 // resolveProbes sets the status port, the proxy's own probes, probe
 // rewriting, Prometheus merging and holding the application.
-func (s *Settings) resolveProbes(cfg *config.Config, pc *meshv1alpha1.ProxyConfig, a annotations) {
+func (s *settings) resolveProbes(cfg *config.Config, pc *meshv1alpha1.ProxyConfig, a annotations) {
 	v := &cfg.Typed
 	pv := &v.Global.Proxy
 	s.StatusPort = pv.StatusPort
@@ -280,7 +280,7 @@ func (s *Settings) resolveProbes(cfg *config.Config, pc *meshv1alpha1.ProxyConfi
 
 // resolveAgentArgs sets the cluster domain and pilot-agent's arguments
 // (log levels), and returns the agent's log level.
-func (s *Settings) resolveAgentArgs(cfg *config.Config, a annotations) string {
+func (s *settings) resolveAgentArgs(cfg *config.Config, a annotations) string {
 	v := &cfg.Typed
 	pv := &v.Global.Proxy
 	logLevel := a.str(annotation.SidecarLogLevel.Name, pv.LogLevel)
@@ -307,10 +307,10 @@ func (s *Settings) resolveAgentArgs(cfg *config.Config, a annotations) string {
 
 // resolveSecurity sets the proxy's user and privileges, its lifecycle
 // hooks and the gateway's readiness.
-func (s *Settings) resolveSecurity(pv *config.ProxyValues, pc *meshv1alpha1.ProxyConfig, a annotations) {
+func (s *settings) resolveSecurity(pv *config.ProxyValues, pc *meshv1alpha1.ProxyConfig, a annotations) {
 	s.Privileged = pv.Privileged
-	s.RunAsUser = ProxyUID
-	capNetBind := a.str(AnnotationCapNetBindService, fmt.Sprint(pv.CapNetBindService)) == "true"
+	s.RunAsUser = proxyUID
+	capNetBind := a.str(annotationCapNetBindService, fmt.Sprint(pv.CapNetBindService)) == "true"
 	if s.InterceptionMode == "TPROXY" {
 		s.ProxyCapabilities = append(s.ProxyCapabilities, "NET_ADMIN")
 	}
@@ -339,7 +339,7 @@ func (s *Settings) resolveSecurity(pv *config.ProxyValues, pc *meshv1alpha1.Prox
 
 // resolveVolumes sets the bootstrap override, the user's volumes, the
 // token audience and the discovery host.
-func (s *Settings) resolveVolumes(cfg *config.Config, pc *meshv1alpha1.ProxyConfig, a annotations) {
+func (s *settings) resolveVolumes(cfg *config.Config, pc *meshv1alpha1.ProxyConfig, a annotations) {
 	s.BootstrapOverride = a.str(annotation.SidecarBootstrapOverride.Name, "")
 	s.resolveUserVolumes(a)
 	s.TokenAudience = cfg.Typed.Global.SDS.Token.Aud
@@ -351,7 +351,7 @@ func (s *Settings) resolveVolumes(cfg *config.Config, pc *meshv1alpha1.ProxyConf
 
 // resolveMetadata sets the canonical service labels and the default
 // containers for kubectl.
-func (s *Settings) resolveMetadata(cfg *config.Config, pod *corev1.Pod, a annotations) {
+func (s *settings) resolveMetadata(cfg *config.Config, pod *corev1.Pod, a annotations) {
 	s.CanonicalName, s.CanonicalRevision = canonical(pod, s.workload.Name, cfg.Follows(31))
 	s.CanonicalNameUntrimmed = canonicalName(pod, s.workload.Name)
 	if _, ok := a.get("kubectl.kubernetes.io/default-container"); !ok {
@@ -362,7 +362,7 @@ func (s *Settings) resolveMetadata(cfg *config.Config, pod *corev1.Pod, a annota
 	}
 }
 
-func (s *Settings) resolveImages(cfg *config.Config, a annotations, pc *meshv1alpha1.ProxyConfig) error {
+func (s *settings) resolveImages(cfg *config.Config, a annotations, pc *meshv1alpha1.ProxyConfig) error {
 	g := &cfg.Typed.Global
 	imageType := g.Variant
 	if t := pc.GetImage().GetImageType(); t != "" {
@@ -412,7 +412,7 @@ var resourceAnnotations = []struct{ name, kind, resource string }{
 
 // resolveResources applies Istio's all-or-nothing rule: when any of the four
 // resource annotations is set, only the annotated values are used.
-func (s *Settings) resolveResources(pv *config.ProxyValues, a annotations) {
+func (s *settings) resolveResources(pv *config.ProxyValues, a annotations) {
 	any := false
 	for _, r := range resourceAnnotations {
 		if _, ok := a[r.name]; ok {
@@ -442,7 +442,7 @@ func (s *Settings) resolveResources(pv *config.ProxyValues, a annotations) {
 	s.Resources = res
 }
 
-func (s *Settings) resolveTraffic(cfg *config.Config, a annotations, agentLevel string) {
+func (s *settings) resolveTraffic(cfg *config.Config, a annotations, agentLevel string) {
 	pv := &cfg.Typed.Global.Proxy
 	get := func(name, def string) string { return strings.TrimSpace(a.str(name, def)) }
 	// present: the annotation is set (even to ""), or the value is not
@@ -474,7 +474,7 @@ func (s *Settings) resolveTraffic(cfg *config.Config, a annotations, agentLevel 
 	}
 	excludeIn = templates.ExcludeInboundPort(status, excludeIn)
 
-	uid := strconv.Itoa(ProxyUID)
+	uid := strconv.Itoa(proxyUID)
 	args := []string{
 		"istio-iptables",
 		"-p", strconv.Itoa(int(cmp.Or[int32](cfg.Mesh.GetProxyListenPort(), 15001))),
@@ -515,7 +515,7 @@ type traffic struct {
 
 // setCNIAnnotations writes the traffic settings as the annotations the
 // Istio CNI plugin reads in place of istio-init's arguments.
-func (s *Settings) setCNIAnnotations(cfg *config.Config, a annotations, status string, t traffic) {
+func (s *settings) setCNIAnnotations(cfg *config.Config, a annotations, status string, t traffic) {
 	s.CNIAnnotations = map[string]string{
 		annotation.SidecarInterceptionMode.Name:           s.InterceptionMode,
 		annotation.SidecarTrafficExcludeInboundPorts.Name: templates.ExcludeInboundPort(status, t.exclIn),
@@ -564,7 +564,7 @@ func initModeArgs(g *config.GlobalValues, cni bool) []string {
 
 // resolveUserVolumes reads the checked (annotationTable) user volumes and
 // mounts, sorted by name.
-func (s *Settings) resolveUserVolumes(a annotations) {
+func (s *settings) resolveUserVolumes(a annotations) {
 	if raw, ok := a.get(annotation.SidecarUserVolume.Name); ok {
 		vols, _ := userVolumes(raw)
 		for _, name := range slices.Sorted(maps.Keys(vols)) {
@@ -630,9 +630,9 @@ func firstAppContainer(pod *corev1.Pod) string {
 	return ""
 }
 
-// CertVolumes are the volumes that carry the proxy's certificates, as
+// certVolumes are the volumes that carry the proxy's certificates, as
 // values choose them.
-type CertVolumes struct {
+type certVolumes struct {
 	// GKE is values global.caName GkeWorkloadCertificate: GKE's CSI driver
 	// serves the workload certificates in place of an emptyDir.
 	GKE bool
@@ -658,7 +658,7 @@ const gkeCAName = "GkeWorkloadCertificate"
 
 // resolveCerts sets the certificate volumes and the tracer's settings
 // (Datadog's environment is added by the environment's builder).
-func (s *Settings) resolveCerts(cfg *config.Config, pod *corev1.Pod, pc *meshv1alpha1.ProxyConfig) {
+func (s *settings) resolveCerts(cfg *config.Config, pod *corev1.Pod, pc *meshv1alpha1.ProxyConfig) {
 	g := &cfg.Typed.Global
 	c := &s.Certs
 	c.GKE = g.CAName == gkeCAName

@@ -31,19 +31,19 @@ func Uninject(pod *corev1.Pod) error {
 		return fieldError(AnnotationStatus, raw, err)
 	}
 	var rec record
-	r, recorded := pod.Annotations[AnnotationUninject]
+	r, recorded := pod.Annotations[annotationUninject]
 	if recorded {
 		if err := json.Unmarshal([]byte(r), &rec); err != nil {
-			return fieldError(AnnotationUninject, r, err)
+			return fieldError(annotationUninject, r, err)
 		}
 	} else {
 		// Injected by Istio: no record, so what Istio adds is recognised.
 		uninjectIstioMetadata(pod, st)
 	}
 	var ov overrides
-	if o, ok := pod.Annotations[AnnotationOverrides]; ok {
+	if o, ok := pod.Annotations[annotationOverrides]; ok {
 		if err := json.Unmarshal([]byte(o), &ov); err != nil {
-			return fieldError(AnnotationOverrides, o, err)
+			return fieldError(annotationOverrides, o, err)
 		}
 	}
 
@@ -56,7 +56,7 @@ func Uninject(pod *corev1.Pod) error {
 	for _, list := range [][]corev1.Container{ov.Containers, ov.InitContainers} {
 		for i := range list {
 			if list[i].Image == "" {
-				list[i].Image = AutoImage
+				list[i].Image = autoImage
 			}
 		}
 	}

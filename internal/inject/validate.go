@@ -31,12 +31,12 @@ func samplePod(template string) *corev1.Pod {
 	}
 }
 
-// GatewayControllerTemplates are the templates of Istio's injector
+// gatewayControllerTemplates are the templates of Istio's injector
 // ConfigMap that istiod's gateway controller renders into Deployments for
 // Gateway API gateways and waypoints, from data other than a pod's. They
 // load with the rest (so Istio's ConfigMap loads as it is), but a pod that
 // asks for one is refused.
-var GatewayControllerTemplates = map[string]bool{
+var gatewayControllerTemplates = map[string]bool{
 	"waypoint": true, "kube-gateway": true, "agentgateway": true, "agentgateway-waypoint": true,
 }
 
@@ -45,7 +45,7 @@ var GatewayControllerTemplates = map[string]bool{
 // produce an invalid Pod is refused before it serves.
 func (e *Engine) Validate() error {
 	for _, name := range templates.Names(e.cfg.Templates) {
-		if GatewayControllerTemplates[name] {
+		if gatewayControllerTemplates[name] {
 			continue // parsed at load; never rendered for a pod
 		}
 		for _, native := range []bool{false, true} {

@@ -13,9 +13,9 @@ import (
 	"github.com/meshinject/meshinject/internal/jsontree"
 )
 
-// Mutation changes a decoded pod in place and reports whether it changed
+// mutation changes a decoded pod in place and reports whether it changed
 // anything.
-type Mutation func(pod *corev1.Pod) (changed bool, err error)
+type mutation func(pod *corev1.Pod) (changed bool, err error)
 
 // Options configures RoundTrip.
 type Options struct {
@@ -46,7 +46,7 @@ func (e *DecodeError) Unwrap() error { return e.Err }
 // versions) are put back, and the fields encoding invents for unset ones
 // are dropped (see Options.Tidy). It returns nil and false when mutate
 // changed nothing.
-func RoundTrip(raw []byte, opts Options, mutate Mutation) ([]byte, bool, error) {
+func RoundTrip(raw []byte, opts Options, mutate mutation) ([]byte, bool, error) {
 	var pod corev1.Pod
 	unknown, err := decode(raw, &pod)
 	if err != nil {

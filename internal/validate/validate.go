@@ -34,15 +34,15 @@ func Ports(s string, allowWildcard bool) error {
 		if p == "" {
 			continue
 		}
-		if _, err := Port(p); err != nil {
+		if _, err := port(p); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// Port parses a single port in 1-65535.
-func Port(s string) (int32, error) {
+// port parses a single port in 1-65535.
+func port(s string) (int32, error) {
 	n, err := strconv.ParseUint(strings.TrimSpace(s), 10, 16)
 	if err != nil || n == 0 {
 		return 0, fmt.Errorf("port %q is not a number in 1-65535", s)

@@ -15,9 +15,9 @@ import (
 	"github.com/meshinject/meshinject/cmd/meshinject/app/explain"
 )
 
-// CheckInjectOptions are the options of meshinject check-inject.
-type CheckInjectOptions struct {
-	Cluster
+// checkInjectOptions are the options of meshinject check-inject.
+type checkInjectOptions struct {
+	cluster
 	// Namespace is the namespace of the pod or workload. Default: the
 	// context's, else default.
 	Namespace string
@@ -33,7 +33,7 @@ type CheckInjectOptions struct {
 }
 
 func newCheckInjectCommand(s Streams) *cobra.Command {
-	o := &CheckInjectOptions{Output: "text"}
+	o := &checkInjectOptions{Output: "text"}
 	cmd := &cobra.Command{
 		Use:   "check-inject [POD | deployment/NAME | statefulset/NAME | daemonset/NAME | -l k=v,...]",
 		Short: "Say which injectors' webhooks would be called for a pod in the cluster, and meshinject's verdict",
@@ -61,7 +61,7 @@ why not. It warns when two injectors would both inject.`,
 }
 
 // Run checks the target.
-func (o *CheckInjectOptions) Run(ctx context.Context, s Streams, args []string) error {
+func (o *checkInjectOptions) Run(ctx context.Context, s Streams, args []string) error {
 	if o.Output != "text" && o.Output != "json" {
 		return fmt.Errorf("-o %q: want text or json", o.Output)
 	}
@@ -92,8 +92,8 @@ func (o *CheckInjectOptions) Run(ctx context.Context, s Streams, args []string) 
 }
 
 // client is the cluster's client and the namespace to use.
-func (o *CheckInjectOptions) client() (kubernetes.Interface, string, error) {
-	client, ns, err := o.Cluster.client()
+func (o *checkInjectOptions) client() (kubernetes.Interface, string, error) {
+	client, ns, err := o.cluster.client()
 	if o.Namespace != "" {
 		ns = o.Namespace
 	}
@@ -101,7 +101,7 @@ func (o *CheckInjectOptions) client() (kubernetes.Interface, string, error) {
 }
 
 // targets are the pods or pod templates to check.
-func (o *CheckInjectOptions) targets(ctx context.Context, client kubernetes.Interface, ns string, args []string) ([]explain.Target, error) {
+func (o *checkInjectOptions) targets(ctx context.Context, client kubernetes.Interface, ns string, args []string) ([]explain.Target, error) {
 	if o.Selector != "" {
 		return selectorTargets(ctx, client, ns, o.Selector)
 	}

@@ -8,21 +8,21 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 )
 
-// Cluster selects the cluster of the commands that read or write one.
-type Cluster struct {
+// cluster selects the cluster of the commands that read or write one.
+type cluster struct {
 	// Kubeconfig and Context select the cluster. Default: the usual
 	// kubeconfig rules ($KUBECONFIG, ~/.kube/config) and its context.
 	Kubeconfig, Context string
 }
 
-func (c *Cluster) flags(f *pflag.FlagSet) {
+func (c *cluster) flags(f *pflag.FlagSet) {
 	f.StringVar(&c.Kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, else ~/.kube/config)")
 	f.StringVar(&c.Context, "context", "", "kubeconfig context (default: the current one)")
 }
 
 // client is a client of the cluster and the context's namespace (default
 // when it names none).
-func (c *Cluster) client() (kubernetes.Interface, string, error) {
+func (c *cluster) client() (kubernetes.Interface, string, error) {
 	rules := clientcmd.NewDefaultClientConfigLoadingRules()
 	rules.ExplicitPath = c.Kubeconfig
 	cc := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: c.Context})

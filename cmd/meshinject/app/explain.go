@@ -16,9 +16,9 @@ import (
 	"github.com/meshinject/meshinject/cmd/meshinject/app/manifest"
 )
 
-// ExplainOptions are the options of meshinject explain.
-type ExplainOptions struct {
-	ConfigOptions
+// explainOptions are the options of meshinject explain.
+type explainOptions struct {
+	configOptions
 	// Filename is a file, a directory or "-" for stdin. Required.
 	Filename string
 	// NamespaceLabels are the labels of the objects' namespace, k=v,...
@@ -34,7 +34,7 @@ type ExplainOptions struct {
 }
 
 func newExplainCommand(s Streams) *cobra.Command {
-	o := &ExplainOptions{Output: "text", NativeSidecars: "auto"}
+	o := &explainOptions{Output: "text", NativeSidecars: "auto"}
 	cmd := &cobra.Command{
 		Use:   "explain -f FILE|DIR|-",
 		Short: "Say whether and why each pod or workload would be injected, with the diff",
@@ -60,7 +60,7 @@ no cluster is contacted.`,
 }
 
 // Run explains the manifests.
-func (o *ExplainOptions) Run(s Streams) error {
+func (o *explainOptions) Run(s Streams) error {
 	if o.Output != "text" && o.Output != "json" {
 		return fmt.Errorf("-o %q: want text or json", o.Output)
 	}
@@ -113,8 +113,8 @@ func (o *ExplainOptions) Run(s Streams) error {
 
 // live reads meshinject's webhook configuration (name) from the cluster,
 // and returns it with a reader of namespaces' labels there.
-func (o *ExplainOptions) live(name string) (*admissionregistrationv1.MutatingWebhookConfiguration, func(string) (map[string]string, error), error) {
-	c := Cluster{Kubeconfig: o.Kubeconfig, Context: o.Context}
+func (o *explainOptions) live(name string) (*admissionregistrationv1.MutatingWebhookConfiguration, func(string) (map[string]string, error), error) {
+	c := cluster{Kubeconfig: o.Kubeconfig, Context: o.Context}
 	client, _, err := c.client()
 	if err != nil {
 		return nil, nil, err

@@ -104,7 +104,7 @@ func refusedThroughWebhook(t *testing.T, c goldenCase, input []byte, stderr stri
 
 // caseHandler is a webhook handler on the engine the case's flags build.
 func caseHandler(c goldenCase) (*webhook.Handler, error) {
-	o := &InjectOptions{NativeSidecars: "auto"}
+	o := &injectOptions{NativeSidecars: "auto"}
 	fs := pflag.NewFlagSet(c.Name, pflag.ContinueOnError)
 	o.AddFlags(fs)
 	fs.StringVar(&o.NativeSidecars, "native-sidecars", "auto", "")

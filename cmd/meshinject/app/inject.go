@@ -12,9 +12,9 @@ import (
 	"github.com/meshinject/meshinject/internal/inject"
 )
 
-// InjectOptions are the options of meshinject inject.
-type InjectOptions struct {
-	ConfigOptions
+// injectOptions are the options of meshinject inject.
+type injectOptions struct {
+	configOptions
 	// Filename is a file, a directory or "-" for stdin. Required.
 	Filename string
 	// Output is the output file. Default: stdout.
@@ -25,7 +25,7 @@ type InjectOptions struct {
 }
 
 func newInjectCommand(s Streams) *cobra.Command {
-	o := &InjectOptions{NativeSidecars: "auto"}
+	o := &injectOptions{NativeSidecars: "auto"}
 	cmd := &cobra.Command{
 		Use:     "inject -f FILE|DIR|-",
 		Aliases: []string{"kube-inject"},
@@ -58,7 +58,7 @@ func parseNative(v string) (bool, error) {
 }
 
 // Run injects the manifests.
-func (o *InjectOptions) Run(s Streams) error {
+func (o *injectOptions) Run(s Streams) error {
 	eng, native, err := o.Engine(o.NativeSidecars, s.Err)
 	if err != nil {
 		return err

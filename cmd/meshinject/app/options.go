@@ -11,9 +11,9 @@ import (
 	"github.com/meshinject/meshinject/internal/inject"
 )
 
-// ConfigOptions are the configuration flags, named as istioctl kube-inject
+// configOptions are the configuration flags, named as istioctl kube-inject
 // names them so its command lines work unchanged.
-type ConfigOptions struct {
+type configOptions struct {
 	// InjectConfigFile is an injection config file (or a bare template, taken
 	// as "sidecar"). Default: the embedded config.
 	InjectConfigFile string
@@ -31,7 +31,7 @@ type ConfigOptions struct {
 }
 
 // AddFlags registers the options on fs.
-func (o *ConfigOptions) AddFlags(fs *pflag.FlagSet) {
+func (o *configOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.InjectConfigFile, "injectConfigFile", "", "injection config file (the istio-sidecar-injector ConfigMap's config key, or a bare template taken as 'sidecar'); default: built-in")
 	fs.StringVar(&o.ValuesFile, "valuesFile", "", "values file merged over the built-in values (the istio-sidecar-injector ConfigMap's values key)")
 	fs.StringVar(&o.MeshConfigFile, "meshConfigFile", "", "mesh config file merged over the built-in mesh config (the istio ConfigMap's mesh key)")
@@ -41,7 +41,7 @@ func (o *ConfigOptions) AddFlags(fs *pflag.FlagSet) {
 }
 
 // Load reads the files and loads the configuration.
-func (o *ConfigOptions) Load() (*config.Config, error) {
+func (o *configOptions) Load() (*config.Config, error) {
 	var src config.Sources
 	read := func(path, flag string, dst *[]byte) error {
 		if path == "" {
@@ -70,7 +70,7 @@ func (o *ConfigOptions) Load() (*config.Config, error) {
 // Engine loads the configuration and builds the engine on it, with the
 // native-sidecar default of a --native-sidecars value. The configuration's
 // warnings go to warn, a line each.
-func (o *ConfigOptions) Engine(nativeSidecars string, warn io.Writer) (*inject.Engine, bool, error) {
+func (o *configOptions) Engine(nativeSidecars string, warn io.Writer) (*inject.Engine, bool, error) {
 	native, err := parseNative(nativeSidecars)
 	if err != nil {
 		return nil, false, err

@@ -17,8 +17,8 @@ type Streams struct {
 	Out, Err io.Writer
 }
 
-// NewRootCommand returns the meshinject command tree.
-func NewRootCommand(s Streams) *cobra.Command {
+// newRootCommand returns the meshinject command tree.
+func newRootCommand(s Streams) *cobra.Command {
 	root := &cobra.Command{
 		Use:           "meshinject",
 		Short:         "Inject Istio-compatible sidecar and gateway proxies into pods",
@@ -35,7 +35,7 @@ func NewRootCommand(s Streams) *cobra.Command {
 // Execute runs the command line args and returns the process exit code:
 // 0 on success, 1 on any error (printed to s.Err).
 func Execute(ctx context.Context, args []string, s Streams) int {
-	root := NewRootCommand(s) //nolint:contextcheck // ctx reaches the commands through ExecuteContext below
+	root := newRootCommand(s) //nolint:contextcheck // ctx reaches the commands through ExecuteContext below
 	root.SetArgs(args)
 	if err := root.ExecuteContext(ctx); err != nil {
 		if !errors.Is(err, errReported) {

@@ -18,8 +18,8 @@ import (
 	"github.com/meshinject/meshinject/cmd/meshinject/app/server"
 )
 
-// ServeOptions are the options of meshinject serve.
-type ServeOptions struct {
+// serveOptions are the options of meshinject serve.
+type serveOptions struct {
 	server.Options
 	// LogLevel is debug, info or error. Default info.
 	LogLevel string
@@ -74,7 +74,7 @@ func applyMemoryLimit(limit string) (int64, error) {
 }
 
 func newServeCommand(s Streams) *cobra.Command {
-	o := &ServeOptions{}
+	o := &serveOptions{}
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the mutating admission webhook that injects pods",

@@ -15,9 +15,9 @@ import (
 	"github.com/meshinject/meshinject/cmd/meshinject/app/tags"
 )
 
-// TagOptions are the options of meshinject tag's commands.
-type TagOptions struct {
-	Cluster
+// tagOptions are the options of meshinject tag's commands.
+type tagOptions struct {
+	cluster
 	// Revision is the revision set and generate point the tag at.
 	Revision string
 	// Overwrite lets set move a tag from another revision.
@@ -32,7 +32,7 @@ type TagOptions struct {
 }
 
 func newTagCommand(s Streams) *cobra.Command {
-	o := &TagOptions{Output: "text"}
+	o := &tagOptions{Output: "text"}
 	cmd := &cobra.Command{
 		Use:   "tag",
 		Short: "Point revision tags (default, prod-stable, ...) at meshinject revisions, as istioctl tag does",
@@ -50,7 +50,7 @@ namespaces and sidecar.istio.io/inject=true pods.`,
 	return cmd
 }
 
-func (o *TagOptions) setCommand(s Streams) *cobra.Command {
+func (o *tagOptions) setCommand(s Streams) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "set TAG --revision REVISION",
 		Short:   "Create a tag, or move it to another revision (--overwrite)",
@@ -76,7 +76,7 @@ func (o *TagOptions) setCommand(s Streams) *cobra.Command {
 	return cmd
 }
 
-func (o *TagOptions) generateCommand(s Streams) *cobra.Command {
+func (o *tagOptions) generateCommand(s Streams) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "generate TAG --revision REVISION",
 		Short: "Print the tag's MutatingWebhookConfiguration instead of applying it (for GitOps)",
@@ -90,7 +90,7 @@ func (o *TagOptions) generateCommand(s Streams) *cobra.Command {
 	return cmd
 }
 
-func (o *TagOptions) generate(ctx context.Context, w io.Writer, tag string) error {
+func (o *tagOptions) generate(ctx context.Context, w io.Writer, tag string) error {
 	m, err := o.manager()
 	if err != nil {
 		return err
@@ -107,7 +107,7 @@ func (o *TagOptions) generate(ctx context.Context, w io.Writer, tag string) erro
 	return err
 }
 
-func (o *TagOptions) removeCommand(s Streams) *cobra.Command {
+func (o *tagOptions) removeCommand(s Streams) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "remove TAG",
 		Short: "Delete a tag; refused while namespaces still select it, unless --skip-confirmation",
@@ -128,7 +128,7 @@ func (o *TagOptions) removeCommand(s Streams) *cobra.Command {
 	return cmd
 }
 
-func (o *TagOptions) listCommand(s Streams) *cobra.Command {
+func (o *tagOptions) listCommand(s Streams) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List tags with their revision, namespaces and the pods a restart would change",
@@ -192,7 +192,7 @@ func writeTags(w io.Writer, list []tags.Tag) error {
 }
 
 // manager is a tags.Manager on the selected cluster.
-func (o *TagOptions) manager() (*tags.Manager, error) {
+func (o *tagOptions) manager() (*tags.Manager, error) {
 	client, _, err := o.client()
 	if err != nil {
 		return nil, err

@@ -10,8 +10,8 @@ import (
 	"github.com/meshinject/meshinject/internal/inject"
 )
 
-// UninjectOptions are the options of meshinject uninject.
-type UninjectOptions struct {
+// uninjectOptions are the options of meshinject uninject.
+type uninjectOptions struct {
 	// Filename is a file, a directory or "-" for stdin. Required.
 	Filename string
 	// Output is the output file. Default: stdout.
@@ -19,7 +19,7 @@ type UninjectOptions struct {
 }
 
 func newUninjectCommand(s Streams) *cobra.Command {
-	o := &UninjectOptions{}
+	o := &uninjectOptions{}
 	cmd := &cobra.Command{
 		Use:   "uninject -f FILE|DIR|-",
 		Short: "Remove an injection from the workloads of Kubernetes manifests",
@@ -37,7 +37,7 @@ not injected pass through unchanged.`,
 }
 
 // Run uninjects the manifests.
-func (o *UninjectOptions) Run(s Streams) error {
+func (o *uninjectOptions) Run(s Streams) error {
 	fn := func(obj manifest.Object, pod *corev1.Pod) (bool, error) {
 		if _, ok := pod.Annotations[inject.AnnotationStatus]; !ok {
 			fmt.Fprintf(s.Err, "meshinject: %s: not injected; left unchanged\n", obj)

@@ -18,11 +18,11 @@ import (
 	"github.com/meshinject/meshinject/internal/jsontree"
 )
 
-// Touched is told each field a merge sets as a whole (part is "metadata"
+// touched is told each field a merge sets as a whole (part is "metadata"
 // or "spec", field its JSON name) with its value before the merge as a
 // JSON tree, nil when unset. Labels and annotations, merged key by key,
 // and lists merged by name are not reported.
-type Touched func(part, field string, before any)
+type touched func(part, field string, before any)
 
 // Set-once lookup tables and schemas.
 var (
@@ -64,7 +64,7 @@ func jsonFieldIndex(t reflect.Type) map[string]int {
 // a tree), merge (Kubernetes' strategic merge of the patch into those
 // values) and splice (the merged fields back into pod). patch is not
 // changed.
-func Merge(pod *corev1.Pod, patch map[string]any, touched Touched) error {
+func Merge(pod *corev1.Pod, patch map[string]any, touched touched) error {
 	if touched == nil {
 		touched = func(string, string, any) {}
 	}
@@ -104,7 +104,7 @@ type overlayPart struct {
 
 // plan returns the parts patch touches and their current values,
 // as the tree the strategic merge takes.
-func plan(pod *corev1.Pod, patch map[string]any, touched Touched) ([]*overlayPart, map[string]any, error) {
+func plan(pod *corev1.Pod, patch map[string]any, touched touched) ([]*overlayPart, map[string]any, error) {
 	var parts []*overlayPart
 	orig := map[string]any{}
 	for top, pv := range patch {
@@ -138,7 +138,7 @@ func plan(pod *corev1.Pod, patch map[string]any, touched Touched) ([]*overlayPar
 
 // original sets the part's keys from pm and returns the current values of
 // what it touches.
-func (p *overlayPart) original(pm map[string]any, touched Touched) (map[string]any, error) {
+func (p *overlayPart) original(pm map[string]any, touched touched) (map[string]any, error) {
 	fullKeys := p.keysOf(pm)
 	o := map[string]any{}
 	if p.full {

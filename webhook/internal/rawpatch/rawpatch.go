@@ -48,13 +48,13 @@ type Operation struct {
 	Value []byte
 }
 
-// MaxDocument is the largest document Diff takes: offsets are 32 bits.
-const MaxDocument = math.MaxInt32
+// maxDocument is the largest document Diff takes: offsets are 32 bits.
+const maxDocument = math.MaxInt32
 
 // Diff returns the operations that turn document a into document b.
 func Diff(a, b []byte) ([]Operation, error) {
-	if len(a) > MaxDocument || len(b) > MaxDocument {
-		return nil, fmt.Errorf("rawpatch: documents of %d and %d bytes: the limit is %d", len(a), len(b), MaxDocument)
+	if len(a) > maxDocument || len(b) > maxDocument {
+		return nil, fmt.Errorf("rawpatch: documents of %d and %d bytes: the limit is %d", len(a), len(b), maxDocument)
 	}
 	d := differs.Get().(*differ)
 	defer d.release()

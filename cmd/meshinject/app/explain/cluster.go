@@ -18,20 +18,20 @@ import (
 	"github.com/meshinject/meshinject/internal/inject"
 )
 
-// Check is what check-inject says about one pod (or pod template) in a
+// checkResult is what check-inject says about one pod (or pod template) in a
 // live cluster: every injector's webhook configuration that would be
 // called for it, and, for an existing pod, whether it was injected.
-type Check struct {
+type checkResult struct {
 	Object Object `json:"object"`
 	// Webhooks are the configurations that act on pod creation, each with
 	// its verdict.
-	Webhooks []WebhookCheck `json:"webhooks"`
+	Webhooks []webhookCheck `json:"webhooks"`
 	// Injected says what the pod carries: the revision that injected it,
 	// or nothing for a template or a pod that was not injected.
 	Injected string `json:"injected,omitempty"`
 	// Verdict is meshinject's engine on the pod, with the configuration
 	// it serves in the cluster: injected, or why not.
-	Verdict Decision `json:"verdict"`
+	Verdict decision `json:"verdict"`
 	// Warnings say what needs a person: more than one injector matching,
 	// values keys meshinject's configuration carries that injection does
 	// not read.
@@ -40,8 +40,8 @@ type Check struct {
 	Hints []string `json:"hints,omitempty"`
 }
 
-// WebhookCheck is one configuration's verdict: Istio's check-inject columns.
-type WebhookCheck struct {
+// webhookCheck is one configuration's verdict: Istio's check-inject columns.
+type webhookCheck struct {
 	Webhook  string `json:"webhook"`
 	Revision string `json:"revision"`
 	Injected bool   `json:"injected"`
@@ -70,7 +70,7 @@ type Checker struct {
 }
 
 // CheckAll checks every target.
-func (c *Checker) CheckAll(ctx context.Context, targets []Target) ([]Check, error) {
+func (c *Checker) CheckAll(ctx context.Context, targets []Target) ([]checkResult, error) {
 	mwcs, err := c.Client.AdmissionregistrationV1().MutatingWebhookConfigurations().List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("list MutatingWebhookConfigurations: %w", err)
@@ -80,7 +80,7 @@ func (c *Checker) CheckAll(ctx context.Context, targets []Target) ([]Check, erro
 		return nil, err
 	}
 	nsLabels := map[string]map[string]string{}
-	var out []Check
+	var out []checkResult
 	for _, t := range targets {
 		ns := t.Object.Namespace
 		if _, ok := nsLabels[ns]; !ok {
@@ -121,8 +121,8 @@ func (c *Checker) engine(ctx context.Context) (*inject.Engine, error) {
 }
 
 // check is one target's verdicts.
-func check(mwcs []admissionregistrationv1.MutatingWebhookConfiguration, eng *inject.Engine, t Target, nsLabels map[string]string, rev string) Check {
-	c := Check{Object: t.Object}
+func check(mwcs []admissionregistrationv1.MutatingWebhookConfiguration, eng *inject.Engine, t Target, nsLabels map[string]string, rev string) checkResult {
+	c := checkResult{Object: t.Object}
 	injecting, oursCalled := 0, false
 	for i := range mwcs {
 		m := &mwcs[i]
@@ -130,14 +130,14 @@ func check(mwcs []admissionregistrationv1.MutatingWebhookConfiguration, eng *inj
 			continue
 		}
 		w := matchWebhook(m, t.Object.Namespace, nsLabels, t.Pod)
-		wc := WebhookCheck{Webhook: m.Name, Revision: cmpOr(m.Labels["meshinject.io/rev"], m.Labels["istio.io/rev"]), Injected: w.Sent, Reason: reason(w)}
+		wc := webhookCheck{Webhook: m.Name, Revision: cmpOr(m.Labels["meshinject.io/rev"], m.Labels["istio.io/rev"]), Injected: w.Sent, Reason: reason(w)}
 		if w.Sent {
 			injecting++
 			oursCalled = oursCalled || m.Labels["meshinject.io/rev"] == rev
 		}
 		c.Webhooks = append(c.Webhooks, wc)
 	}
-	slices.SortFunc(c.Webhooks, func(a, b WebhookCheck) int { return strings.Compare(a.Webhook, b.Webhook) })
+	slices.SortFunc(c.Webhooks, func(a, b webhookCheck) int { return strings.Compare(a.Webhook, b.Webhook) })
 	if injecting > 1 {
 		c.Warnings = append(c.Warnings, fmt.Sprintf("%d webhook configurations would inject this pod; only one should", injecting))
 	}
@@ -154,17 +154,17 @@ func check(mwcs []admissionregistrationv1.MutatingWebhookConfiguration, eng *inj
 		if c.Verdict.Result == "injected" && injecting == 0 {
 			c.Hints = notSentHints(t.Pod)
 		}
-		c.Verdict = Decision{Result: "not-sent", Reason: notSentReason(c.Verdict)}
+		c.Verdict = decision{Result: "not-sent", Reason: notSentReason(c.Verdict)}
 	}
 	return c
 }
 
 // verdict is the engine's decision on the target's pod as it was asked
 // for: an injected pod is first uninjected.
-func verdict(eng *inject.Engine, t Target) Decision {
+func verdict(eng *inject.Engine, t Target) decision {
 	pod := t.Pod.DeepCopy()
 	if err := inject.Uninject(pod); err != nil {
-		return Decision{Result: "error", Reason: err.Error()}
+		return decision{Result: "error", Reason: err.Error()}
 	}
 	req := inject.Request{Pod: pod, Namespace: t.Object.Namespace, NativeSidecars: true}
 	if t.Object.Kind != "Pod" {
@@ -174,13 +174,13 @@ func verdict(eng *inject.Engine, t Target) Decision {
 	var ie *inject.Error
 	switch {
 	case errors.As(err, &ie):
-		return Decision{Result: "denied", Reason: err.Error(), Field: ie.Field, Value: ie.Value}
+		return decision{Result: "denied", Reason: err.Error(), Field: ie.Field, Value: ie.Value}
 	case err != nil:
-		return Decision{Result: "error", Reason: err.Error()}
+		return decision{Result: "error", Reason: err.Error()}
 	case res.Skipped:
-		return Decision{Result: "skipped", Reason: res.Reason, Kind: res.SkipKind}
+		return decision{Result: "skipped", Reason: res.Reason, Kind: res.SkipKind}
 	}
-	return Decision{Result: "injected", Reason: "templates " + strings.Join(res.Templates, ", ")}
+	return decision{Result: "injected", Reason: "templates " + strings.Join(res.Templates, ", ")}
 }
 
 // actsOnPodCreate reports whether a configuration has an entry for pod
@@ -200,7 +200,7 @@ func actsOnPodCreate(m *admissionregistrationv1.MutatingWebhookConfiguration) bo
 
 // reason is a configuration's REASON: the entry that matches, or why
 // none does, entry by entry.
-func reason(w Webhook) string {
+func reason(w webhook) string {
 	var why []string
 	for _, e := range w.Entries {
 		if e.Matches {
@@ -213,7 +213,7 @@ func reason(w Webhook) string {
 
 // WriteChecks writes checks as Istio's check-inject table, then the
 // engine's verdict and the warnings, for each target.
-func WriteChecks(w io.Writer, checks []Check) {
+func WriteChecks(w io.Writer, checks []checkResult) {
 	for i, c := range checks {
 		if i > 0 {
 			fmt.Fprintln(w)

@@ -27,13 +27,13 @@ type Report struct {
 	Object Object `json:"object"`
 	// Webhook says which entries of meshinject's configuration would be
 	// called for the pod.
-	Webhook Webhook `json:"webhook"`
+	Webhook webhook `json:"webhook"`
 	// Decision is the engine's.
-	Decision Decision `json:"decision"`
+	Decision decision `json:"decision"`
 	// Templates are the templates applied and where their names came from.
-	Templates *Templates `json:"templates,omitempty"`
+	Templates *templateList `json:"templates,omitempty"`
 	// Annotations are the pod's annotations that change injection.
-	Annotations []Annotation `json:"annotations,omitempty"`
+	Annotations []annotation `json:"annotations,omitempty"`
 	// Warnings are the engine's notes.
 	Warnings []string `json:"warnings,omitempty"`
 	// Hints say how to get what the pod seems to ask for.
@@ -51,25 +51,25 @@ type Object struct {
 	Name       string `json:"name"`
 }
 
-// Webhook is the API server's side: the configuration's entries, whether
+// webhook is the API server's side: the configuration's entries, whether
 // each would match, and whether the pod is sent to meshinject at all.
-type Webhook struct {
+type webhook struct {
 	Configuration string  `json:"configuration"`
-	Entries       []Entry `json:"entries"`
+	Entries       []entry `json:"entries"`
 	// Sent is true when an entry matches: the API server calls the webhook.
 	Sent bool `json:"sent"`
 }
 
-// Entry is one webhook entry and why it matches or not.
-type Entry struct {
+// entry is one webhook entry and why it matches or not.
+type entry struct {
 	Name    string `json:"name"`
 	Matches bool   `json:"matches"`
 	// Reason is the first selector requirement that fails, or what matched.
 	Reason string `json:"reason"`
 }
 
-// Decision is the engine's decision.
-type Decision struct {
+// decision is the engine's decision.
+type decision struct {
 	// Result is "injected", "skipped", "denied" or "not-sent" (no entry
 	// matches, so the engine never sees the pod; the engine's decision
 	// is still given).
@@ -83,8 +83,8 @@ type Decision struct {
 	Value string `json:"value,omitempty"`
 }
 
-// Templates are the templates applied.
-type Templates struct {
+// templateList are the templates applied.
+type templateList struct {
 	Names []string `json:"names"`
 	// Source is "annotation" (inject.istio.io/templates) or "default"
 	// (the configuration's defaultTemplates).
@@ -93,8 +93,8 @@ type Templates struct {
 	Aliases map[string][]string `json:"aliases,omitempty"`
 }
 
-// Annotation is one injection annotation on the pod.
-type Annotation struct {
+// annotation is one injection annotation on the pod.
+type annotation struct {
 	Name  string `json:"name"`
 	Value string `json:"value"`
 }
@@ -144,13 +144,13 @@ func Explain(eng *inject.Engine, mwc *admissionregistrationv1.MutatingWebhookCon
 	var ie *inject.Error
 	switch {
 	case errors.As(err, &ie):
-		r.Decision = Decision{Result: "denied", Reason: err.Error(), Field: ie.Field, Value: ie.Value}
+		r.Decision = decision{Result: "denied", Reason: err.Error(), Field: ie.Field, Value: ie.Value}
 	case err != nil:
 		return r, err
 	case res.Skipped:
-		r.Decision = Decision{Result: "skipped", Reason: res.Reason, Kind: res.SkipKind}
+		r.Decision = decision{Result: "skipped", Reason: res.Reason, Kind: res.SkipKind}
 	default:
-		r.Decision = Decision{Result: "injected"}
+		r.Decision = decision{Result: "injected"}
 		r.Templates = templates(eng, pod, res.Templates)
 		after, err := yaml.Marshal(res.Pod)
 		if err != nil {
@@ -181,7 +181,7 @@ func notSentHints(pod *corev1.Pod) []string {
 
 // notSentReason says that no entry matches, and what the engine would
 // have done had one.
-func notSentReason(d Decision) string {
+func notSentReason(d decision) string {
 	would := "inject it"
 	switch d.Result {
 	case "skipped":
@@ -197,12 +197,12 @@ func notSentReason(d Decision) string {
 
 // matchWebhook evaluates each entry's selectors and match conditions as
 // the API server does.
-func matchWebhook(mwc *admissionregistrationv1.MutatingWebhookConfiguration, ns string, nsLabels map[string]string, pod *corev1.Pod) Webhook {
+func matchWebhook(mwc *admissionregistrationv1.MutatingWebhookConfiguration, ns string, nsLabels map[string]string, pod *corev1.Pod) webhook {
 	all := map[string]string{"kubernetes.io/metadata.name": ns}
 	for k, v := range nsLabels {
 		all[k] = v
 	}
-	w := Webhook{Configuration: mwc.Name}
+	w := webhook{Configuration: mwc.Name}
 	for _, e := range mwc.Webhooks {
 		ok, why := matches(e.NamespaceSelector, all, "namespace")
 		if ok {
@@ -214,7 +214,7 @@ func matchWebhook(mwc *admissionregistrationv1.MutatingWebhookConfiguration, ns 
 		if ok {
 			why = "namespace and pod selectors match"
 		}
-		w.Entries = append(w.Entries, Entry{Name: e.Name, Matches: ok, Reason: why})
+		w.Entries = append(w.Entries, entry{Name: e.Name, Matches: ok, Reason: why})
 		w.Sent = w.Sent || ok
 	}
 	return w
@@ -261,19 +261,19 @@ func describe(req metav1.LabelSelectorRequirement, set map[string]string) string
 }
 
 // annotations are the pod's annotations in the engine's table, sorted.
-func annotations(pod *corev1.Pod) []Annotation {
-	var out []Annotation
+func annotations(pod *corev1.Pod) []annotation {
+	var out []annotation
 	for _, name := range inject.AnnotationNames() {
 		if v, ok := pod.Annotations[name]; ok {
-			out = append(out, Annotation{Name: name, Value: v})
+			out = append(out, annotation{Name: name, Value: v})
 		}
 	}
 	return out
 }
 
 // templates says where the applied templates' names came from.
-func templates(eng *inject.Engine, pod *corev1.Pod, names []string) *Templates {
-	t := &Templates{Names: names, Source: "default"}
+func templates(eng *inject.Engine, pod *corev1.Pod, names []string) *templateList {
+	t := &templateList{Names: names, Source: "default"}
 	requested := eng.Config().Injection.DefaultTemplates
 	if raw, ok := pod.Annotations[inject.AnnotationTemplates]; ok {
 		t.Source, requested = "annotation", strings.Split(raw, ",")

@@ -7,8 +7,8 @@ import (
 	"io"
 )
 
-// Document is one document of a manifest stream.
-type Document struct {
+// document is one document of a manifest stream.
+type document struct {
 	// Raw is the document's bytes, exactly as in the input.
 	Raw []byte
 	// Index is the 1-based position of the document in the stream.
@@ -21,16 +21,16 @@ type Document struct {
 
 // Split cuts data into documents: YAML documents separated by "---" lines,
 // or a stream of JSON values when data starts with '{' or '['.
-func Split(data []byte) ([]Document, error) {
+func Split(data []byte) ([]document, error) {
 	trimmed := bytes.TrimLeft(data, " \t\r\n")
 	if len(trimmed) > 0 && (trimmed[0] == '{' || trimmed[0] == '[') {
 		return splitJSON(data)
 	}
-	var docs []Document
+	var docs []document
 	start, line, startLine := 0, 1, 1
 	flush := func(end int) {
 		raw := data[start:end]
-		docs = append(docs, Document{Raw: raw, Index: len(docs) + 1, Line: startLine})
+		docs = append(docs, document{Raw: raw, Index: len(docs) + 1, Line: startLine})
 	}
 	for i := 0; i < len(data); {
 		j := bytes.IndexByte(data[i:], '\n')
@@ -54,9 +54,9 @@ func Split(data []byte) ([]Document, error) {
 	return docs, nil
 }
 
-func splitJSON(data []byte) ([]Document, error) {
+func splitJSON(data []byte) ([]document, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
-	var docs []Document
+	var docs []document
 	for {
 		startOff := dec.InputOffset()
 		var v json.RawMessage
@@ -71,7 +71,7 @@ func splitJSON(data []byte) ([]Document, error) {
 		for start < len(data) && (data[start] == ' ' || data[start] == '\t' || data[start] == '\r' || data[start] == '\n') {
 			start++
 		}
-		docs = append(docs, Document{Raw: v, Index: len(docs) + 1, Line: lineAt(data, start), JSON: true})
+		docs = append(docs, document{Raw: v, Index: len(docs) + 1, Line: lineAt(data, start), JSON: true})
 	}
 }
 

@@ -110,7 +110,7 @@ func checkUTF8(data []byte) error {
 var yamlLine = regexp.MustCompile(`line (\d+): `)
 
 // docError wraps err with the document's index and absolute line.
-func docError(d Document, err error) error {
+func docError(d document, err error) error {
 	msg := err.Error()
 	line := d.Line
 	if m := yamlLine.FindStringSubmatchIndex(msg); m != nil {
@@ -122,7 +122,7 @@ func docError(d Document, err error) error {
 	return fmt.Errorf("document %d, line %d: %s", d.Index, line, msg)
 }
 
-func transformDoc(d Document, fn PodFunc) ([]byte, bool, error) {
+func transformDoc(d document, fn PodFunc) ([]byte, bool, error) {
 	j := d.Raw
 	if !d.JSON {
 		var err error

@@ -27,7 +27,7 @@ type load struct {
 	done   sync.WaitGroup
 }
 
-func startLoad(t *testing.T, r *Reloader) *load {
+func startLoad(t *testing.T, r *reloader) *load {
 	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
 	l := &load{images: map[string]int{}, stop: cancel}
@@ -64,7 +64,7 @@ func (l *load) check(t *testing.T, valid ...string) {
 }
 
 // runReloader starts r.Run until the test ends.
-func runReloader(t *testing.T, r *Reloader) {
+func runReloader(t *testing.T, r *reloader) {
 	t.Helper()
 	done := make(chan struct{})
 	go func() {
@@ -74,7 +74,7 @@ func runReloader(t *testing.T, r *Reloader) {
 	t.Cleanup(func() { <-done })
 }
 
-func newFaultReloader(t *testing.T, dir string, resync time.Duration) (*Reloader, func(string) float64) {
+func newFaultReloader(t *testing.T, dir string, resync time.Duration) (*reloader, func(string) float64) {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	r, err := New(Options{Dir: dir, Debounce: 200 * time.Millisecond, Resync: resync, Registerer: reg, Log: testr.New(t)})
@@ -93,7 +93,7 @@ func writeFile(t *testing.T, path, content string) {
 	}
 }
 
-func waitTag(t *testing.T, r *Reloader, tag string) {
+func waitTag(t *testing.T, r *reloader, tag string) {
 	t.Helper()
 	testutil.Eventually(t, 10*time.Second, func() bool { return proxyImage(t, r.Engine()) == "docker.io/istio/proxyv2:"+tag })
 }
@@ -109,9 +109,9 @@ func TestReloadPlainFileFaults(t *testing.T) {
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	values := filepath.Join(dir, FileValues)
+	values := filepath.Join(dir, fileValues)
 	writeFile(t, values, tagValues("1.28.0"))
-	writeFile(t, filepath.Join(dir, FileMesh), "defaultConfig:\n  concurrency: 2\n")
+	writeFile(t, filepath.Join(dir, fileMesh), "defaultConfig:\n  concurrency: 2\n")
 	r, count := newFaultReloader(t, dir, 300*time.Millisecond)
 	l := startLoad(t, r)
 
@@ -168,7 +168,7 @@ func TestReloadPlainFileFaults(t *testing.T) {
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	writeFile(t, filepath.Join(dir, FileMesh), "defaultConfig:\n  concurrency: 2\n")
+	writeFile(t, filepath.Join(dir, fileMesh), "defaultConfig:\n  concurrency: 2\n")
 	writeFile(t, values, tagValues("1.28.4"))
 	waitTag(t, r, "1.28.4")
 	if err := r.Check(); err != nil {
@@ -190,7 +190,7 @@ func TestReloadKubeletFaults(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	files := func(tag string) map[string]string {
-		return map[string]string{FileValues: tagValues(tag), FileMesh: "defaultConfig:\n  concurrency: 2\n"}
+		return map[string]string{fileValues: tagValues(tag), fileMesh: "defaultConfig:\n  concurrency: 2\n"}
 	}
 	swap(t, dir, files("1.29.0"))
 	r, count := newFaultReloader(t, dir, time.Hour) // events only
@@ -200,18 +200,18 @@ func TestReloadKubeletFaults(t *testing.T) {
 		swap(t, dir, files(tag))
 		waitTag(t, r, tag)
 	}
-	writeFile(t, filepath.Join(dir, FileValues), tagValues("1.29.4")) // through ..data
+	writeFile(t, filepath.Join(dir, fileValues), tagValues("1.29.4")) // through ..data
 	waitTag(t, r, "1.29.4")
 	swap(t, dir, files("1.29.5"))
 	waitTag(t, r, "1.29.5")
-	writeFile(t, filepath.Join(dir, FileValues), tagValues("1.29.6")) // the new target
+	writeFile(t, filepath.Join(dir, fileValues), tagValues("1.29.6")) // the new target
 	waitTag(t, r, "1.29.6")
 	if n := count("failure"); n != 0 {
 		t.Errorf("valid swaps counted %v failures", n)
 	}
 
 	// A ConfigMap update that drops the values key is refused.
-	swap(t, dir, map[string]string{FileMesh: "defaultConfig:\n  concurrency: 2\n"})
+	swap(t, dir, map[string]string{fileMesh: "defaultConfig:\n  concurrency: 2\n"})
 	testutil.Eventually(t, 10*time.Second, func() bool { return count("failure") == 1 })
 	l.check(t, "1.29.0", "1.29.1", "1.29.2", "1.29.3", "1.29.4", "1.29.5", "1.29.6")
 }
@@ -222,7 +222,7 @@ func TestReloadKubeletFaults(t *testing.T) {
 func TestReloadUnreadableFile(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	values := filepath.Join(dir, FileValues)
+	values := filepath.Join(dir, fileValues)
 	writeFile(t, values, tagValues("1.27.0"))
 	r, count := newFaultReloader(t, dir, 100*time.Millisecond)
 	if err := os.Remove(values); err != nil {

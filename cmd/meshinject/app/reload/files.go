@@ -10,7 +10,7 @@ import (
 )
 
 // fileNames are the directory's files, in snapshot order.
-var fileNames = [...]string{FileConfig, FileValues, FileMesh}
+var fileNames = [...]string{fileConfig, fileValues, fileMesh}
 
 // snapshot is what one read of the directory found; readErr is why the
 // read failed, if it did (two reads failing alike are equal).

@@ -36,9 +36,9 @@ import (
 // File names in the configuration directory: the keys of Istio's
 // istio-sidecar-injector (config, values) and istio (mesh) ConfigMaps.
 const (
-	FileConfig = "config"
-	FileValues = "values"
-	FileMesh   = "mesh"
+	fileConfig = "config"
+	fileValues = "values"
+	fileMesh   = "mesh"
 )
 
 // Options configures a Reloader.
@@ -68,8 +68,8 @@ type Options struct {
 	Log logr.Logger
 }
 
-// Reloader holds the current engine. It implements webhook.EngineSource.
-type Reloader struct {
+// reloader holds the current engine. It implements webhook.EngineSource.
+type reloader struct {
 	opts    Options
 	current atomic.Pointer[inject.Engine]
 	reloads *prometheus.CounterVec
@@ -95,7 +95,7 @@ type Reloader struct {
 
 // New loads the configuration once; it fails if that configuration is
 // invalid, since there is no last good one to fall back on.
-func New(opts Options) (*Reloader, error) {
+func New(opts Options) (*reloader, error) {
 	if opts.Debounce == 0 {
 		opts.Debounce = 250 * time.Millisecond
 	}
@@ -105,7 +105,7 @@ func New(opts Options) (*Reloader, error) {
 	if opts.Log.GetSink() == nil {
 		opts.Log = logr.Discard()
 	}
-	r := &Reloader{opts: opts,
+	r := &reloader{opts: opts,
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "meshinject_config_reloads_total",
 			Help: "Configuration reloads, by result (success or failure). A failure is counted once per refused content.",
@@ -153,7 +153,7 @@ func New(opts Options) (*Reloader, error) {
 }
 
 // use puts e in force.
-func (r *Reloader) use(e *inject.Engine) {
+func (r *reloader) use(e *inject.Engine) {
 	r.current.Store(e)
 	r.info.Reset()
 	r.info.WithLabelValues(e.Config().Hash).Set(1)
@@ -165,13 +165,13 @@ func (r *Reloader) use(e *inject.Engine) {
 }
 
 // Engine returns the engine of the last good configuration.
-func (r *Reloader) Engine() *inject.Engine { return r.current.Load() }
+func (r *reloader) Engine() *inject.Engine { return r.current.Load() }
 
 // Check reports why configuration changes cannot be seen (the directory is
 // gone or cannot be watched), or nil: a readiness check. A refused change
 // does not fail it: every replica reads the same directory, and the last
 // good configuration serves; meshinject_config_stale reports it.
-func (r *Reloader) Check() error {
+func (r *reloader) Check() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.watchErr
@@ -179,7 +179,7 @@ func (r *Reloader) Check() error {
 
 // build checks the files, then loads and validates their configuration;
 // nil means the embedded defaults.
-func (r *Reloader) build(s *snapshot) (*inject.Engine, error) {
+func (r *reloader) build(s *snapshot) (*inject.Engine, error) {
 	src := config.Sources{Revision: r.opts.Revision, StrictValues: r.opts.StrictValues}
 	if s != nil {
 		if err := s.check(r.required); err != nil {
@@ -219,7 +219,7 @@ func (c cacheObserver) Lookup(hit bool) {
 // attempt reads the directory and swaps in a changed, valid configuration.
 // It returns true when a failure is not confirmed yet: the caller reads
 // again after the debounce.
-func (r *Reloader) attempt(now time.Time) (again bool) {
+func (r *reloader) attempt(now time.Time) (again bool) {
 	s, err := read(r.opts.Dir)
 	if err != nil {
 		s = &snapshot{readErr: err.Error()} // so a lasting read error is confirmed and counted once
@@ -256,7 +256,7 @@ func (r *Reloader) attempt(now time.Time) (again bool) {
 	return false
 }
 
-func (r *Reloader) setStale() {
+func (r *reloader) setStale() {
 	r.mu.Lock()
 	stale := r.refused != nil || r.watchErr != nil
 	r.mu.Unlock()
@@ -267,7 +267,7 @@ func (r *Reloader) setStale() {
 	}
 }
 
-func (r *Reloader) setWatchErr(err error) {
+func (r *reloader) setWatchErr(err error) {
 	r.mu.Lock()
 	changed := (err == nil) != (r.watchErr == nil)
 	r.watchErr = err
@@ -283,7 +283,7 @@ func (r *Reloader) setWatchErr(err error) {
 
 // Run watches the directory until ctx is done. With no directory it only
 // waits for ctx.
-func (r *Reloader) Run(ctx context.Context) error {
+func (r *reloader) Run(ctx context.Context) error {
 	if r.opts.Dir == "" {
 		<-ctx.Done()
 		return nil

@@ -66,7 +66,7 @@ func proxyImage(t *testing.T, e *inject.Engine) string {
 func TestReload(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	swap(t, dir, map[string]string{FileValues: "global:\n  tag: 1.28.0\n"})
+	swap(t, dir, map[string]string{fileValues: "global:\n  tag: 1.28.0\n"})
 	reg := prometheus.NewRegistry()
 	r, err := New(Options{Dir: dir, Debounce: 50 * time.Millisecond, Registerer: reg, Log: testr.New(t)})
 	if err != nil {
@@ -86,7 +86,7 @@ func TestReload(t *testing.T) {
 	}
 
 	// A valid change is applied without a restart.
-	swap(t, dir, map[string]string{FileValues: "global:\n  tag: 1.28.5\n"})
+	swap(t, dir, map[string]string{fileValues: "global:\n  tag: 1.28.5\n"})
 	testutil.Eventually(t, 10*time.Second, func() bool { return proxyImage(t, r.Engine()) == "docker.io/istio/proxyv2:1.28.5" })
 	if got := promtestutil.ToFloat64(r.reloads.WithLabelValues("success")); got < 1 {
 		t.Errorf("success reloads = %v", got)
@@ -98,14 +98,14 @@ func TestReload(t *testing.T) {
 
 	// An invalid change is refused; the last good config keeps serving.
 	good := r.Engine()
-	swap(t, dir, map[string]string{FileValues: "global:\n  tag: 1.28.9\n  proxy:\n    statusPort: many\n"})
+	swap(t, dir, map[string]string{fileValues: "global:\n  tag: 1.28.9\n  proxy:\n    statusPort: many\n"})
 	testutil.Eventually(t, 10*time.Second, func() bool { return promtestutil.ToFloat64(r.reloads.WithLabelValues("failure")) >= 1 })
 	if r.Engine() != good || proxyImage(t, r.Engine()) != "docker.io/istio/proxyv2:1.28.5" {
 		t.Error("an invalid config replaced the last good one")
 	}
 
 	// A template that parses but cannot render is refused too.
-	swap(t, dir, map[string]string{FileConfig: "templates:\n  sidecar: '{{ .Nope.Deeper }}'\n"})
+	swap(t, dir, map[string]string{fileConfig: "templates:\n  sidecar: '{{ .Nope.Deeper }}'\n"})
 	testutil.Eventually(t, 10*time.Second, func() bool { return promtestutil.ToFloat64(r.reloads.WithLabelValues("failure")) >= 2 })
 	if r.Engine() != good {
 		t.Error("a config whose template fails to render replaced the last good one")
@@ -115,7 +115,7 @@ func TestReload(t *testing.T) {
 func TestNewRefusesInvalid(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, FileMesh), []byte("defaultConfig: {statusPort: 99999}\n"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, fileMesh), []byte("defaultConfig: {statusPort: 99999}\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	_, err := New(Options{Dir: dir})
@@ -127,7 +127,7 @@ func TestNewRefusesInvalid(t *testing.T) {
 func TestValidateRendersEveryTemplate(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, FileConfig), []byte("templates:\n  extra: |\n    spec:\n      containers:\n      - name: x\n        imagee: typo\n"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, fileConfig), []byte("templates:\n  extra: |\n    spec:\n      containers:\n      - name: x\n        imagee: typo\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	_, err := New(Options{Dir: dir})
@@ -142,7 +142,7 @@ func TestValidateRendersEveryTemplate(t *testing.T) {
 func TestConfigWarnings(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	swap(t, dir, map[string]string{FileValues: "global:\n  proxy:\n    tracerr: datadog\n"})
+	swap(t, dir, map[string]string{fileValues: "global:\n  proxy:\n    tracerr: datadog\n"})
 	var logged []string
 	log := funcr.New(func(prefix, args string) { logged = append(logged, args) }, funcr.Options{})
 	r, err := New(Options{Dir: dir, Registerer: prometheus.NewRegistry(), Log: log})

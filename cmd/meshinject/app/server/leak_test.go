@@ -53,7 +53,7 @@ func TestRunLeavesNoGoroutine(t *testing.T) {
 	}{
 		"tls mode":               {Options{TLSMode: "magic"}, "--tls-mode"},
 		"native":                 {Options{NativeSidecars: "sometimes"}, "--native-sidecars"},
-		"self-managed no client": {Options{TLSMode: TLSModeSelfManaged}, "needs cluster access"},
+		"self-managed no client": {Options{TLSMode: tLSModeSelfManaged}, "needs cluster access"},
 		"secure metrics offline": {Options{MetricsSecure: true}, "--metrics-secure needs cluster access"},
 		"missing certdir":        {Options{CertDir: filepath.Join(dir, "nope")}, "--cert-dir"},
 		"health port in use":     {Options{HealthAddr: busy.Addr().String(), Kubeconfig: kubeconfig}, "move it with --health-addr"},

@@ -42,7 +42,7 @@ import (
 // TLS modes.
 const (
 	TLSModeCertDir     = "cert-dir"
-	TLSModeSelfManaged = "self-managed"
+	tLSModeSelfManaged = "self-managed"
 )
 
 // Options configures Run. Zero values take the documented defaults.
@@ -387,7 +387,7 @@ func (o *Options) setupTLS(ctx context.Context, client kubernetes.Interface, reg
 		t.opts = append(t.opts, func(c *tls.Config) { c.GetCertificate = cw.GetCertificate })
 		t.starts = append(t.starts, cw.Start)
 		t.abort = func() { abortWatcher(ctx, cw) }
-	case TLSModeSelfManaged:
+	case tLSModeSelfManaged:
 		if client == nil {
 			return t, errors.New("--tls-mode=self-managed needs cluster access (--kubeconfig, or running in a pod)")
 		}
@@ -402,7 +402,7 @@ func (o *Options) setupTLS(ctx context.Context, client kubernetes.Interface, reg
 		t.ready = certs.Ready
 		t.starts = append(t.starts, certs.Start)
 	default:
-		return t, fmt.Errorf("--tls-mode %q: want %s or %s", o.TLSMode, TLSModeCertDir, TLSModeSelfManaged)
+		return t, fmt.Errorf("--tls-mode %q: want %s or %s", o.TLSMode, TLSModeCertDir, tLSModeSelfManaged)
 	}
 	return t, nil
 }

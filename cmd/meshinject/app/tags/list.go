@@ -43,7 +43,7 @@ type StalePod struct {
 // List reports every tag: its revision, its namespaces and their stale
 // pods, by tag name.
 func (m *Manager) List(ctx context.Context) ([]Tag, error) {
-	list, err := m.Client.AdmissionregistrationV1().MutatingWebhookConfigurations().List(ctx, metav1.ListOptions{LabelSelector: LabelTag})
+	list, err := m.Client.AdmissionregistrationV1().MutatingWebhookConfigurations().List(ctx, metav1.ListOptions{LabelSelector: labelTag})
 	if err != nil {
 		return nil, fmt.Errorf("list tags: %w", err)
 	}
@@ -61,7 +61,7 @@ func (m *Manager) List(ctx context.Context) ([]Tag, error) {
 
 // report is one tag's row.
 func (m *Manager) report(ctx context.Context, mwc *admissionregistrationv1.MutatingWebhookConfiguration) (Tag, error) {
-	t := Tag{Tag: mwc.Labels[LabelTag], Revision: mwc.Labels[LabelRevision], Namespaces: []string{}, Stale: []StalePod{}}
+	t := Tag{Tag: mwc.Labels[labelTag], Revision: mwc.Labels[LabelRevision], Namespaces: []string{}, Stale: []StalePod{}}
 	ns, err := m.namespaces(ctx, t.Tag)
 	if err != nil {
 		return t, err
@@ -91,7 +91,7 @@ func (m *Manager) report(ctx context.Context, mwc *admissionregistrationv1.Mutat
 // (meshinject[-<revision>]-config, beside its Service) has it now.
 func (m *Manager) engine(ctx context.Context, mwc *admissionregistrationv1.MutatingWebhookConfiguration, revision string) (*inject.Engine, error) {
 	ns, name := m.ConfigNamespace, "meshinject-config"
-	if revision != DefaultTag {
+	if revision != defaultTag {
 		name = "meshinject-" + revision + "-config"
 	}
 	if len(mwc.Webhooks) > 0 && mwc.Webhooks[0].ClientConfig.Service != nil {
@@ -106,7 +106,7 @@ func (m *Manager) engine(ctx context.Context, mwc *admissionregistrationv1.Mutat
 		return nil, fmt.Errorf("revision %s's configuration, ConfigMap %s/%s: %w", revision, ns, name, err)
 	}
 	rev := revision
-	if rev == DefaultTag {
+	if rev == defaultTag {
 		rev = ""
 	}
 	cfg, err := config.Load(config.Sources{InjectionConfig: []byte(cm.Data["config"]), Values: []byte(cm.Data["values"]),
@@ -130,8 +130,8 @@ func staleReason(pod *corev1.Pod, revision string, eng *inject.Engine) string {
 		if err := json.Unmarshal([]byte(raw), &st); err != nil {
 			return ""
 		}
-		if cmp.Or(st.Revision, DefaultTag) != revision {
-			return "injected by revision " + cmp.Or(st.Revision, DefaultTag)
+		if cmp.Or(st.Revision, defaultTag) != revision {
+			return "injected by revision " + cmp.Or(st.Revision, defaultTag)
 		}
 	}
 	if eng == nil {

@@ -38,7 +38,7 @@ type SetOptions struct {
 // writing it.
 func (m *Manager) Generate(ctx context.Context, tag, revision string) (*admissionregistrationv1.MutatingWebhookConfiguration, error) {
 	if revision == "" {
-		revision = DefaultTag
+		revision = defaultTag
 	}
 	rev, err := m.revisionConfig(ctx, revision)
 	if err != nil {
@@ -54,12 +54,12 @@ func (m *Manager) Generate(ctx context.Context, tag, revision string) (*admissio
 func (m *Manager) Set(ctx context.Context, tag string, o SetOptions) (*admissionregistrationv1.MutatingWebhookConfiguration, error) {
 	revision := o.Revision
 	if revision == "" {
-		revision = DefaultTag
+		revision = defaultTag
 	}
 	if err := validTag(tag); err != nil {
 		return nil, err
 	}
-	if tag == DefaultTag && revision == DefaultTag {
+	if tag == defaultTag && revision == defaultTag {
 		return nil, errors.New(`tag "default": the default revision already injects the default tag's pods; point it at another revision`)
 	}
 	if tag == revision {
@@ -105,7 +105,7 @@ func (m *Manager) Set(ctx context.Context, tag string, o SetOptions) (*admission
 // (labelled meshinject.io/rev=<revision>, without meshinject.io/tag).
 func (m *Manager) revisionConfig(ctx context.Context, revision string) (*admissionregistrationv1.MutatingWebhookConfiguration, error) {
 	list, err := m.Client.AdmissionregistrationV1().MutatingWebhookConfigurations().List(ctx,
-		metav1.ListOptions{LabelSelector: LabelRevision + "=" + revision + ",!" + LabelTag})
+		metav1.ListOptions{LabelSelector: LabelRevision + "=" + revision + ",!" + labelTag})
 	if err != nil {
 		return nil, fmt.Errorf("revision %q: %w", revision, err)
 	}

@@ -19,10 +19,10 @@ import (
 const (
 	// LabelRevision names the revision a configuration serves.
 	LabelRevision = "meshinject.io/rev"
-	// LabelTag names the tag of a tag's configuration.
-	LabelTag = "meshinject.io/tag"
-	// DefaultTag is the tag that also takes the default revision's pods.
-	DefaultTag = "default"
+	// labelTag names the tag of a tag's configuration.
+	labelTag = "meshinject.io/tag"
+	// defaultTag is the tag that also takes the default revision's pods.
+	defaultTag = "default"
 
 	namePrefix  = "meshinject-revision-tag-"
 	entrySuffix = ".meshinject.istio.io"
@@ -49,7 +49,7 @@ func Build(rev *admissionregistrationv1.MutatingWebhookConfiguration, tag string
 	out := &admissionregistrationv1.MutatingWebhookConfiguration{
 		TypeMeta: metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "MutatingWebhookConfiguration"},
 		ObjectMeta: metav1.ObjectMeta{Name: Name(tag), Labels: map[string]string{
-			"app.kubernetes.io/name": "meshinject", LabelRevision: revision, LabelTag: tag,
+			"app.kubernetes.io/name": "meshinject", LabelRevision: revision, labelTag: tag,
 		}},
 	}
 	if a, ok := rev.Annotations["cert-manager.io/inject-ca-from"]; ok {
@@ -59,7 +59,7 @@ func Build(rev *admissionregistrationv1.MutatingWebhookConfiguration, tag string
 	selectRevision(ns.NamespaceSelector, tag)
 	selectRevision(obj.ObjectSelector, tag)
 	out.Webhooks = append(out.Webhooks, *ns, *obj)
-	if tag == DefaultTag {
+	if tag == defaultTag {
 		out.Webhooks = append(out.Webhooks, defaultEntries(revNS, revObj)...)
 	}
 	return out, nil
@@ -129,7 +129,7 @@ func defaultEntries(revNS, revObj *admissionregistrationv1.MutatingWebhook) []ad
 // servedNamespaces is the label selectors of the namespaces a tag serves.
 func servedNamespaces(tag string) []string {
 	s := []string{labelRev + "=" + tag + ",!istio-injection"}
-	if tag == DefaultTag {
+	if tag == defaultTag {
 		s = append(s, "istio-injection=enabled")
 	}
 	return slices.Clip(s)

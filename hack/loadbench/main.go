@@ -56,6 +56,7 @@ func main() {
 	flag.StringVar(&o.pods, "pods", "small,medium,large", "comma-separated pods to send (of "+strings.Join(podNamesOf(benchpods.All()), ", ")+")")
 	flag.IntVar(&o.distinct, "distinct", 0, "send N different workloads' pods in turn (seeded generator) instead of -pods, and report the render cache's hit rate")
 	flag.Uint64Var(&o.seed, "seed", 1, "seed of -distinct's generator")
+	flag.StringVar(&o.compare, "compare", "", "comma-separated NAME=BINARY: other meshinject binaries (e.g. built without a piece of speed code) measured beside -meshinject in the same slices, with their CPU and p99 against it")
 	flag.StringVar(&o.profile, "profile", "", "after the table, load meshinject once more with the first pod and concurrency for -duration and write its CPU profile to this file")
 	flag.Parse()
 	gcTarget = strconv.Itoa(*gcPercent)
@@ -88,6 +89,7 @@ func review(pod []byte, i int) []byte {
 // options are run's settings, one per flag.
 type options struct {
 	binary, istio, istioConfig, certDir, levels, pods, profile string
+	compare                                                    string
 	memoryLimit                                                string
 	d, warmup                                                  time.Duration
 	rounds, distinct                                           int
@@ -158,7 +160,7 @@ func run(o options) error {
 	fmt.Printf("# loadbench: %s per server and cell in %d alternating slices after %s warm-up, keep-alive HTTPS on 127.0.0.1, GOMAXPROCS of the host, GOGC %s\n", o.d, o.rounds, o.warmup, gcTarget)
 	fmt.Println("| pod | c | server | admissions/s | p50 | p99 | max | CPU/admission | allocs/admission | RSS / peak MiB | errors |")
 	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|")
-	var rows []string
+	var rows, variants []string
 	for _, w := range ws {
 		for _, n := range conc {
 			hits0, miss0 := cacheLookups(servers[1])
@@ -167,10 +169,12 @@ func run(o options) error {
 				return err
 			}
 			hits1, miss1 := cacheLookups(servers[1])
-			rows = append(rows, ratioRow(w.name, n, res, hits1-hits0, miss1-miss0))
+			rows = append(rows, ratioRow(w.name, n, servers, res, hits1-hits0, miss1-miss0))
+			variants = append(variants, variantRows(w.name, n, servers, res)...)
 		}
 	}
-	printRatios(rows, len(servers) > 2)
+	printRatios(rows, o.istio != "")
+	printVariants(variants)
 	if o.profile != "" {
 		return profileLoad(ctx, pool, servers[1], side, ws[0].bodies[0], conc[0], o.d, o.profile)
 	}
@@ -198,13 +202,14 @@ func cacheLookups(mesh *server) (hits, misses float64) {
 	return hits, misses
 }
 
+func ratio(a, b float64) string { return fmt.Sprintf("%.2f×", a/b) }
+
 // ratioRow is a cell's ratios: meshinject to the floor, Istio to
 // meshinject, and meshinject's render cache hit rate.
-func ratioRow(name string, n int, res []result, hits, misses float64) string {
-	ratio := func(a, b float64) string { return fmt.Sprintf("%.2f×", a/b) }
+func ratioRow(name string, n int, servers []*server, res []result, hits, misses float64) string {
 	row := fmt.Sprintf("| %s | %d | %s | %s |", name, n,
 		ratio(float64(res[1].cpuPer), float64(res[0].cpuPer)), ratio(float64(res[1].p99), float64(res[0].p99)))
-	if len(res) > 2 {
+	if len(res) > 2 && servers[2].name == "istio" {
 		row += fmt.Sprintf(" %s | %s | %s |", ratio(float64(res[2].cpuPer), float64(res[1].cpuPer)),
 			ratio(float64(res[2].p99), float64(res[1].p99)), ratio(res[2].allocsPer, res[1].allocsPer))
 	}
@@ -224,6 +229,34 @@ func printRatios(rows []string, istio bool) {
 		fmt.Println("| pod | c | meshinject/floor CPU | meshinject/floor p99 | render cache hits |")
 		fmt.Println("|---|---|---|---|---|")
 	}
+	for _, r := range rows {
+		fmt.Println(r)
+	}
+}
+
+// variantRows are a cell's -compare rows: each variant's CPU and p99
+// against meshinject's, and the share of the variant's CPU that
+// meshinject saves.
+func variantRows(name string, n int, servers []*server, res []result) []string {
+	var rows []string
+	for i, s := range servers {
+		if !s.variant {
+			continue
+		}
+		saved := 100 * (1 - float64(res[1].cpuPer)/float64(res[i].cpuPer))
+		rows = append(rows, fmt.Sprintf("| %s | %d | %s | %s | %s | %.1f%% |", name, n, s.name,
+			ratio(float64(res[i].cpuPer), float64(res[1].cpuPer)), ratio(float64(res[i].p99), float64(res[1].p99)), saved))
+	}
+	return rows
+}
+
+func printVariants(rows []string) {
+	if len(rows) == 0 {
+		return
+	}
+	fmt.Println()
+	fmt.Println("| pod | c | variant | variant/meshinject CPU | variant/meshinject p99 | server CPU meshinject saves |")
+	fmt.Println("|---|---|---|---|---|---|")
 	for _, r := range rows {
 		fmt.Println(r)
 	}

@@ -34,6 +34,7 @@ type server struct {
 	metricsURL string // its /metrics, which carries go_memstats_mallocs_total
 	cmd        *exec.Cmd
 	injects    bool // its answer adds istio-proxy (not the floor's)
+	variant    bool // a -compare binary
 }
 
 // start runs args as the server name, its webhook on port and /metrics on
@@ -165,15 +166,19 @@ func serveFloor(port, metricsPort int, certDir string) error {
 	return srv.ListenAndServeTLS(filepath.Join(certDir, certs.CertFile), filepath.Join(certDir, certs.KeyFile))
 }
 
-// startServers starts the floor server, meshinject serve and, with
-// o.istio, Istio's injector, and returns them and the URL of meshinject's
-// pprof address (served when profiling).
+// startServers starts the floor server, meshinject serve, with o.istio
+// Istio's injector, and each of o.compare's meshinject binaries, and returns
+// them and the URL of meshinject's pprof address (served when profiling).
 func startServers(o options) (servers []*server, pprofURL string, err error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, "", err
 	}
-	var ports [8]int
+	variants, err := comparesOf(o.compare)
+	if err != nil {
+		return nil, "", err
+	}
+	ports := make([]int, 8+2*len(variants))
 	for i := range ports {
 		if ports[i], err = proc.FreePort(); err != nil {
 			return nil, "", err
@@ -190,15 +195,7 @@ func startServers(o options) (servers []*server, pprofURL string, err error) {
 		return nil, "", err
 	}
 	servers = append(servers, floor)
-	args := []string{o.binary, "serve", "--host", "127.0.0.1", "--port", strconv.Itoa(ports[2]), "--metrics-addr", "127.0.0.1:" + strconv.Itoa(ports[3]),
-		"--health-addr", "127.0.0.1:" + strconv.Itoa(ports[4]), "--cert-dir", o.certDir, "--log-level", "error", "--gc-percent", gcTarget}
-	if o.profile != "" {
-		args = append(args, "--pprof-addr", "127.0.0.1:"+strconv.Itoa(ports[5]))
-	}
-	if o.memoryLimit != "" {
-		args = append(args, "--memory-limit", o.memoryLimit)
-	}
-	mesh, err := start("meshinject", args, nil, ports[2], ports[3])
+	mesh, err := startMeshinject(o, "meshinject", o.binary, ports[2], ports[3], ports[4], ports[5])
 	if err != nil {
 		stopAll()
 		return nil, "", err
@@ -213,5 +210,55 @@ func startServers(o options) (servers []*server, pprofURL string, err error) {
 		}
 		servers = append(servers, istio)
 	}
+	for i, v := range variants {
+		p := ports[8+2*i:]
+		s, err := startMeshinject(o, v.name, v.binary, p[0], p[1], 0, 0)
+		if err != nil {
+			stopAll()
+			return nil, "", err
+		}
+		s.variant = true
+		servers = append(servers, s)
+	}
 	return servers, "http://127.0.0.1:" + strconv.Itoa(ports[5]), nil
+}
+
+// startMeshinject runs binary's serve as the server name, with health on
+// healthPort and, when profiling and pprofPort is set, pprof on pprofPort.
+func startMeshinject(o options, name, binary string, port, metricsPort, healthPort, pprofPort int) (*server, error) {
+	if healthPort == 0 {
+		var err error
+		if healthPort, err = proc.FreePort(); err != nil {
+			return nil, err
+		}
+	}
+	args := []string{binary, "serve", "--host", "127.0.0.1", "--port", strconv.Itoa(port), "--metrics-addr", "127.0.0.1:" + strconv.Itoa(metricsPort),
+		"--health-addr", "127.0.0.1:" + strconv.Itoa(healthPort), "--cert-dir", o.certDir, "--log-level", "error", "--gc-percent", gcTarget}
+	if o.profile != "" && pprofPort != 0 {
+		args = append(args, "--pprof-addr", "127.0.0.1:"+strconv.Itoa(pprofPort))
+	}
+	if o.memoryLimit != "" {
+		args = append(args, "--memory-limit", o.memoryLimit)
+	}
+	return start(name, args, nil, port, metricsPort)
+}
+
+// compare is one -compare entry: a meshinject binary measured beside the
+// one under test, under its own name.
+type compare struct{ name, binary string }
+
+// comparesOf parses -compare: comma-separated NAME=BINARY pairs.
+func comparesOf(s string) ([]compare, error) {
+	var out []compare
+	for _, kv := range strings.Split(s, ",") {
+		if kv = strings.TrimSpace(kv); kv == "" {
+			continue
+		}
+		name, bin, ok := strings.Cut(kv, "=")
+		if !ok || name == "" || bin == "" || name == "meshinject" || name == "floor" || name == "istio" {
+			return nil, fmt.Errorf("-compare %q: want NAME=BINARY pairs, NAME not floor, meshinject or istio", s)
+		}
+		out = append(out, compare{name, bin})
+	}
+	return out, nil
 }

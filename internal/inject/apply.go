@@ -40,12 +40,48 @@ type overrides struct {
 func (e *Engine) apply(pod *corev1.Pod, s *settings, names []string, previous []corev1.Container, warnings *[]string) error {
 	in := &injection{e: e, pod: pod, s: s, names: names, warnings: warnings, previous: previous,
 		rec: newRecord(pod), status: Status{Revision: s.Revision}}
-	for _, step := range applySteps {
-		if err := step.run(in); err != nil {
-			return err
-		}
+	// Render every template and note what they add.
+	if err := in.render(); err != nil {
+		return err
 	}
-	return nil
+	in.noteStatus()
+	// Take the user's overrides out, merge the templates, keep what the
+	// user added to a previous injection, fold a second istio-proxy into
+	// the native one, and put the user's overrides back.
+	in.userProxy = findProxy(in.pod).DeepCopy()
+	in.ov = takeOverrides(in.pod, &in.status, in.rec)
+	if err := in.merge(); err != nil {
+		return err
+	}
+	if err := in.keepPrevious(); err != nil {
+		return err
+	}
+	foldProxy(in.pod, &in.status)
+	if err := applyOverrides(in.pod, &in.ov); err != nil {
+		return err
+	}
+	return in.postProcess()
+}
+
+// postProcess finishes a merged injection: istio-init as the user's
+// istio-proxy asks, the cluster and network variables, Prometheus
+// scraping, the application's probes, the status annotations, the
+// containers' order, and the record uninject reads.
+func (in *injection) postProcess() error {
+	adjustInitUser(in.pod, in.userProxy, in.s.InterceptionMode == "TPROXY")
+	overwriteClusterEnv(in.pod, in.s.clusterEnv)
+	if err := in.e.prometheusMerge(in.pod, in.s); err != nil {
+		return err
+	}
+	securePrometheusPort(in.pod)
+	if err := rewriteProbes(in.pod, in.s, in.rec, in.warnings); err != nil {
+		return err
+	}
+	if err := in.annotate(); err != nil {
+		return err
+	}
+	order(in.pod, in.s.Hold)
+	return in.rec.finish(in.pod)
 }
 
 // injection is the state apply's steps share.
@@ -67,36 +103,6 @@ type injection struct {
 	previous []corev1.Container
 }
 
-// applySteps are apply's steps, in order: render every template, note what
-// they add, merge them into the pod, then post-process.
-var applySteps = []struct {
-	name string
-	run  func(*injection) error
-}{
-	{"render the templates", (*injection).render},
-	{"note what they add", (*injection).noteStatus},
-	{"take the user's overrides out", func(in *injection) error {
-		in.userProxy = findProxy(in.pod).DeepCopy()
-		in.ov = takeOverrides(in.pod, &in.status, in.rec)
-		return nil
-	}},
-	{"merge the templates", (*injection).merge},
-	{"keep what the user added to the previous injection", (*injection).keepPrevious},
-	{"fold a second istio-proxy into the native one", func(in *injection) error { foldProxy(in.pod, &in.status); return nil }},
-	{"apply the user's overrides", func(in *injection) error { return applyOverrides(in.pod, &in.ov) }},
-	{"run istio-init as the user's istio-proxy asks", func(in *injection) error {
-		adjustInitUser(in.pod, in.userProxy, in.s.InterceptionMode == "TPROXY")
-		return nil
-	}},
-	{"overwrite the cluster and network variables", func(in *injection) error { overwriteClusterEnv(in.pod, in.s.clusterEnv); return nil }},
-	{"merge Prometheus scraping", func(in *injection) error { return in.e.prometheusMerge(in.pod, in.s) }},
-	{"point Prometheus at the secure metrics port", func(in *injection) error { securePrometheusPort(in.pod); return nil }},
-	{"rewrite the application's probes", func(in *injection) error { return rewriteProbes(in.pod, in.s, in.rec, in.warnings) }},
-	{"write the status annotations", (*injection).annotate},
-	{"order the containers", func(in *injection) error { order(in.pod, in.s.Hold); return nil }},
-	{"record what changed, for uninject", func(in *injection) error { return in.rec.finish(in.pod) }},
-}
-
 func (in *injection) render() error {
 	data := in.e.templateData(in.pod, in.s)
 	in.patches = make([]*rendered, len(in.names))
@@ -110,7 +116,7 @@ func (in *injection) render() error {
 	return nil
 }
 
-func (in *injection) noteStatus() error {
+func (in *injection) noteStatus() {
 	for _, p := range in.patches {
 		spec, _ := p.tree["spec"].(map[string]any)
 		in.status.InitContainers = appendNames(in.status.InitContainers, spec["initContainers"])
@@ -118,12 +124,11 @@ func (in *injection) noteStatus() error {
 		in.status.Volumes = appendNames(in.status.Volumes, spec["volumes"])
 		in.status.ImagePullSecrets = appendNames(in.status.ImagePullSecrets, spec["imagePullSecrets"])
 	}
-	return nil
 }
 
 func (in *injection) merge() error {
 	for i, p := range in.patches {
-		if p.additive && addOverlay(in.pod, p.pod) {
+		if p.additive && podmerge.Add(in.pod, p.pod) {
 			continue
 		}
 		if err := podmerge.Merge(in.pod, p.tree, in.rec.touch); err != nil {

@@ -182,8 +182,8 @@ func TestAdditiveOverlayMatchesOverlay(t *testing.T) {
 			t.Fatal("the sidecar output is not additive")
 		}
 		fast, slow := pod.DeepCopy(), pod.DeepCopy()
-		if !addOverlay(fast, r.pod) {
-			t.Fatal("addOverlay refused a pod without injected items")
+		if !podmerge.Add(fast, r.pod) {
+			t.Fatal("podmerge.Add refused a pod without injected items")
 		}
 		if err := podmerge.Merge(slow, r.tree, nil); err != nil {
 			t.Fatal(err)
@@ -193,8 +193,8 @@ func TestAdditiveOverlayMatchesOverlay(t *testing.T) {
 			b, _ := json.Marshal(slow)
 			t.Errorf("native=%v: fast path differs:\nfast: %s\nslow: %s", native, a, b)
 		}
-		if addOverlay(fast, r.pod) {
-			t.Error("addOverlay accepted a pod that already has the items")
+		if podmerge.Add(fast, r.pod) {
+			t.Error("podmerge.Add accepted a pod that already has the items")
 		}
 	}
 }

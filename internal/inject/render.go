@@ -14,6 +14,7 @@ import (
 	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 
+	"github.com/meshinject/meshinject/internal/inject/podmerge"
 	"github.com/meshinject/meshinject/internal/jsontree"
 	"github.com/meshinject/meshinject/templates"
 )
@@ -175,7 +176,7 @@ type rendered struct {
 
 func newRendered(tree map[string]any) (*rendered, error) {
 	r := &rendered{tree: tree}
-	if !isAdditive(tree) {
+	if !podmerge.Additive(tree) {
 		return r, nil
 	}
 	r.pod = &corev1.Pod{}
@@ -184,68 +185,6 @@ func newRendered(tree map[string]any) (*rendered, error) {
 	}
 	r.additive = true
 	return r, nil
-}
-
-func isAdditive(tree map[string]any) bool {
-	for k, v := range tree {
-		m, ok := v.(map[string]any)
-		if !ok {
-			return false
-		}
-		switch k {
-		case "metadata":
-			for mk, mv := range m {
-				if mk != "labels" && mk != "annotations" {
-					return false
-				}
-				vals, ok := mv.(map[string]any)
-				if !ok {
-					return false
-				}
-				for _, s := range vals {
-					if _, ok := s.(string); !ok {
-						return false
-					}
-				}
-			}
-		case "spec":
-			for sk, sv := range m {
-				items, ok := sv.([]any)
-				if !additiveLists[sk] || !ok {
-					return false
-				}
-				for _, it := range items {
-					if !directiveFree(it) {
-						return false
-					}
-				}
-			}
-		default:
-			return false
-		}
-	}
-	return true
-}
-
-// directiveFree reports whether v holds no $-directive keys and no nulls.
-func directiveFree(v any) bool {
-	switch t := v.(type) {
-	case nil:
-		return false
-	case map[string]any:
-		for k, c := range t {
-			if strings.HasPrefix(k, "$") || !directiveFree(c) {
-				return false
-			}
-		}
-	case []any:
-		for _, c := range t {
-			if !directiveFree(c) {
-				return false
-			}
-		}
-	}
-	return true
 }
 
 // parsePartialPod parses rendered YAML and checks that every field is a Pod

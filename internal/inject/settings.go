@@ -16,8 +16,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/json"
 
+	"k8s.io/apimachinery/pkg/api/resource"
+
 	"github.com/meshinject/meshinject/internal/config"
-	"github.com/meshinject/meshinject/internal/validate"
 	"github.com/meshinject/meshinject/templates"
 )
 
@@ -115,8 +116,19 @@ type settings struct {
 	datadogEnv []corev1.EnvVar
 }
 
-// annotations is a validating reader of pod annotations.
-type annotations map[string]string
+// annotations reads a pod's annotations: raw, and the value each
+// annotation of the table the pod carries parsed to (parseAnnotations).
+type annotations struct {
+	raw    map[string]string
+	values map[string]any
+}
+
+// value is the parsed value of the table's annotation name, when the pod
+// carries it.
+func value[T any](a annotations, name string) (T, bool) {
+	v, ok := a.values[name].(T)
+	return v, ok
+}
 
 // injectionPrefixes are the prefixes of the annotations that change
 // injection output; their values reach the templates.
@@ -127,7 +139,7 @@ var injectionPrefixes = []string{"sidecar.istio.io/", "traffic.sidecar.istio.io/
 // annotation: the templates write the values into YAML, which cannot hold
 // them (tab, newline and carriage return are allowed).
 func (a annotations) checkPrintable() error {
-	for name, v := range a {
+	for name, v := range a.raw {
 		if !slices.ContainsFunc(injectionPrefixes, func(p string) bool { return strings.HasPrefix(name, p) }) {
 			continue
 		}
@@ -141,32 +153,28 @@ func (a annotations) checkPrintable() error {
 }
 
 func (a annotations) get(name string) (string, bool) {
-	v, ok := a[name]
+	v, ok := a.raw[name]
 	return v, ok
 }
 
 func (a annotations) str(name, def string) string {
-	if v, ok := a[name]; ok {
+	if v, ok := a.raw[name]; ok {
 		return v
 	}
 	return def
 }
 
-// uint32 is the value of a checked (annotationTable) unsigned integer
-// annotation, or def.
+// uint32 is the parsed value of an unsigned integer annotation, or def.
 func (a annotations) uint32(name string, def int32) int32 {
-	if v, ok := a[name]; ok {
-		n, _ := validate.Uint32(v)
+	if n, ok := value[int32](a, name); ok {
 		return n
 	}
 	return def
 }
 
-// boolean is the value of a checked (annotationTable) boolean annotation,
-// or def.
+// boolean is the parsed value of a boolean annotation, or def.
 func (a annotations) boolean(name string, def bool) bool {
-	if v, ok := a[name]; ok {
-		b, _ := validate.Bool(v)
+	if b, ok := value[bool](a, name); ok {
 		return b
 	}
 	return def
@@ -178,11 +186,11 @@ func (a annotations) boolean(name string, def bool) bool {
 func (e *Engine) resolve(pod *corev1.Pod, ns string, req Request) (*settings, error) {
 	cfg, v := e.cfg, &e.cfg.Typed
 	pv := &v.Global.Proxy
-	a := annotations(pod.Annotations)
+	a := annotations{raw: pod.Annotations}
 	if err := a.checkPrintable(); err != nil {
 		return nil, err
 	}
-	if err := a.checkAnnotations(); err != nil {
+	if err := a.parseAnnotations(); err != nil {
 		return nil, err
 	}
 	s := &settings{Revision: cfg.RevisionName(), namespace: ns}
@@ -226,11 +234,7 @@ func (e *Engine) resolve(pod *corev1.Pod, ns string, req Request) (*settings, er
 // (read-only) default.
 func (s *settings) resolveProxyConfig(cfg *config.Config, a annotations) (*meshv1alpha1.ProxyConfig, error) {
 	pc := cfg.Mesh.GetDefaultConfig()
-	if raw, ok := a.get(annotationProxyConfig); ok {
-		over, err := config.ParseProxyConfig(raw) // checked: annotationTable
-		if err != nil {
-			return nil, fieldError(annotationProxyConfig, raw, err)
-		}
+	if over, ok := value[*meshv1alpha1.ProxyConfig](a, annotationProxyConfig); ok {
 		if pc == nil {
 			pc = over
 		} else {
@@ -262,8 +266,8 @@ func (s *settings) resolveProbes(cfg *config.Config, pc *meshv1alpha1.ProxyConfi
 	if pc.GetStatusPort() != cfg.DefaultProxyConfig.GetStatusPort() {
 		s.StatusPort = pc.GetStatusPort()
 	}
-	if raw, ok := a.get(annotation.SidecarStatusPort.Name); ok {
-		s.StatusPort, _ = validate.StatusPort(raw)
+	if port, ok := value[int32](a, annotation.SidecarStatusPort.Name); ok {
+		s.StatusPort = port
 	}
 	s.ReadinessInitialDelaySeconds = a.uint32(annotation.SidecarStatusReadinessInitialDelaySeconds.Name, pv.ReadinessInitialDelaySeconds)
 	s.ReadinessPeriodSeconds = a.uint32(annotation.SidecarStatusReadinessPeriodSeconds.Name, pv.ReadinessPeriodSeconds)
@@ -415,7 +419,7 @@ var resourceAnnotations = []struct{ name, kind, resource string }{
 func (s *settings) resolveResources(pv *config.ProxyValues, a annotations) {
 	any := false
 	for _, r := range resourceAnnotations {
-		if _, ok := a[r.name]; ok {
+		if _, ok := a.raw[r.name]; ok {
 			any = true
 		}
 	}
@@ -425,11 +429,10 @@ func (s *settings) resolveResources(pv *config.ProxyValues, a annotations) {
 	}
 	res := config.Resources{}
 	for _, r := range resourceAnnotations {
-		v, ok := a[r.name]
+		q, ok := value[resource.Quantity](a, r.name)
 		if !ok {
 			continue
 		}
-		q, _ := validate.Quantity(v) // checked: annotationTable
 		m := &res.Requests
 		if r.kind == "limits" {
 			m = &res.Limits
@@ -562,19 +565,17 @@ func initModeArgs(g *config.GlobalValues, cni bool) []string {
 	return args
 }
 
-// resolveUserVolumes reads the checked (annotationTable) user volumes and
-// mounts, sorted by name.
+// resolveUserVolumes reads the parsed user volumes and mounts, sorted by
+// name.
 func (s *settings) resolveUserVolumes(a annotations) {
-	if raw, ok := a.get(annotation.SidecarUserVolume.Name); ok {
-		vols, _ := userVolumes(raw)
+	if vols, ok := value[map[string]corev1.Volume](a, annotation.SidecarUserVolume.Name); ok {
 		for _, name := range slices.Sorted(maps.Keys(vols)) {
 			v := vols[name]
 			v.Name = name
 			s.UserVolumes = append(s.UserVolumes, v)
 		}
 	}
-	if raw, ok := a.get(annotation.SidecarUserVolumeMount.Name); ok {
-		mounts, _ := userMounts(raw)
+	if mounts, ok := value[map[string]corev1.VolumeMount](a, annotation.SidecarUserVolumeMount.Name); ok {
 		for _, name := range slices.Sorted(maps.Keys(mounts)) {
 			m := mounts[name]
 			m.Name = name

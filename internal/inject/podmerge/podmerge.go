@@ -1,9 +1,10 @@
 // Package podmerge merges a template's output, a partial Pod as a JSON
 // tree, into a typed Pod with Kubernetes' strategic merge patch for
-// corev1.Pod, converting only what the patch touches: the metadata and spec
-// fields it names and, for lists merged by name, the items it names. It is
-// the engine's one merge: of every template into the pod, and of a user's
-// container over a template's (Istio's proxy.istio.io/overrides).
+// corev1.Pod (Merge), converting only the metadata and spec fields the
+// patch names. It is the engine's merge: of every template into the pod,
+// and of a user's container over a template's (Istio's
+// proxy.istio.io/overrides). Output that only adds (Additive) takes a
+// shorter path on the typed pod (Add), with the same result.
 package podmerge
 
 import (
@@ -29,8 +30,7 @@ var (
 	podSchema  = mustSchema(&corev1.Pod{})
 	metaFields = jsonFieldIndex(reflect.TypeFor[metav1.ObjectMeta]())
 	specFields = jsonFieldIndex(reflect.TypeFor[corev1.PodSpec]())
-	// keyedLists are the PodSpec lists merged by name that are merged
-	// sparsely: only the items a template names are converted and patched.
+	// keyedLists are the PodSpec lists merged item by item by name.
 	keyedLists = map[string]bool{
 		"containers": true, "initContainers": true, "ephemeralContainers": true,
 		"volumes": true, "imagePullSecrets": true,
@@ -95,9 +95,6 @@ type overlayPart struct {
 	index  map[string]int
 	// keys are the fields the patch names (all of them when full).
 	keys []string
-	// sparse are the lists merged by name, with the pod's items the patch
-	// names.
-	sparse map[string]map[int]bool
 	// full is a patch that replaces or retains keys of the whole object.
 	full bool
 }
@@ -152,25 +149,12 @@ func (p *overlayPart) original(pm map[string]any, touched touched) (map[string]a
 			p.keys = append(p.keys, k)
 		}
 	}
-	p.sparse = map[string]map[int]bool{}
 	for _, k := range p.keys {
 		fi, ok := p.index[k]
 		if !ok {
 			return nil, fmt.Errorf("template output: unknown field %s.%s", p.name, k)
 		}
 		fv := p.target.Field(fi)
-		items, isList := pm[k].([]any)
-		if !p.full && p.name == "spec" && keyedLists[k] && isList && !fullKeys[k] && !hasReplace(items) {
-			matched, origItems, err := namedItems(fv, items)
-			if err != nil {
-				return nil, err
-			}
-			if origItems != nil {
-				o[k] = origItems
-			}
-			p.sparse[k] = matched
-			continue
-		}
 		if p.full {
 			continue
 		}
@@ -182,7 +166,7 @@ func (p *overlayPart) original(pm map[string]any, touched touched) (map[string]a
 			}
 			o[k] = t
 		}
-		if !(p.name == "metadata" && (k == "labels" || k == "annotations")) {
+		if !(p.name == "metadata" && (k == "labels" || k == "annotations")) && !mergedByName(p.name, k, pm[k], fullKeys) {
 			touched(p.name, k, t)
 		}
 	}
@@ -213,34 +197,7 @@ func (p *overlayPart) keysOf(pm map[string]any) map[string]bool {
 	return fullKeys
 }
 
-// namedItems returns the indices of list's items that items names, and
-// those items as trees.
-func namedItems(list reflect.Value, items []any) (map[int]bool, []any, error) {
-	names := map[string]bool{}
-	for _, it := range items {
-		if m, ok := it.(map[string]any); ok {
-			if n, ok := m["name"].(string); ok {
-				names[n] = true
-			}
-		}
-	}
-	matched := map[int]bool{}
-	var orig []any
-	for i := range list.Len() {
-		if names[list.Index(i).FieldByName("Name").String()] {
-			t, err := jsontree.Value(list.Index(i).Interface())
-			if err != nil {
-				return nil, nil, err
-			}
-			orig = append(orig, t)
-			matched[i] = true
-		}
-	}
-	return matched, orig, nil
-}
-
-// splice sets the part's fields from the merged partial pod; a list
-// merged by name gets the merged items first, then the pod's others.
+// splice sets the part's fields from the merged partial pod.
 func (p *overlayPart) splice(partial *corev1.Pod) {
 	src := reflect.ValueOf(&partial.ObjectMeta).Elem()
 	if p.name == "spec" {
@@ -248,22 +205,16 @@ func (p *overlayPart) splice(partial *corev1.Pod) {
 	}
 	for _, k := range p.keys {
 		fi := p.index[k]
-		nv := src.Field(fi)
-		matched, ok := p.sparse[k]
-		if !ok {
-			p.target.Field(fi).Set(nv)
-			continue
-		}
-		old := p.target.Field(fi)
-		out := reflect.MakeSlice(nv.Type(), 0, nv.Len()+old.Len()-len(matched))
-		out = reflect.AppendSlice(out, nv)
-		for i := range old.Len() {
-			if !matched[i] {
-				out = reflect.Append(out, old.Index(i))
-			}
-		}
-		p.target.Field(fi).Set(out)
+		p.target.Field(fi).Set(src.Field(fi))
 	}
+}
+
+// mergedByName reports whether the patch's value v of field k of part is
+// a list merged item by item by name (not ordered, replaced or deleted
+// from as a whole), which the merge does not report as touched.
+func mergedByName(part, k string, v any, fullKeys map[string]bool) bool {
+	items, isList := v.([]any)
+	return part == "spec" && keyedLists[k] && isList && !fullKeys[k] && !hasReplace(items)
 }
 
 // hasReplace reports whether a patch list carries a {$patch: replace} item.

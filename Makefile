@@ -45,6 +45,12 @@ RUN_HEALTH_ADDR ?= 127.0.0.1:8081
 .PHONY: run
 run: build ## Serve the webhook on https://127.0.0.1:9443/inject (RUN_PORT; dev certificate in .cache/dev-certs; /metrics on RUN_METRICS_ADDR, 127.0.0.1:8080; /readyz on RUN_HEALTH_ADDR, 127.0.0.1:8081).
 	go run ./hack/devcert -dir $(DEV_CERTS)
+	@for v in RUN_PORT=127.0.0.1:$(RUN_PORT) RUN_METRICS_ADDR=$(RUN_METRICS_ADDR) RUN_HEALTH_ADDR=$(RUN_HEALTH_ADDR); do \
+		addr=$${v#*=}; host=$${addr%:*}; port=$${addr##*:}; \
+		if (exec 3<>/dev/tcp/$${host:-127.0.0.1}/$$port) 2>/dev/null; then \
+			echo "make run: $$addr is in use; pick another with $${v%%=*}=..., e.g. make run $${v%%=*}=$$( [ $${v%%=*} = RUN_PORT ] && echo 19443 || echo 127.0.0.1:$$((port + 10000)) )" >&2; exit 1; \
+		fi; \
+	done
 	$(BIN)/meshinject serve --host 127.0.0.1 --port $(RUN_PORT) --metrics-addr $(RUN_METRICS_ADDR) --health-addr $(RUN_HEALTH_ADDR) --cert-dir $(DEV_CERTS) --log-format console --drain-delay 0
 
 .PHONY: inject-examples
@@ -175,7 +181,7 @@ test-e2e: build e2e-tools ops-tools e2e-host-tools ## Run the e2e suite against 
 # istioctl is built) is rendered with Helm from the Go module cache, and the
 # built-in templates are checked against Istio's.
 COMPAT_ISTIO_VERSIONS ?= $(shell awk '$$1 == "istio.io/istio" { print $$2 }' e2e/tools/istio/go.mod) v0.0.0-20260826214018-9739e10eb9d7 v0.0.0-20260423205519-b01690e6db7d
-COMPAT_TAG ?= $(shell awk '$$1 == "tag:" { print $$2; exit }' config/defaults/values.yaml)
+COMPAT_TAG ?= $(shell awk '$$1 == "tag:" { print $$2; exit }' internal/config/defaults/values.yaml)
 
 .PHONY: test-compat
 test-compat: ## Check the built-in templates against Istio's own (rendered from its chart) and round trips through istioctl.

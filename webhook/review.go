@@ -16,11 +16,14 @@ import (
 	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/go-json-experiment/json/jsontext"
 	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/semaphore"
 	admissionv1 "k8s.io/api/admission/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/meshinject/meshinject/internal/promreg"
 )
 
 // maxReviewBytes caps a review's body, as controller-runtime does: two
@@ -59,7 +62,14 @@ const maxReviewBytes = 7 << 20
 // opts.BodyReadTimeout.
 func NewHTTPHandler(wh *admission.Webhook, opts HTTPOptions) http.Handler {
 	opts.setDefaults()
-	return &reviewServer{wh: wh, log: logf.Log.WithName("admission"), opts: opts, inFlight: semaphore.NewWeighted(opts.InFlightBytes)}
+	refusals := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "meshinject_review_refusals_total",
+		Help: "Requests to the webhook answered without reaching the handler, by reason: method, empty_body, content_type, read, too_large, not_a_review, overloaded.",
+	}, []string{"reason"})
+	if opts.Registerer != nil {
+		_ = promreg.Register(opts.Registerer, &refusals) // an equal collector registered before is shared
+	}
+	return &reviewServer{wh: wh, log: opts.Log, opts: opts, inFlight: semaphore.NewWeighted(opts.InFlightBytes), refusals: refusals}
 }
 
 // HTTPOptions configures NewHTTPHandler.
@@ -75,12 +85,18 @@ type HTTPOptions struct {
 	// InFlightBytes bounds the bytes of review bodies being worked on at
 	// once (a body counts its Content-Length, at most this; one without a
 	// length counts all of it). A review beyond it waits, within its
-	// deadline, for others to finish. A review allocates up to about 66
-	// bytes per byte of pod, so the default keeps the work in flight, and
-	// so the heap, under about 64 MiB however many hostile pods arrive
-	// together; ordinary reviews of a few KiB are not held back. Default
-	// 1 MiB.
+	// deadline, for others to finish. The default keeps the work in
+	// flight, and so the heap, under about 64 MiB however many hostile pods
+	// arrive together (docs/performance.md, "Hostile pods"); ordinary
+	// reviews of a few KiB are not held back. Default 1 MiB.
 	InFlightBytes int64
+	// Log logs the requests refused before the handler. Default:
+	// controller-runtime's logger, named admission.
+	Log logr.Logger
+	// Registerer registers meshinject_review_refusals_total, the requests
+	// answered without reaching the handler by reason. Default: none (the
+	// counter is not exported).
+	Registerer prometheus.Registerer
 }
 
 func (o *HTTPOptions) setDefaults() {
@@ -93,6 +109,9 @@ func (o *HTTPOptions) setDefaults() {
 	if o.InFlightBytes <= 0 {
 		o.InFlightBytes = 1 << 20
 	}
+	if o.Log.GetSink() == nil {
+		o.Log = logf.Log.WithName("admission")
+	}
 }
 
 type reviewServer struct {
@@ -100,6 +119,15 @@ type reviewServer struct {
 	log      logr.Logger
 	opts     HTTPOptions
 	inFlight *semaphore.Weighted
+	refusals *prometheus.CounterVec
+}
+
+// refuse answers a request that reaches no handler, logging and counting
+// it by reason.
+func (s *reviewServer) refuse(w http.ResponseWriter, reason string, resp admission.Response) {
+	s.refusals.WithLabelValues(reason).Inc()
+	s.log.Info("request refused", "reason", reason, "code", resp.Result.Code, "message", resp.Result.Message)
+	s.write(w, "", resp)
 }
 
 // weight is what a review of a body of length n (-1: unknown) counts
@@ -137,7 +165,7 @@ func putBuffer(b *bytes.Buffer) {
 
 func (s *reviewServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
-		s.write(w, "", admission.Errored(http.StatusBadRequest, fmt.Errorf("method %s: an AdmissionReview is sent with POST", r.Method)))
+		s.refuse(w, "method", admission.Errored(http.StatusBadRequest, fmt.Errorf("method %s: an AdmissionReview is sent with POST", r.Method)))
 		return
 	}
 	// A body that trickles in is cut off; net/http then closes the
@@ -149,12 +177,19 @@ func (s *reviewServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	weight := s.weight(r.ContentLength)
 	if err := s.inFlight.Acquire(ctx, weight); err != nil {
 		s.log.Info("review dropped: its deadline passed while large reviews in flight held the budget", "bodyBytes", r.ContentLength, "inFlightBytes", s.opts.InFlightBytes)
-		s.write(w, "", admission.Errored(http.StatusServiceUnavailable,
+		s.refuse(w, "overloaded", admission.Errored(http.StatusServiceUnavailable,
 			fmt.Errorf("the review's deadline passed while it waited for large reviews in flight to finish: %w", err)))
 		return
 	}
 	defer s.inFlight.Release(weight)
 	if r.Body == nil || r.Body == http.NoBody || r.Header.Get("Content-Type") != "application/json" {
+		// controller-runtime's Webhook refuses these, with its own message
+		// and log line; they are counted here.
+		reason := "content_type"
+		if r.Body == nil || r.Body == http.NoBody {
+			reason = "empty_body"
+		}
+		s.refusals.WithLabelValues(reason).Inc()
 		s.wh.ServeHTTP(w, r)
 		return
 	}
@@ -164,21 +199,19 @@ func (s *reviewServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		body.Grow(int(n) + bytes.MinRead)
 	}
 	if _, err := body.ReadFrom(io.LimitReader(r.Body, maxReviewBytes)); err != nil {
-		s.log.Error(err, "unable to read the body from the incoming request")
-		s.write(w, "", admission.Errored(http.StatusBadRequest, err))
+		s.refuse(w, "read", admission.Errored(http.StatusBadRequest, err))
 		return
 	}
 	if body.Len() >= maxReviewBytes {
 		err := fmt.Errorf("request entity is too large; limit is %d bytes", maxReviewBytes)
-		s.log.Error(err, "unable to read the body from the incoming request; limit reached")
-		s.write(w, "", admission.Errored(http.StatusRequestEntityTooLarge, err))
+		s.refuse(w, "too_large", admission.Errored(http.StatusRequestEntityTooLarge, err))
 		return
 	}
 	_ = r.Body.Close()
 	req, apiVersion, ok := decodeReview(body.Bytes())
 	if !ok {
 		if err := checkReview(body.Bytes()); err != nil {
-			s.write(w, "", admission.Errored(http.StatusBadRequest, err))
+			s.refuse(w, "not_a_review", admission.Errored(http.StatusBadRequest, err))
 			return
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body.Bytes()))

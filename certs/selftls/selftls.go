@@ -63,6 +63,14 @@ type Options struct {
 }
 
 // SetDefaults fills in the documented defaults for revision.
+// The defaults of Options' durations.
+const (
+	// DefaultServingDuration is the serving certificate's lifetime: 90 days.
+	DefaultServingDuration = 90 * 24 * time.Hour
+	// DefaultCheckInterval is how often the Secret is checked.
+	DefaultCheckInterval = time.Minute
+)
+
 func (o *Options) SetDefaults(revision string) {
 	if o.Namespace == "" {
 		o.Namespace = os.Getenv("POD_NAMESPACE")
@@ -88,10 +96,10 @@ func (o *Options) SetDefaults(revision string) {
 		o.WebhookSelector = "meshinject.io/rev=" + rev
 	}
 	if o.ServingDuration == 0 {
-		o.ServingDuration = 90 * 24 * time.Hour
+		o.ServingDuration = DefaultServingDuration
 	}
 	if o.CheckInterval == 0 {
-		o.CheckInterval = time.Minute
+		o.CheckInterval = DefaultCheckInterval
 	}
 }
 

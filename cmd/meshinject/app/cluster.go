@@ -16,8 +16,8 @@ type cluster struct {
 }
 
 func (c *cluster) flags(f *pflag.FlagSet) {
-	f.StringVar(&c.Kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, else ~/.kube/config)")
-	f.StringVar(&c.Context, "context", "", "kubeconfig context (default: the current one)")
+	kubeconfigFlag(f, &c.Kubeconfig, "$KUBECONFIG, else ~/.kube/config")
+	contextFlag(f, &c.Context)
 }
 
 // client is a client of the cluster and the context's namespace (default
@@ -27,6 +27,9 @@ func (c *cluster) client() (kubernetes.Interface, string, error) {
 	rules.ExplicitPath = c.Kubeconfig
 	cc := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: c.Context})
 	cfg, err := cc.ClientConfig()
+	if clientcmd.IsEmptyConfig(err) {
+		return nil, "", fmt.Errorf("cluster access: no kubeconfig found ($KUBECONFIG, ~/.kube/config): name one with --kubeconfig (and --context)")
+	}
 	if err != nil {
 		return nil, "", fmt.Errorf("cluster access: %w", err)
 	}

@@ -19,18 +19,14 @@ import (
 // explainOptions are the options of meshinject explain.
 type explainOptions struct {
 	configOptions
-	// Filename is a file, a directory or "-" for stdin. Required.
-	Filename string
+	manifestFlags
+	cluster
 	// NamespaceLabels are the labels of the objects' namespace, k=v,...
 	NamespaceLabels string
 	// Output is "text" (default) or "json".
 	Output string
 	// NativeSidecars is auto, true or false. Default auto (offline: off).
 	NativeSidecars string
-	// Kubeconfig and Context, when either is set, read the namespaces'
-	// labels and meshinject's webhook configuration from that cluster.
-	// Default: offline.
-	Kubeconfig, Context string
 }
 
 func newExplainCommand(s Streams) *cobra.Command {
@@ -42,25 +38,28 @@ func newExplainCommand(s Streams) *cobra.Command {
 webhook configuration (as deploy/ installs it) the API server would call,
 given the namespace's labels (--namespace-labels) and the pod's; the
 engine's decision and its reason; the templates and where they came from;
-the annotations that change the output; and the diff of the pod. Offline:
-no cluster is contacted.`,
+the annotations that change the output; and the diff of the pod. Offline
+(no cluster is contacted) unless --kubeconfig or --context is given: then
+the namespaces' labels and meshinject's webhook configuration are read from
+that cluster.`,
 		Example: `  meshinject explain -f app.yaml --namespace-labels istio-injection=enabled
   meshinject explain -f deploy.yaml -o json | jq '.items[].decision'`,
-		Args: cobra.NoArgs,
-		RunE: func(*cobra.Command, []string) error { return o.Run(s) },
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return o.Run(cmd.Context(), s) },
 	}
-	o.AddFlags(cmd.Flags())
-	cmd.Flags().StringVarP(&o.Filename, "filename", "f", "", "manifest file, directory (recursive: *.yaml, *.yml, *.json) or - for stdin")
-	cmd.Flags().StringVar(&o.NamespaceLabels, "namespace-labels", "", "labels of the objects' namespace, k=v,... (kubernetes.io/metadata.name is added)")
-	cmd.Flags().StringVarP(&o.Output, "output", "o", "text", "text, or json (the schema is in the README)")
-	cmd.Flags().StringVar(&o.NativeSidecars, "native-sidecars", "auto", "native sidecars: auto (offline: off), true or false")
-	cmd.Flags().StringVar(&o.Kubeconfig, "kubeconfig", "", "read the namespaces' labels and meshinject's webhook configuration from this cluster (default: offline)")
-	cmd.Flags().StringVar(&o.Context, "context", "", "kubeconfig context, for --kubeconfig")
+	f := cmd.Flags()
+	o.AddFlags(f)
+	o.addInput(f)
+	f.StringVar(&o.NamespaceLabels, "namespace-labels", "", "labels of the objects' namespace, k=v,... (kubernetes.io/metadata.name is added)")
+	f.StringVarP(&o.Output, "output", "o", "text", "text, or json (the schema is in the README)")
+	nativeSidecarsFlag(f, &o.NativeSidecars, "offline: off")
+	kubeconfigFlag(f, &o.Kubeconfig, "offline, unless --context is given")
+	contextFlag(f, &o.Context)
 	return cmd
 }
 
 // Run explains the manifests.
-func (o *explainOptions) Run(s Streams) error {
+func (o *explainOptions) Run(ctx context.Context, s Streams) error {
 	if o.Output != "text" && o.Output != "json" {
 		return fmt.Errorf("-o %q: want text or json", o.Output)
 	}
@@ -78,7 +77,7 @@ func (o *explainOptions) Run(s Streams) error {
 	}
 	labelsOf := func(string) (map[string]string, error) { return nsLabels, nil }
 	if o.Kubeconfig != "" || o.Context != "" {
-		if mwc, labelsOf, err = o.live(mwc.Name); err != nil {
+		if mwc, labelsOf, err = o.live(ctx, mwc.Name); err != nil {
 			return err
 		}
 	}
@@ -104,8 +103,12 @@ func (o *explainOptions) Run(s Streams) error {
 		return false, nil
 	}
 	for _, in := range inputs {
+		before := len(reports)
 		if _, err := manifest.Transform(in.data, fn); err != nil {
 			return fmt.Errorf("%s: %w", in.name, err)
+		}
+		if len(reports) == before {
+			noWorkload(s, in.name)
 		}
 	}
 	return writeReports(s, reports, o.Output)
@@ -113,13 +116,11 @@ func (o *explainOptions) Run(s Streams) error {
 
 // live reads meshinject's webhook configuration (name) from the cluster,
 // and returns it with a reader of namespaces' labels there.
-func (o *explainOptions) live(name string) (*admissionregistrationv1.MutatingWebhookConfiguration, func(string) (map[string]string, error), error) {
-	c := cluster{Kubeconfig: o.Kubeconfig, Context: o.Context}
-	client, _, err := c.client()
+func (o *explainOptions) live(ctx context.Context, name string) (*admissionregistrationv1.MutatingWebhookConfiguration, func(string) (map[string]string, error), error) {
+	client, _, err := o.client()
 	if err != nil {
 		return nil, nil, err
 	}
-	ctx := context.Background()
 	mwc, err := client.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
 		return nil, nil, fmt.Errorf("meshinject's webhook configuration %s: %w", name, err)

@@ -64,7 +64,7 @@ func writeDeployment(t *testing.T, path, name, extra string) {
 
 // TestInjectDirectoryAndOutput: -f DIR takes *.yaml, *.yml and *.json
 // under it, recursively, in lexical order, and nothing else; -o is written
-// only when every input succeeds: after a failure the old file is intact
+// only when every input succeeds (--output-file): after a failure the old file is intact
 // and no temporary file is left.
 func TestInjectDirectoryAndOutput(t *testing.T) {
 	dir := t.TempDir()
@@ -77,7 +77,7 @@ func TestInjectDirectoryAndOutput(t *testing.T) {
 		t.Fatal(err)
 	}
 	var stderr bytes.Buffer
-	if code := Execute(t.Context(), []string{"inject", "-f", in, "-o", out}, Streams{In: strings.NewReader(""), Out: &bytes.Buffer{}, Err: &stderr}); code != 0 {
+	if code := Execute(t.Context(), []string{"inject", "-f", in, "--output-file", out}, Streams{In: strings.NewReader(""), Out: &bytes.Buffer{}, Err: &stderr}); code != 0 {
 		t.Fatalf("inject -f DIR: exit %d: %s", code, stderr.String())
 	}
 	got, err := os.ReadFile(out)
@@ -92,7 +92,7 @@ func TestInjectDirectoryAndOutput(t *testing.T) {
 	// A bad input: exit 1, the previous output untouched, no temporary file.
 	writeDeployment(t, filepath.Join(in, "c.yaml"), "sea", "\n      annotations: {sidecar.istio.io/proxyCPU: fast}")
 	stderr.Reset()
-	if code := Execute(t.Context(), []string{"inject", "-f", in, "-o", out}, Streams{In: strings.NewReader(""), Out: &bytes.Buffer{}, Err: &stderr}); code == 0 {
+	if code := Execute(t.Context(), []string{"inject", "-f", in, "--output-file", out}, Streams{In: strings.NewReader(""), Out: &bytes.Buffer{}, Err: &stderr}); code == 0 {
 		t.Fatal("inject with a bad annotation exited 0")
 	}
 	if !strings.Contains(stderr.String(), "c.yaml") || !strings.Contains(stderr.String(), `sidecar.istio.io/proxyCPU "fast"`) {

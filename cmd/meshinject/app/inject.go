@@ -2,6 +2,7 @@ package app
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 
 	"github.com/spf13/cobra"
@@ -15,10 +16,7 @@ import (
 // injectOptions are the options of meshinject inject.
 type injectOptions struct {
 	configOptions
-	// Filename is a file, a directory or "-" for stdin. Required.
-	Filename string
-	// Output is the output file. Default: stdout.
-	Output string
+	manifestFlags
 	// NativeSidecars is auto, true or false. Default auto, which offline
 	// means classic sidecars, as istioctl does.
 	NativeSidecars string
@@ -36,14 +34,17 @@ the manifests given with -f, offline: no cluster is contacted. Other objects
 pass through unchanged. Pods that opt out or use the host network are noted
 on stderr and left as they are.`,
 		Example: `  meshinject kube-inject -f app.yaml | kubectl apply -f -
-  meshinject inject -f k8s/ --set global.hub=registry.example --set global.tag=1.31.4 -o injected.yaml`,
-		Args: cobra.NoArgs,
-		RunE: func(*cobra.Command, []string) error { return o.Run(s) },
+  meshinject inject -f k8s/ --set global.hub=registry.example --set global.tag=1.31.4 --output-file injected.yaml`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.warnDeprecated(cmd, s)
+			return o.Run(cmd.Context(), s)
+		},
 	}
 	o.AddFlags(cmd.Flags())
-	cmd.Flags().StringVarP(&o.Filename, "filename", "f", "", "manifest file, directory (recursive: *.yaml, *.yml, *.json) or - for stdin")
-	cmd.Flags().StringVarP(&o.Output, "output", "o", "", "output file (default: stdout); written only if every input succeeds")
-	cmd.Flags().StringVar(&o.NativeSidecars, "native-sidecars", "auto", "native sidecars: auto (offline: off), true or false")
+	o.addInput(cmd.Flags())
+	o.addOutputFile(cmd.Flags())
+	nativeSidecarsFlag(cmd.Flags(), &o.NativeSidecars, "offline: off")
 	return cmd
 }
 
@@ -58,7 +59,7 @@ func parseNative(v string) (bool, error) {
 }
 
 // Run injects the manifests.
-func (o *injectOptions) Run(s Streams) error {
+func (o *injectOptions) Run(_ context.Context, s Streams) error {
 	eng, native, err := o.Engine(o.NativeSidecars, s.Err)
 	if err != nil {
 		return err
@@ -81,7 +82,13 @@ func (o *injectOptions) Run(s Streams) error {
 		}
 		return true, nil
 	}
-	return transformAll(o.Filename, o.Output, s, fn)
+	return transformAll(o.Filename, o.OutputFile, s, fn)
+}
+
+// noWorkload notes on stderr that input name holds no workload, so
+// nothing in it was looked at.
+func noWorkload(s Streams, name string) {
+	fmt.Fprintf(s.Err, "meshinject: %s: no workload (Pod, Deployment, StatefulSet, DaemonSet, ReplicaSet, ReplicationController, Job, CronJob); passed through unchanged\n", name)
 }
 
 // transformAll applies fn to every input and writes the joined output.
@@ -92,9 +99,17 @@ func transformAll(filename, output string, s Streams, fn manifest.PodFunc) error
 	}
 	var out bytes.Buffer
 	for _, in := range inputs {
-		b, err := manifest.Transform(in.data, fn)
+		pods := 0
+		counted := func(obj manifest.Object, pod *corev1.Pod) (bool, error) {
+			pods++
+			return fn(obj, pod)
+		}
+		b, err := manifest.Transform(in.data, counted)
 		if err != nil {
 			return fmt.Errorf("%s: %w", in.name, err)
+		}
+		if pods == 0 {
+			noWorkload(s, in.name)
 		}
 		if out.Len() > 0 && len(b) > 0 && b[0] != '{' {
 			out.WriteString("---\n")

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"context"
 	"fmt"
 
 	"github.com/spf13/cobra"
@@ -12,10 +13,7 @@ import (
 
 // uninjectOptions are the options of meshinject uninject.
 type uninjectOptions struct {
-	// Filename is a file, a directory or "-" for stdin. Required.
-	Filename string
-	// Output is the output file. Default: stdout.
-	Output string
+	manifestFlags
 }
 
 func newUninjectCommand(s Streams) *cobra.Command {
@@ -27,17 +25,20 @@ func newUninjectCommand(s Streams) *cobra.Command {
 the containers, volumes and pull secrets listed in sidecar.istio.io/status,
 and the labels, annotations and probe rewrites it made. Workloads that were
 not injected pass through unchanged.`,
-		Example: `  meshinject uninject -f injected.yaml -o app.yaml`,
-		Args:    cobra.NoArgs,
-		RunE:    func(*cobra.Command, []string) error { return o.Run(s) },
+		Example: `  meshinject uninject -f injected.yaml --output-file app.yaml`,
+		Args:    noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.warnDeprecated(cmd, s)
+			return o.Run(cmd.Context(), s)
+		},
 	}
-	cmd.Flags().StringVarP(&o.Filename, "filename", "f", "", "manifest file, directory (recursive: *.yaml, *.yml, *.json) or - for stdin")
-	cmd.Flags().StringVarP(&o.Output, "output", "o", "", "output file (default: stdout); written only if every input succeeds")
+	o.addInput(cmd.Flags())
+	o.addOutputFile(cmd.Flags())
 	return cmd
 }
 
 // Run uninjects the manifests.
-func (o *uninjectOptions) Run(s Streams) error {
+func (o *uninjectOptions) Run(_ context.Context, s Streams) error {
 	fn := func(obj manifest.Object, pod *corev1.Pod) (bool, error) {
 		if _, ok := pod.Annotations[inject.AnnotationStatus]; !ok {
 			fmt.Fprintf(s.Err, "meshinject: %s: not injected; left unchanged\n", obj)
@@ -48,5 +49,5 @@ func (o *uninjectOptions) Run(s Streams) error {
 		}
 		return true, nil
 	}
-	return transformAll(o.Filename, o.Output, s, fn)
+	return transformAll(o.Filename, o.OutputFile, s, fn)
 }

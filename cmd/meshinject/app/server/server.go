@@ -49,7 +49,7 @@ const (
 type Options struct {
 	// Host is the address the webhook listens on. Default "" (all).
 	Host string
-	// Port is the webhook's HTTPS port. Default 9443.
+	// Port is the webhook's HTTPS port. Default DefaultPort (9443).
 	Port int
 	// MetricsAddr is the address of /metrics; "0" turns it off. Default
 	// ":8080".
@@ -98,40 +98,51 @@ type Options struct {
 	MaxPodBytes int
 	// DrainDelay is how long the webhook keeps serving once ctx ends, with
 	// readiness failing and connections closed after each response, before
-	// it stops accepting and finishes in-flight reviews. Default 5s;
-	// negative: none.
+	// it stops accepting and finishes in-flight reviews. Default 0: none
+	// (serve's --drain-delay defaults to DefaultDrainDelay).
 	DrainDelay time.Duration
 	// ShutdownTimeout bounds the graceful shutdown after the drain: the
-	// time in-flight reviews and the runnables get to finish. Default 30s.
+	// time in-flight reviews and the runnables get to finish. Default
+	// DefaultShutdownTimeout (30s).
 	ShutdownTimeout time.Duration
 	// Log is the logger. Default: discard.
 	Log logr.Logger
 }
 
+// The defaults of Options, which serve's flags take too.
+const (
+	DefaultPort            = 9443
+	DefaultMetricsAddr     = ":8080"
+	DefaultHealthAddr      = ":8081"
+	DefaultCertDir         = "/etc/meshinject/tls"
+	DefaultNativeSidecars  = "auto"
+	DefaultDrainDelay      = 5 * time.Second
+	DefaultShutdownTimeout = 30 * time.Second
+)
+
+// setDefaults fills the zero fields with the Default constants; a zero
+// DrainDelay is none, so only serve's flag sets DefaultDrainDelay.
 func (o *Options) setDefaults() {
 	if o.Port == 0 {
-		o.Port = 9443
+		o.Port = DefaultPort
 	}
 	if o.MetricsAddr == "" {
-		o.MetricsAddr = ":8080"
+		o.MetricsAddr = DefaultMetricsAddr
 	}
 	if o.HealthAddr == "" {
-		o.HealthAddr = ":8081"
+		o.HealthAddr = DefaultHealthAddr
 	}
 	if o.TLSMode == "" {
 		o.TLSMode = TLSModeCertDir
 	}
 	if o.CertDir == "" {
-		o.CertDir = "/etc/meshinject/tls"
+		o.CertDir = DefaultCertDir
 	}
 	if o.NativeSidecars == "" {
-		o.NativeSidecars = "auto"
-	}
-	if o.DrainDelay == 0 {
-		o.DrainDelay = 5 * time.Second
+		o.NativeSidecars = DefaultNativeSidecars
 	}
 	if o.ShutdownTimeout == 0 {
-		o.ShutdownTimeout = 30 * time.Second
+		o.ShutdownTimeout = DefaultShutdownTimeout
 	}
 	if o.Log.GetSink() == nil {
 		o.Log = logr.Discard()
@@ -161,6 +172,7 @@ var offline = &rest.Config{Host: "https://no-cluster-access.invalid"}
 func Run(ctx context.Context, o Options) error {
 	o.setDefaults()
 	log := o.Log
+	defer redirectStdLog(log.WithName("net/http"))()
 	reg := ctrlmetrics.Registry
 	if err := registerRuntime(reg); err != nil {
 		return err
@@ -198,7 +210,7 @@ func Run(ctx context.Context, o Options) error {
 		t.abort()
 		return err
 	}
-	reviews := drain.wrap(webhook.NewHTTPHandler(webhook.NewWebhook(handler), webhook.HTTPOptions{}))
+	reviews := drain.wrap(webhook.NewHTTPHandler(webhook.NewWebhook(handler), webhook.HTTPOptions{Registerer: reg, Log: log.WithName("admission")}))
 	srv.Register("/inject", reviews)
 	srv.Register("/inject/", reviews)
 	runnables = append(runnables, t.starts...)

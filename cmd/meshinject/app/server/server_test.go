@@ -37,9 +37,9 @@ func startServer(t *testing.T, dir string, opts Options) (string, string, *certs
 	ctx, cancel := context.WithCancel(t.Context())
 	opts.Host, opts.Port = "127.0.0.1", testutil.FreePort(t)
 	freeAddrs(t, &opts)
-	opts.CertDir, opts.Log = dir, testr.New(t)
-	if opts.DrainDelay == 0 {
-		opts.DrainDelay = -1 // tests of shutdown set their own
+	opts.CertDir = dir
+	if opts.Log.GetSink() == nil {
+		opts.Log = testr.New(t)
 	}
 	done := make(chan error, 1)
 	go func() { done <- Run(ctx, opts) }()

@@ -154,9 +154,9 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 		decision := decisionOf(resp, res, err)
 		resp.AuditAnnotations = audit(eng, decision, nil)
 		switch decision {
-		case "denied":
+		case decisionDenied:
 			h.opts.Events.emit(workload, req.Namespace, corev1.EventTypeWarning, reasonInjectionDenied, resp.Result.Message)
-		case "error":
+		case decisionError:
 		default:
 			h.opts.Events.emit(workload, req.Namespace, corev1.EventTypeWarning, reasonNotInjected, "not injected: "+res.Reason)
 		}
@@ -170,7 +170,7 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 	}
 	rec.success(time.Since(start))
 	log.V(1).Info("injected", "templates", res.Templates, "patchOperations", n)
-	resp.AuditAnnotations = audit(eng, "injected", res.Templates)
+	resp.AuditAnnotations = audit(eng, decisionInjected, res.Templates)
 	h.opts.Events.emit(workload, req.Namespace, corev1.EventTypeNormal, reasonInjected, fmt.Sprintf("injected revision %s with templates %s (config %s)",
 		resp.AuditAnnotations["revision"], resp.AuditAnnotations["templates"], resp.AuditAnnotations["config"]))
 	return resp.WithWarnings(warnings...)
@@ -180,25 +180,36 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 // its audit log under the webhook entry's name (namespace.meshinject.istio.io/decision):
 // the decision, the revision, the templates applied and the
 // configuration's hash.
-func audit(eng *inject.Engine, decision string, templates []string) map[string]string {
+func audit(eng *inject.Engine, decision auditDecision, templates []string) map[string]string {
 	cfg := eng.Config()
-	a := map[string]string{"decision": decision, "revision": cfg.RevisionName(), "config": cfg.Hash}
+	a := map[string]string{"decision": string(decision), "revision": cfg.RevisionName(), "config": cfg.Hash}
 	if len(templates) > 0 {
 		a["templates"] = strings.Join(templates, ",")
 	}
 	return a
 }
 
+// auditDecision is the decision audit annotation: what became of a review.
+type auditDecision string
+
+// The audit decisions; a skip is decisionSkipped followed by its kind.
+const (
+	decisionInjected auditDecision = "injected"
+	decisionSkipped  auditDecision = "skipped:"
+	decisionDenied   auditDecision = "denied"
+	decisionError    auditDecision = "error"
+)
+
 // decisionOf is the audit decision of a review not injected: skipped:<kind>
 // when the engine skipped the pod, denied when it refused it, else error.
-func decisionOf(resp admission.Response, res inject.Result, err error) string {
+func decisionOf(resp admission.Response, res inject.Result, err error) auditDecision {
 	switch {
 	case err == nil && res.Skipped:
-		return "skipped:" + res.SkipKind
+		return decisionSkipped + auditDecision(res.SkipKind)
 	case !resp.Allowed && resp.Result != nil && resp.Result.Code == http.StatusForbidden:
-		return "denied"
+		return decisionDenied
 	}
-	return "error"
+	return decisionError
 }
 
 // errExpired is the review's deadline passing.

@@ -63,7 +63,7 @@ func TestExplainDecisions(t *testing.T) {
 			t.Fatalf("%s: %v: %s", c.Name, err, stdout)
 		}
 		r := doc.Items[0]
-		if r.Decision.Result != w.result || r.Webhook.Sent != w.sent || !strings.Contains(r.Decision.Reason, w.reason) {
+		if string(r.Decision.Result) != w.result || r.Webhook.Sent != w.sent || !strings.Contains(r.Decision.Reason, w.reason) {
 			t.Errorf("%s: decision %s (%q), sent %v; want %s containing %q, sent %v", c.Name, r.Decision.Result, r.Decision.Reason, r.Webhook.Sent, w.result, w.reason, w.sent)
 		}
 		if w.result == "injected" && r.Diff == "" {

@@ -151,10 +151,10 @@ func check(mwcs []admissionregistrationv1.MutatingWebhookConfiguration, eng *inj
 	}
 	c.Verdict = verdict(eng, t)
 	if !oursCalled {
-		if c.Verdict.Result == "injected" && injecting == 0 {
+		if c.Verdict.Result == resultInjected && injecting == 0 {
 			c.Hints = notSentHints(t.Pod)
 		}
-		c.Verdict = decision{Result: "not-sent", Reason: notSentReason(c.Verdict)}
+		c.Verdict = decision{Result: resultNotSent, Reason: notSentReason(c.Verdict)}
 	}
 	return c
 }
@@ -164,7 +164,7 @@ func check(mwcs []admissionregistrationv1.MutatingWebhookConfiguration, eng *inj
 func verdict(eng *inject.Engine, t Target) decision {
 	pod := t.Pod.DeepCopy()
 	if err := inject.Uninject(pod); err != nil {
-		return decision{Result: "error", Reason: err.Error()}
+		return decision{Result: resultError, Reason: err.Error()}
 	}
 	req := inject.Request{Pod: pod, Namespace: t.Object.Namespace, NativeSidecars: true}
 	if t.Object.Kind != "Pod" {
@@ -174,13 +174,13 @@ func verdict(eng *inject.Engine, t Target) decision {
 	var ie *inject.Error
 	switch {
 	case errors.As(err, &ie):
-		return decision{Result: "denied", Reason: err.Error(), Field: ie.Field, Value: ie.Value}
+		return decision{Result: resultDenied, Reason: err.Error(), Field: ie.Field, Value: ie.Value}
 	case err != nil:
-		return decision{Result: "error", Reason: err.Error()}
+		return decision{Result: resultError, Reason: err.Error()}
 	case res.Skipped:
-		return decision{Result: "skipped", Reason: res.Reason, Kind: res.SkipKind}
+		return decision{Result: resultSkipped, Reason: res.Reason, Kind: res.SkipKind}
 	}
-	return decision{Result: "injected", Reason: "templates " + strings.Join(res.Templates, ", ")}
+	return decision{Result: resultInjected, Reason: "templates " + strings.Join(res.Templates, ", ")}
 }
 
 // actsOnPodCreate reports whether a configuration has an entry for pod

@@ -69,11 +69,23 @@ type entry struct {
 }
 
 // decision is the engine's decision.
+// outcome is a decision's result.
+type outcome string
+
+// The results of a decision.
+const (
+	resultInjected outcome = "injected"
+	resultSkipped  outcome = "skipped"
+	resultDenied   outcome = "denied"
+	resultError    outcome = "error"
+	resultNotSent  outcome = "not-sent"
+)
+
 type decision struct {
-	// Result is "injected", "skipped", "denied" or "not-sent" (no entry
+	// Result is injected, skipped, denied, error or not-sent (no entry
 	// matches, so the engine never sees the pod; the engine's decision
 	// is still given).
-	Result string `json:"result"`
+	Result outcome `json:"result"`
 	// Reason says why it was skipped or denied.
 	Reason string `json:"reason,omitempty"`
 	// Kind is the skip's fixed kind (the metric's reason label).
@@ -144,13 +156,13 @@ func Explain(eng *inject.Engine, mwc *admissionregistrationv1.MutatingWebhookCon
 	var ie *inject.Error
 	switch {
 	case errors.As(err, &ie):
-		r.Decision = decision{Result: "denied", Reason: err.Error(), Field: ie.Field, Value: ie.Value}
+		r.Decision = decision{Result: resultDenied, Reason: err.Error(), Field: ie.Field, Value: ie.Value}
 	case err != nil:
 		return r, err
 	case res.Skipped:
-		r.Decision = decision{Result: "skipped", Reason: res.Reason, Kind: res.SkipKind}
+		r.Decision = decision{Result: resultSkipped, Reason: res.Reason, Kind: res.SkipKind}
 	default:
-		r.Decision = decision{Result: "injected"}
+		r.Decision = decision{Result: resultInjected}
 		r.Templates = templates(eng, pod, res.Templates)
 		after, err := yaml.Marshal(res.Pod)
 		if err != nil {
@@ -159,10 +171,10 @@ func Explain(eng *inject.Engine, mwc *admissionregistrationv1.MutatingWebhookCon
 		r.Diff = unifiedDiff(string(before), string(after))
 	}
 	if !r.Webhook.Sent {
-		if r.Decision.Result == "injected" {
+		if r.Decision.Result == resultInjected {
 			r.Hints = notSentHints(pod)
 		}
-		r.Decision.Result, r.Decision.Reason = "not-sent", notSentReason(r.Decision)
+		r.Decision.Result, r.Decision.Reason = resultNotSent, notSentReason(r.Decision)
 	}
 	return r, nil
 }
@@ -184,12 +196,12 @@ func notSentHints(pod *corev1.Pod) []string {
 func notSentReason(d decision) string {
 	would := "inject it"
 	switch d.Result {
-	case "skipped":
+	case resultSkipped:
 		would = "skip it: " + d.Reason
-	case "denied":
+	case resultDenied:
 		would = "refuse it: " + d.Reason
 	}
-	if d.Reason != "" && d.Result == "injected" {
+	if d.Reason != "" && d.Result == resultInjected {
 		would += " (" + d.Reason + ")"
 	}
 	return "no webhook entry matches, so the API server does not call meshinject (the engine would " + would + ")"

@@ -44,7 +44,7 @@ func main() {
 	port := flag.Int("port", 0, "floor server port (internal)")
 	metricsPort := flag.Int("metrics-port", 0, "floor server metrics port (internal)")
 	flag.StringVar(&o.binary, "meshinject", "bin/meshinject", "meshinject binary to measure")
-	flag.StringVar(&o.memoryLimit, "memory-limit", "256Mi", "meshinject serve's --memory-limit, the container memory limit deploy/ sets (its garbage collector's soft limit is a third of it; empty: none)")
+	flag.StringVar(&o.memoryLimit, "memory-limit", "256Mi", "meshinject serve's --memory-limit, the container memory limit deploy/ sets (its garbage collector's soft limit is 30% of it; empty: none)")
 	flag.StringVar(&o.istio, "istio", "", "Istio's injector (e2e/tools/istio's istioinjector) to measure as a third server (default: none)")
 	flag.StringVar(&o.istioConfig, "istio-config", "", "directory with Istio's chart-rendered config, values and mesh, for -istio")
 	flag.StringVar(&o.certDir, "cert-dir", ".cache/loadbench-certs", "directory for the test certificate")

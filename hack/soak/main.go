@@ -4,7 +4,8 @@
 // the pod size limit, one over it, one nested too deep). Every -interval it
 // prints the server's RSS, its goroutines and the p99 latency of the
 // ordinary reviews. It fails when a review gets a wrong answer or none,
-// when the RSS passes half the memory limit, or when goroutines grow.
+// when the RSS passes half the memory limit, when the server's metrics
+// cannot be read, or when goroutines or the heap grow.
 // Traffic goes to 127.0.0.1 only; every request has a timeout.
 package main
 
@@ -94,8 +95,8 @@ func run(o options) error {
 
 // server is the meshinject serve process.
 type server struct {
-	cmd       *exec.Cmd
-	url, side string
+	cmd                *exec.Cmd
+	url, side, metrics string
 }
 
 func startServer(o options) (*server, error) {
@@ -107,14 +108,19 @@ func startServer(o options) (*server, error) {
 	if err != nil {
 		return nil, err
 	}
+	metrics, err := proc.FreePort()
+	if err != nil {
+		return nil, err
+	}
 	cmd := exec.Command(o.binary, "serve", "--host=127.0.0.1", "--port="+strconv.Itoa(port), //nolint:gosec // the binary named on our command line
-		"--health-addr=127.0.0.1:"+strconv.Itoa(side), "--metrics-addr=0", "--cert-dir="+o.certDir, "--memory-limit="+o.memoryLimit,
+		"--health-addr=127.0.0.1:"+strconv.Itoa(side), "--metrics-addr=127.0.0.1:"+strconv.Itoa(metrics), "--cert-dir="+o.certDir, "--memory-limit="+o.memoryLimit,
 		"--log-level=error", "--drain-delay=0")
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", o.binary, err)
 	}
-	return &server{cmd: cmd, url: "https://127.0.0.1:" + strconv.Itoa(port) + "/inject", side: "http://127.0.0.1:" + strconv.Itoa(side)}, nil
+	return &server{cmd: cmd, url: "https://127.0.0.1:" + strconv.Itoa(port) + "/inject", side: "http://127.0.0.1:" + strconv.Itoa(side),
+		metrics: "http://127.0.0.1:" + strconv.Itoa(metrics) + "/metrics"}, nil
 }
 
 func (s *server) waitReady(timeout time.Duration) error {

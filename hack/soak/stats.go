@@ -58,6 +58,8 @@ func (s *stats) take() (ordinary, hostile []time.Duration, errs int) {
 type row struct {
 	rss, heap  int64 // bytes
 	goroutines int
+	// metricsErr is why the server's metrics could not be read.
+	metricsErr error
 }
 
 func quantile(d []time.Duration, q float64) time.Duration {
@@ -82,13 +84,16 @@ func report(ctx context.Context, srv *server, st *stats, interval time.Duration)
 		}
 		ord, host, errs := st.take()
 		r := row{rss: rss(srv.cmd.Process.Pid)}
-		r.goroutines, r.heap = serverMetrics(srv.side)
+		r.goroutines, r.heap, r.metricsErr = serverMetrics(srv.metrics)
 		rows = append(rows, r)
 		fmt.Printf("%-6d %9d %8d %10v %10v %10.1f %10.1f %7d", i, len(ord)+len(host), len(host),
 			quantile(ord, 0.99).Round(10*time.Microsecond), quantile(host, 0.99).Round(time.Millisecond),
 			float64(r.rss)/(1<<20), float64(r.heap)/(1<<20), r.goroutines)
 		if errs > 0 {
 			fmt.Printf("  %d errors", errs)
+		}
+		if r.metricsErr != nil {
+			fmt.Printf("  metrics: %v", r.metricsErr)
 		}
 		fmt.Println()
 	}
@@ -111,31 +116,45 @@ func rss(pid int) int64 {
 	return 0
 }
 
-// serverMetrics reads go_goroutines and the heap in use from the side
-// port (-1 each if unreadable).
-func serverMetrics(side string) (goroutines int, heap int64) {
-	goroutines, heap = -1, -1
+// serverMetrics reads go_goroutines and the heap in use from serve's
+// /metrics (url); an error when either cannot be read.
+func serverMetrics(url string) (goroutines int, heap int64, err error) {
 	c := http.Client{Timeout: 5 * time.Second}
-	resp, err := c.Get(side + "/metrics")
+	resp, err := c.Get(url)
 	if err != nil {
-		return goroutines, heap
+		return 0, 0, err
 	}
 	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode != http.StatusOK {
+		return 0, 0, fmt.Errorf("GET %s: HTTP %d", url, resp.StatusCode)
+	}
+	found := 0
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
 		if v, ok := strings.CutPrefix(sc.Text(), "go_goroutines "); ok {
-			goroutines, _ = strconv.Atoi(v)
+			if goroutines, err = strconv.Atoi(v); err != nil {
+				return 0, 0, fmt.Errorf("go_goroutines %q: %w", v, err)
+			}
+			found++
 		}
 		if v, ok := strings.CutPrefix(sc.Text(), "go_memstats_heap_inuse_bytes "); ok {
-			f, _ := strconv.ParseFloat(v, 64)
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				return 0, 0, fmt.Errorf("go_memstats_heap_inuse_bytes %q: %w", v, err)
+			}
 			heap = int64(f)
+			found++
 		}
 	}
-	return goroutines, heap
+	if found != 2 {
+		return 0, 0, fmt.Errorf("%s lacks go_goroutines or go_memstats_heap_inuse_bytes", url)
+	}
+	return goroutines, heap, sc.Err()
 }
 
-// verdict fails the soak on any error, an RSS over half the limit, or
-// goroutines that grew from the first row to the last.
+// verdict fails the soak on any error, an RSS over half the limit,
+// metrics it could not read, goroutines that grew from the first row to
+// the last, or a heap that grew (heapGrew).
 func verdict(rows []row, st *stats, limit int64) error {
 	var maxRSS int64
 	for _, r := range rows {
@@ -150,11 +169,41 @@ func verdict(rows []row, st *stats, limit int64) error {
 	if maxRSS > limit/2 {
 		errs = append(errs, fmt.Errorf("RSS reached %.1f MiB, over half the %.0f MiB limit", float64(maxRSS)/(1<<20), float64(limit)/(1<<20)))
 	}
+	for i, r := range rows {
+		if r.metricsErr != nil {
+			errs = append(errs, fmt.Errorf("row %d: the server's metrics could not be read: %w", i+1, r.metricsErr))
+			return errors.Join(errs...) // the growth checks need them
+		}
+	}
 	if len(rows) >= 2 && rows[len(rows)-1].goroutines > rows[0].goroutines+20 {
 		errs = append(errs, fmt.Errorf("goroutines grew from %d to %d", rows[0].goroutines, rows[len(rows)-1].goroutines))
+	}
+	if first, last, grew := heapGrew(rows); grew {
+		errs = append(errs, fmt.Errorf("the heap in use grew: median %.1f MiB over the first half of the rows, %.1f MiB over the second", float64(first)/(1<<20), float64(last)/(1<<20)))
 	}
 	if len(rows) == 0 {
 		errs = append(errs, errors.New("no row: the duration is shorter than the interval"))
 	}
 	return errors.Join(errs...)
+}
+
+// heapGrew compares the median heap in use of the first and the second
+// half of the rows: the heap swings between collections (up to the soft
+// memory limit), so only a second half whose median is over 1.5 times the
+// first's plus 16 MiB counts as growth.
+func heapGrew(rows []row) (first, last int64, grew bool) {
+	if len(rows) < 2 {
+		return 0, 0, false
+	}
+	median := func(rs []row) int64 {
+		h := make([]int64, len(rs))
+		for i, r := range rs {
+			h[i] = r.heap
+		}
+		slices.Sort(h)
+		return h[len(h)/2]
+	}
+	half := len(rows) / 2
+	first, last = median(rows[:half]), median(rows[half:])
+	return first, last, last > first+first/2+16<<20
 }

@@ -17,10 +17,9 @@ type Options struct {
 	Config *config.Config
 	// RenderCacheSize bounds the cache of parsed template output, keyed by
 	// the rendered text (replicas of one workload render identically).
-	// Default 64 entries (32 workloads' output, under two keys each): with
-	// 10,000 different workloads of 1 to 5 replicas (make bench-load
-	// LOAD_FLAGS='-distinct 10000') 256 entries held 18 MiB more of RSS for
-	// a hit rate 1.3 points higher. A negative value disables the cache.
+	// Default 64 entries (32 workloads' output, under two keys each; why
+	// not more: docs/performance.md, "A mix of workloads"). A negative
+	// value disables the cache.
 	RenderCacheSize int
 	// RenderCacheObserver is told whether each render found its parsed
 	// output in the cache. Default: nobody.

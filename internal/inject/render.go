@@ -260,9 +260,7 @@ func (e *Engine) observe(hit bool) {
 // inputs) to the parsed output. Replicas of a workload render identically,
 // so the YAML parse is paid once per distinct output. Entries are
 // immutable; the least recently used go first. A nil cache caches nothing.
-// Measured under make bench-load (medium pod, c=8, ratios to the floor in
-// the same run, 2 runs each): without it a review costs 4.8 times the
-// server CPU (11.6× the floor against 2.40×).
+// Speed code: its figure is in docs/performance.md, "Speed code".
 type renderCache struct {
 	lru *lru.Cache
 }

@@ -10,6 +10,9 @@ import (
 	"github.com/meshinject/meshinject/templates"
 )
 
+// The input-keyed render key is speed code (docs/performance.md, "Speed
+// code"): a hit skips executing the template.
+
 // pureTemplates are the built-in templates whose output depends only on
 // the inputs renderKey serialises (TestPureTemplatesReadOnlyKeyedInputs
 // proves it). While the config keeps the built-in text for a name, its

@@ -86,7 +86,8 @@ func graft(raw []byte, known map[string]any, pod *corev1.Pod) ([]byte, error) {
 }
 
 // decode decodes raw into pod and returns the fields the Pod type does not
-// know (and duplicates) as strict-decoding errors. The fast path has
+// know (and duplicates) as strict-decoding errors. The fast path is speed
+// code (docs/performance.md, "Speed code"); it has
 // encoding/json/v2's semantics (names matched case-sensitively, duplicate
 // and unknown names rejected), so it succeeds only on a pod an API server
 // of our version encoded, which is the usual request; anything it refuses
@@ -134,12 +135,8 @@ func decodeDoubling[T any](dec *jsontext.Decoder, s *[]T) error {
 }
 
 // encode encodes pod as the API server does, with encoding/json, so a
-// patch finds the user's unchanged fields byte-equal to the request's.
-// (goccy/go-json wrote the same bytes in half the time and saved 11% of
-// server CPU under make bench-load, but a second fast JSON codec beside
-// go-json-experiment, which the review decoding, rawpatch and the decode
-// errors need, is not worth that; go-json-experiment's own encoder is no
-// faster than encoding/json's for Kubernetes types.)
+// patch finds the user's unchanged fields byte-equal to the request's
+// (why not a faster codec: docs/performance.md).
 func encode(pod *corev1.Pod) ([]byte, error) {
 	return json.Marshal(pod)
 }

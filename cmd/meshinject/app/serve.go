@@ -30,7 +30,7 @@ type serveOptions struct {
 	// the GOGC environment variable is set. Default defaultGCPercent.
 	GCPercent int
 	// MemoryLimit is the container's memory limit (bytes or a quantity);
-	// the garbage collector's soft limit is set to 33% of it (softLimitPercent)
+	// the garbage collector's soft limit is set to 30% of it (softLimitPercent)
 	// unless GOMEMLIMIT is set. Default "": none.
 	MemoryLimit string
 	maxPodBytes string
@@ -57,7 +57,7 @@ func parseMaxPodBytes(v string) (int, error) {
 // under it; between collections the heap grows to it, and the RSS is that
 // plus the binary's pages: a container stays under half its limit, which
 // make soak checks (docs/performance.md, "Memory").
-const softLimitPercent = 33
+const softLimitPercent = 30
 
 // applyMemoryLimit sets the garbage collector's soft limit to
 // softLimitPercent of limit (bytes or a quantity) unless GOMEMLIMIT is set, and returns it
@@ -147,7 +147,7 @@ authorized clients with --metrics-secure), /healthz and /readyz on
 	f.StringVar(&o.LogLevel, "log-level", "info", "log level: debug, info or error")
 	f.StringVar(&o.LogFormat, "log-format", "json", "log format: json or console")
 	f.IntVar(&o.GCPercent, "gc-percent", defaultGCPercent, "garbage-collector target percentage, as GOGC (ignored when GOGC is set)")
-	f.StringVar(&o.MemoryLimit, "memory-limit", "", "the container's memory limit (bytes or a quantity): the garbage collector's soft limit is set to 33% of it (ignored when GOMEMLIMIT is set)")
+	f.StringVar(&o.MemoryLimit, "memory-limit", "", "the container's memory limit (bytes or a quantity): the garbage collector's soft limit is set to 30% of it (ignored when GOMEMLIMIT is set)")
 	return cmd
 }
 

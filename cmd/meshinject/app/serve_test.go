@@ -19,10 +19,10 @@ func TestMemoryLimit(t *testing.T) {
 	t.Setenv("GOMEMLIMIT", "")
 	defer debug.SetMemoryLimit(debug.SetMemoryLimit(-1))
 	soft, err := applyMemoryLimit("268435456")
-	if err != nil || soft != 268435456/100*33 || debug.SetMemoryLimit(-1) != soft {
-		t.Errorf("--memory-limit 256Mi in bytes: soft limit %d (%v), runtime %d; want 33%%", soft, err, debug.SetMemoryLimit(-1))
+	if err != nil || soft != 268435456/100*30 || debug.SetMemoryLimit(-1) != soft {
+		t.Errorf("--memory-limit 256Mi in bytes: soft limit %d (%v), runtime %d; want 30%%", soft, err, debug.SetMemoryLimit(-1))
 	}
-	if soft, err := applyMemoryLimit("1Gi"); err != nil || soft != (1<<30)/100*33 {
+	if soft, err := applyMemoryLimit("1Gi"); err != nil || soft != (1<<30)/100*30 {
 		t.Errorf("--memory-limit 1Gi: %d, %v", soft, err)
 	}
 	if _, err := applyMemoryLimit("lots"); err == nil || !strings.Contains(err.Error(), `--memory-limit "lots"`) {

@@ -1,5 +1,6 @@
 // Package rawpatch computes RFC 6902 JSON patches between two encoded JSON
-// documents without decoding them into trees.
+// documents without decoding them into trees. It is speed code (its
+// figure: docs/performance.md, "Speed code").
 //
 // Each document is scanned once to pair its brackets; then both are walked
 // together, descending only where their bytes differ: a subtree that is

@@ -31,7 +31,8 @@ type Options struct {
 }
 
 // Compile parses text as the template called name with the function map
-// built from opts. Missing map keys render as the zero value, as in Istio.
+// built from opts. A missing map key renders as "<no value>", as in Istio
+// (text/template's default).
 func Compile(name, text string, opts Options) (*template.Template, error) {
 	t, err := template.New(name).Funcs(funcMap(opts)).Parse(helpers)
 	if err != nil {

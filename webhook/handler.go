@@ -60,12 +60,11 @@ type Options struct {
 	// InjectionDenied. Default: none.
 	Events *Events
 	// MaxPodBytes is the largest pod, as JSON, that is injected; a larger
-	// one is refused before it is decoded. A review allocates up to about
-	// 66 bytes per byte of pod (a pod of thousands of probed containers,
-	// whose patch is three times the pod), so the default keeps every
-	// review under 64 MiB. Real pods are far smaller: Kubernetes caps a
-	// pod's annotations at 256 KiB and etcd stores objects of up to
-	// 1.5 MiB. Default DefaultMaxPodBytes (768 KiB).
+	// one is refused before it is decoded, so a review's memory stays
+	// bounded (docs/performance.md, "Hostile pods"). Real pods are far
+	// smaller: Kubernetes caps a pod's annotations at 256 KiB and etcd
+	// stores objects of up to 1.5 MiB. Default DefaultMaxPodBytes
+	// (768 KiB).
 	MaxPodBytes int
 }
 

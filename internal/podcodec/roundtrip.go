@@ -107,9 +107,9 @@ var decodeOptions = jsonv2.JoinOptions(jsonv2.RejectUnknownMembers(true),
 	jsonv2.WithUnmarshalers(jsonv2.UnmarshalFromFunc(decodeDoubling[corev1.Container])))
 
 // decodeDoubling decodes a JSON array into a slice grown by doubling. The
-// default grows large slices by a quarter, which allocates five times the
-// final size: 15 MiB for a hostile pod's 9,000 containers (a Container is
-// over 300 bytes). null and other kinds are left to the default.
+// default grows large slices by a quarter, which allocates about five
+// times the final size, and a Container is over 300 bytes (a hostile pod
+// has thousands). null and other kinds are left to the default.
 func decodeDoubling[T any](dec *jsontext.Decoder, s *[]T) error {
 	if dec.PeekKind() != '[' {
 		return errors.ErrUnsupported // the default handles it

@@ -31,8 +31,8 @@ func newInjectCommand(s Streams) *cobra.Command {
 		Long: `Inject sidecar or gateway proxies into every workload (Pod, Deployment,
 StatefulSet, DaemonSet, ReplicaSet, ReplicationController, Job, CronJob) of
 the manifests given with -f, offline: no cluster is contacted. Other objects
-pass through unchanged. Pods that opt out or use the host network are noted
-on stderr and left as they are.`,
+pass through unchanged. Pods that opt out or use the host network, and an
+input with no workload, are noted on stderr and left as they are.`,
 		Example: `  meshinject kube-inject -f app.yaml | kubectl apply -f -
   meshinject inject -f k8s/ --set global.hub=registry.example --set global.tag=1.31.4 --output-file injected.yaml`,
 		Args: noArgs,

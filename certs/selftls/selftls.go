@@ -62,7 +62,6 @@ type Options struct {
 	CheckInterval time.Duration
 }
 
-// SetDefaults fills in the documented defaults for revision.
 // The defaults of Options' durations.
 const (
 	// DefaultServingDuration is the serving certificate's lifetime: 90 days.
@@ -71,6 +70,7 @@ const (
 	DefaultCheckInterval = time.Minute
 )
 
+// SetDefaults fills in the documented defaults for revision.
 func (o *Options) SetDefaults(revision string) {
 	if o.Namespace == "" {
 		o.Namespace = os.Getenv("POD_NAMESPACE")

@@ -200,7 +200,7 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	drain := &drainer{delay: o.DrainDelay}
-	mgr, srv, err := o.newManager(restCfg, t, drain)
+	mgr, srv, probes, err := o.newManager(restCfg, t, drain)
 	if err != nil {
 		t.abort()
 		return err
@@ -220,7 +220,7 @@ func Run(ctx context.Context, o Options) error {
 		runnables = append(runnables, nodes.Start)
 		checks["nodes"] = nodes.Check
 	}
-	if err := errors.Join(registerReady(reg, checks), addAll(mgr, runnables, checks, log.WithName("readiness"))); err != nil {
+	if err := errors.Join(registerReady(reg, checks), addAll(mgr, probes, runnables, checks, log.WithName("readiness"))); err != nil {
 		t.abort()
 		return err
 	}
@@ -238,9 +238,10 @@ func Run(ctx context.Context, o Options) error {
 }
 
 // newManager is the manager serving the webhook (returned too, for its
-// readiness and handlers), metrics, health probes and pprof. Its health
-// and pprof listeners are open once it returns; nothing has started.
-func (o *Options) newManager(cfg *rest.Config, t servingTLS, drain *drainer) (manager.Manager, ctrlwebhook.Server, error) {
+// readiness and handlers), metrics, health probes (their checks returned)
+// and pprof. Its health and pprof listeners are open once it returns;
+// nothing has started.
+func (o *Options) newManager(cfg *rest.Config, t servingTLS, drain *drainer) (manager.Manager, ctrlwebhook.Server, *probes, error) {
 	if cfg == nil {
 		cfg = offline
 	}
@@ -248,18 +249,24 @@ func (o *Options) newManager(cfg *rest.Config, t servingTLS, drain *drainer) (ma
 		Logger:                  o.Log,
 		WebhookServer:           ctrlwebhook.NewServer(ctrlwebhook.Options{Host: o.Host, Port: o.Port, TLSOpts: t.opts}),
 		Metrics:                 o.metricsOptions(),
-		HealthProbeBindAddress:  o.HealthAddr,
+		HealthProbeBindAddress:  "0", // served by probes
 		PprofBindAddress:        o.PprofAddr,
 		GracefulShutdownTimeout: &o.ShutdownTimeout,
 	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("manager: %w", err)
+		return nil, nil, nil, fmt.Errorf("manager: %w", err)
 	}
 	srv := mgr.GetWebhookServer() // also adds it to the manager
-	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
-		return nil, nil, fmt.Errorf("manager: %w", err)
+	p := newProbes()
+	hs, err := p.server(o.HealthAddr, &o.ShutdownTimeout)
+	if err != nil {
+		return nil, nil, nil, err
 	}
-	return mgr, srv, nil
+	if err := mgr.Add(hs); err != nil {
+		_ = hs.Listener.Close()
+		return nil, nil, nil, fmt.Errorf("manager: %w", err)
+	}
+	return mgr, srv, p, nil
 }
 
 // newHandler is the injection handler, with its metrics and, with cluster
@@ -295,17 +302,15 @@ func (o *Options) metricsOptions() metricsserver.Options {
 	return m
 }
 
-// addAll adds the runnables and readiness checks to mgr.
-func addAll(mgr manager.Manager, runnables []func(context.Context) error, checks map[string]func() error, log logr.Logger) error {
+// addAll adds the runnables to mgr and the readiness checks to p.
+func addAll(mgr manager.Manager, p *probes, runnables []func(context.Context) error, checks map[string]func() error, log logr.Logger) error {
 	for _, r := range runnables {
 		if err := mgr.Add(manager.RunnableFunc(r)); err != nil {
 			return fmt.Errorf("manager: %w", err)
 		}
 	}
 	for name, c := range checks {
-		if err := mgr.AddReadyzCheck(name, readiness(name, c, log)); err != nil {
-			return fmt.Errorf("manager: %w", err)
-		}
+		p.ready[name] = readiness(name, c, log)
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -154,14 +155,15 @@ func TestServeAndProbes(t *testing.T) {
 	if err := postReview(c, url); err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range []string{"/healthz", "/readyz"} {
+	for p, last := range map[string]string{"/healthz?verbose": "healthz check passed", "/readyz?verbose": "readyz check passed", "/readyz/config": "ok"} {
 		resp, err := http.Get(health + p)
 		if err != nil {
 			t.Fatal(err)
 		}
+		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			t.Errorf("%s: %d", p, resp.StatusCode)
+		if resp.StatusCode != 200 || !strings.HasSuffix(strings.TrimSpace(string(b)), last) {
+			t.Errorf("%s: %d %q, want 200 ending %q", p, resp.StatusCode, b, last)
 		}
 	}
 	resp, err := http.Get("http://127.0.0.1:" + metricsPort + "/metrics")

@@ -15,7 +15,7 @@ import (
 
 	"github.com/meshinject/meshinject/cmd/meshinject/app/tags"
 	"github.com/meshinject/meshinject/internal/config"
-	"github.com/meshinject/meshinject/internal/testutil"
+	"github.com/meshinject/meshinject/test/testutil"
 )
 
 var update = flag.Bool("update", false, "rewrite the chart's README and deploy/monitoring from the chart")

@@ -20,7 +20,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
-	"github.com/meshinject/meshinject/internal/testutil"
+	"github.com/meshinject/meshinject/test/testutil"
 )
 
 // startIstiod runs Istio's control plane (pilot-discovery) against the

@@ -21,7 +21,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/meshinject/meshinject/certs"
-	"github.com/meshinject/meshinject/internal/testutil"
+	"github.com/meshinject/meshinject/test/testutil"
 )
 
 func mwc(name string) *admissionregistrationv1.MutatingWebhookConfiguration {

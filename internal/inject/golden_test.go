@@ -17,7 +17,7 @@ import (
 	"github.com/meshinject/meshinject/internal/config"
 	"github.com/meshinject/meshinject/internal/jsontree"
 	"github.com/meshinject/meshinject/internal/podcodec"
-	"github.com/meshinject/meshinject/internal/testutil"
+	"github.com/meshinject/meshinject/test/testutil"
 )
 
 // corpusDirs hold the injection corpus: each input manifest, its first line

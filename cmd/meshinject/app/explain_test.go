@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/meshinject/meshinject/cmd/meshinject/app/explain"
-	"github.com/meshinject/meshinject/internal/testutil"
+	"github.com/meshinject/meshinject/test/testutil"
 )
 
 // TestExplainGolden runs explain on each case of testdata/explain, as text

@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"github.com/meshinject/meshinject/cmd/meshinject/app/tags"
-	"github.com/meshinject/meshinject/internal/testutil"
+	"github.com/meshinject/meshinject/test/testutil"
 )
 
 func TestWriteTags(t *testing.T) {

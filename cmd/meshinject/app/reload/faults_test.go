@@ -12,7 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	promtestutil "github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/meshinject/meshinject/internal/testutil"
+	"github.com/meshinject/meshinject/test/testutil"
 )
 
 // tagValues is a values file whose proxy image has the tag.

@@ -14,7 +14,7 @@ import (
 	"github.com/go-logr/logr/testr"
 
 	"github.com/meshinject/meshinject/certs"
-	"github.com/meshinject/meshinject/internal/testutil"
+	"github.com/meshinject/meshinject/test/testutil"
 )
 
 // replica is one meshinject serve on fixed ports, so it can be restarted.

@@ -13,7 +13,7 @@ import (
 
 	"github.com/go-logr/logr/funcr"
 
-	"github.com/meshinject/meshinject/internal/testutil"
+	"github.com/meshinject/meshinject/test/testutil"
 )
 
 // TestEdgesLoggedAndCounted sends the webhook what is not a review: a

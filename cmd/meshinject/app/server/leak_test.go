@@ -13,7 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 
-	"github.com/meshinject/meshinject/internal/testutil"
+	"github.com/meshinject/meshinject/test/testutil"
 )
 
 // unreachableKubeconfig writes a kubeconfig for an API server nobody

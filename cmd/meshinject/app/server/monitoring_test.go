@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/meshinject/meshinject/internal/testutil"
+	"github.com/meshinject/meshinject/test/testutil"
 )
 
 // reviewOf is an AdmissionReview of a pod with the given annotations (JSON).

@@ -18,7 +18,7 @@ import (
 	"github.com/go-logr/logr/testr"
 
 	"github.com/meshinject/meshinject/certs"
-	"github.com/meshinject/meshinject/internal/testutil"
+	"github.com/meshinject/meshinject/test/testutil"
 )
 
 const review = `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"u1",` +

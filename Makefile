@@ -207,7 +207,7 @@ KIND       := $(BIN)/kind-v0.33.0
 KIND_CLUSTER ?= meshinject
 CERT_MANAGER_VERSION ?= v1.21.2
 
-# Images built without a container engine (hack/ociimage, on
+# Images built without a container engine (hack/mkimage on hack/ociimage, on
 # go-containerregistry): OCI image layouts and their archives in IMAGE_DIR,
 # which `ctr images import`, skopeo and crane read.
 IMAGE_DIR       ?= $(CURDIR)/.cache/image

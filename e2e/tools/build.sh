@@ -104,7 +104,9 @@ start=$(date +%s)
 for t in "${targets[@]}"; do
 	bin=${t%%=*}
 	pkg=${t#*=}
-	echo "build.sh: building $bin ($pkg@$version)" >&2
+	# The version of the module that provides this target, not the key's.
+	from=$(cd "$mod" && go list -f '{{with .Module}}{{if .Version}}{{.Path}}@{{.Version}}{{else}}{{.Path}}, local{{end}}{{end}}' "$pkg")
+	echo "build.sh: building $bin ($pkg from ${from:-the tools module})" >&2
 	(cd "$mod" && CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$out.tmp/$bin" "$pkg")
 done
 if [[ $name == cert-manager ]]; then
@@ -116,5 +118,5 @@ fi
 touch "$out.tmp/.complete"
 rm -rf "$out"
 mv "$out.tmp" "$out"
-echo "build.sh: $name $version built in $(($(date +%s) - start))s" >&2
+echo "build.sh: $name tools (key $version-$hash) built in $(($(date +%s) - start))s" >&2
 echo "$out"

@@ -53,7 +53,7 @@ why not. It warns when two injectors would both inject.`,
 	o.flags(f)
 	f.StringVarP(&o.Namespace, "namespace", "n", "", "namespace (default: the context's, else default)")
 	f.StringVarP(&o.Selector, "labels", "l", "", "check the pods with these labels, k=v,... (or a pod that would have them)")
-	f.StringVarP(&o.Output, "output", "o", "text", "text, or json")
+	formatFlag(f, &o.Output, "")
 	f.StringVar(&o.ConfigNamespace, "config-namespace", "meshinject", "namespace of meshinject's configuration ConfigMap")
 	f.StringVar(&o.ConfigMap, "config-map", "meshinject-config", "meshinject's configuration ConfigMap")
 	f.StringVarP(&o.Revision, "revision", "r", "", "revision meshinject serves (default: the default revision)")

@@ -51,7 +51,7 @@ that cluster.`,
 	o.AddFlags(f)
 	o.addInput(f)
 	f.StringVar(&o.NamespaceLabels, "namespace-labels", "", "labels of the objects' namespace, k=v,... (kubernetes.io/metadata.name is added)")
-	f.StringVarP(&o.Output, "output", "o", "text", "text, or json (the schema is in the README)")
+	formatFlag(f, &o.Output, " (the schema is in the README)")
 	nativeSidecarsFlag(f, &o.NativeSidecars, "offline: off")
 	kubeconfigFlag(f, &o.Kubeconfig, "offline, unless --context is given")
 	contextFlag(f, &o.Context)

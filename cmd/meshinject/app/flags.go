@@ -37,6 +37,12 @@ func (m *manifestFlags) warnDeprecated(cmd *cobra.Command, s Streams) {
 	}
 }
 
+// formatFlag declares -o/--output, the output format: text (default) or
+// json; more says where json's schema is, if anywhere.
+func formatFlag(f *pflag.FlagSet, p *string, more string) {
+	f.StringVarP(p, "output", "o", "text", "output format: text, or json"+more)
+}
+
 // noArgs refuses positional arguments, pointing at -f: a manifest is
 // named with -f, as for kubectl apply.
 func noArgs(cmd *cobra.Command, args []string) error {

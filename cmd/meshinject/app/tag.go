@@ -153,7 +153,7 @@ func (o *tagOptions) listCommand(s Streams) *cobra.Command {
 			return writeTags(s.Out, list)
 		},
 	}
-	cmd.Flags().StringVarP(&o.Output, "output", "o", "text", "text, or json")
+	formatFlag(cmd.Flags(), &o.Output, "")
 	return cmd
 }
 

@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/meshinject/meshinject/cmd/meshinject/app/manifest"
+	"github.com/meshinject/meshinject/internal/inject"
 )
 
 // goldenOutputs are the injected manifests checked against the API server:
@@ -88,7 +89,7 @@ func goldenPods(t *testing.T, path string) []*corev1.Pod {
 			continue
 		}
 		kind, _ := obj["kind"].(string)
-		tp, ok := manifest.TemplatePath(kind)
+		tp, ok := inject.TemplatePath(kind)
 		if !ok {
 			continue
 		}

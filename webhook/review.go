@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -124,9 +125,17 @@ type reviewServer struct {
 // it by reason.
 func (s *reviewServer) refuse(w http.ResponseWriter, reason string, resp admission.Response) {
 	s.refusals.WithLabelValues(reason).Inc()
-	s.log.Info("request refused", "reason", reason, "code", resp.Result.Code, "message", resp.Result.Message)
+	msg := resp.Result.Message
+	if len(msg) > maxLoggedMessage {
+		// A hostile body can put megabytes in a quoted apiVersion.
+		msg = strings.ToValidUTF8(msg[:maxLoggedMessage], "") + "…"
+	}
+	s.log.Info("request refused", "reason", reason, "code", resp.Result.Code, "message", msg)
 	s.write(w, "", resp)
 }
+
+// maxLoggedMessage bounds the refusal message a log line carries.
+const maxLoggedMessage = 256
 
 // weight is what a review of a body of length n (-1: unknown) counts
 // against the in-flight budget.

@@ -240,7 +240,7 @@ func printRatios(rows []string, istio bool) {
 func variantRows(name string, n int, servers []*server, res []result) []string {
 	var rows []string
 	for i, s := range servers {
-		if !s.variant {
+		if !s.variant || res[i].cpuPer == 0 || res[1].cpuPer == 0 {
 			continue
 		}
 		saved := 100 * (1 - float64(res[1].cpuPer)/float64(res[i].cpuPer))

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"reflect"
 	"strings"
@@ -69,13 +70,6 @@ type stringList []string
 func (l *stringList) String() string     { return strings.Join(*l, ",") }
 func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
 
-// corpusTemplates are where each workload kind keeps its pod template.
-var corpusTemplates = map[string][]string{
-	"Deployment": {"spec", "template"}, "StatefulSet": {"spec", "template"}, "DaemonSet": {"spec", "template"},
-	"ReplicaSet": {"spec", "template"}, "ReplicationController": {"spec", "template"}, "Job": {"spec", "template"},
-	"CronJob": {"spec", "jobTemplate", "spec", "template"},
-}
-
 // podVisitor sees each pod of a manifest: its tree (a Pod, or a template's
 // metadata and spec), the workload it belongs to, and where to store the
 // changed tree.
@@ -101,9 +95,9 @@ func eachPod(doc any, fn podVisitor) error {
 	name, _ := md["name"].(string)
 	ns, _ := md["namespace"].(string)
 	if kind == "Pod" {
-		return fn(obj, nil, ns, func(out map[string]any) { clear(obj); mapsCopy(obj, out) })
+		return fn(obj, nil, ns, func(out map[string]any) { clear(obj); maps.Copy(obj, out) })
 	}
-	path, ok := corpusTemplates[kind]
+	path, ok := TemplatePath(kind)
 	if !ok {
 		return nil
 	}
@@ -134,12 +128,6 @@ func eachPod(doc any, fn podVisitor) error {
 			}
 		}
 	})
-}
-
-func mapsCopy(dst, src map[string]any) {
-	for k, v := range src {
-		dst[k] = v
-	}
 }
 
 // injectTree injects one pod tree through the pod codec, as the inject

@@ -45,6 +45,27 @@ func WorkloadOf(pod *corev1.Pod) Workload {
 	return w
 }
 
+// templatePaths are where each workload kind keeps its pod template.
+var templatePaths = map[string][]string{
+	"Deployment":            {"spec", "template"},
+	"StatefulSet":           {"spec", "template"},
+	"DaemonSet":             {"spec", "template"},
+	"ReplicaSet":            {"spec", "template"},
+	"ReplicationController": {"spec", "template"},
+	"Job":                   {"spec", "template"},
+	"CronJob":               {"spec", "jobTemplate", "spec", "template"},
+}
+
+// TemplatePath returns where objects of kind keep their pod template (nil
+// for a Pod, which is its own template); ok is false for other kinds.
+func TemplatePath(kind string) (path []string, ok bool) {
+	if kind == "Pod" {
+		return nil, true
+	}
+	path, ok = templatePaths[kind]
+	return path, ok
+}
+
 // ownerURI is the ISTIO_META_OWNER value for w in namespace.
 func ownerURI(w Workload, namespace string) string {
 	return "kubernetes://apis/" + w.APIVersion + "/namespaces/" + namespace + "/" + strings.ToLower(w.Kind) + "s/" + w.Name

@@ -146,7 +146,7 @@ func workloadPods(in, out any) []casePod {
 		}
 		return pods
 	}
-	path, ok := manifest.TemplatePath(kind)
+	path, ok := inject.TemplatePath(kind)
 	if !ok {
 		return nil
 	}

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/meshinject/meshinject/cmd/meshinject/app/manifest"
+	"github.com/meshinject/meshinject/internal/inject"
 )
 
 // plant adds fields unknown to k8s.io/api to every pod (template) in obj
@@ -23,7 +23,7 @@ func plant(obj map[string]any) int {
 		}
 		return n
 	}
-	path, ok := manifest.TemplatePath(kind)
+	path, ok := inject.TemplatePath(kind)
 	if !ok {
 		return 0
 	}

@@ -15,6 +15,7 @@ import (
 	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 
+	"github.com/meshinject/meshinject/internal/inject"
 	"github.com/meshinject/meshinject/internal/podcodec"
 )
 
@@ -35,27 +36,6 @@ func (o Object) String() string {
 // PodFunc changes pod, the pod (or pod template) of obj, in place and
 // reports whether it changed anything.
 type PodFunc func(obj Object, pod *corev1.Pod) (changed bool, err error)
-
-// templatePaths are where each workload kind keeps its pod template.
-var templatePaths = map[string][]string{
-	"Deployment":            {"spec", "template"},
-	"StatefulSet":           {"spec", "template"},
-	"DaemonSet":             {"spec", "template"},
-	"ReplicaSet":            {"spec", "template"},
-	"ReplicationController": {"spec", "template"},
-	"Job":                   {"spec", "template"},
-	"CronJob":               {"spec", "jobTemplate", "spec", "template"},
-}
-
-// TemplatePath returns where objects of kind keep their pod template ("" for
-// a Pod, which is its own template); ok is false for other kinds.
-func TemplatePath(kind string) (path []string, ok bool) {
-	if kind == "Pod" {
-		return nil, true
-	}
-	path, ok = templatePaths[kind]
-	return path, ok
-}
 
 // Transform applies fn to the pod of every workload in data and returns the
 // resulting stream: one document per input document, separated by "---"
@@ -183,7 +163,7 @@ func transformObject(obj map[string]any, fn PodFunc) (bool, error) {
 	if kind == "Pod" {
 		return transformPod(ref, obj, obj, fn)
 	}
-	path, ok := templatePaths[kind]
+	path, ok := inject.TemplatePath(kind)
 	if !ok {
 		return false, nil
 	}
